@@ -1,0 +1,39 @@
+// `npm test`: generates the Prisma clients, starts a throwaway PostgreSQL (unless DATABASE_URL
+// names one), runs AVA against it and stops the server again, whatever the tests did.
+import { spawn, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { startPostgres, type PostgresServer } from '../test/helpers/postgres.ts';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+const generated = spawnSync(process.execPath, ['scripts/generate.mjs', 'test/fixtures/app-schema/schema.prisma'], {
+	cwd: root,
+	stdio: 'inherit',
+});
+if (generated.status !== 0) {
+	process.exit(generated.status ?? 1);
+}
+
+let server: PostgresServer | undefined;
+let adminUrl = process.env['DATABASE_URL'];
+if (adminUrl === undefined || adminUrl === '') {
+	server = await startPostgres();
+	adminUrl = server.url;
+	console.log(`Started PostgreSQL for the tests on port ${server.port}`);
+} else {
+	console.log('Testing against the PostgreSQL in DATABASE_URL (each test file makes its own database)');
+}
+
+const ava = spawn(process.execPath, [fileURLToPath(new URL('../node_modules/ava/entrypoints/cli.mjs', import.meta.url)), ...process.argv.slice(2)], {
+	cwd: root,
+	stdio: 'inherit',
+	env: { ...process.env, PGSTORE_TEST_ADMIN_URL: adminUrl },
+});
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+	process.on(signal, () => ava.kill(signal));
+}
+const exitCode = await new Promise<number>((resolve) => {
+	ava.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0)));
+});
+await server?.stop();
+process.exit(exitCode);

@@ -1,0 +1,118 @@
+/** Stable codes of the errors koa-pgstore throws; compare these, not messages. */
+export type PgStoreErrorCode =
+	| 'ERR_PGSTORE_SESSION_TOO_LARGE'
+	| 'ERR_PGSTORE_INVALID_SESSION'
+	| 'ERR_PGSTORE_DATABASE'
+	| 'ERR_PGSTORE_CLOSED';
+
+/**
+ * Base class of every error koa-pgstore throws, apart from the `TypeError`s of bad arguments.
+ *
+ * @example
+ * ```ts
+ * app.on('error', (error) => {
+ * 	if (isPgStoreError(error) && error.code === 'ERR_PGSTORE_DATABASE') alertOnCall(error);
+ * });
+ * ```
+ */
+export class PgStoreError extends Error {
+	override name = 'PgStoreError';
+	readonly code: PgStoreErrorCode;
+
+	constructor(message: string, code: PgStoreErrorCode, options?: ErrorOptions) {
+		super(message, options);
+		this.code = code;
+	}
+}
+
+/** A session whose JSON is longer than the store's `maxLength`; nothing was written. */
+export class SessionTooLargeError extends PgStoreError {
+	override name = 'SessionTooLargeError';
+	/** The session's size: bytes of its JSON in UTF-8. */
+	readonly size: number;
+	/** The `maxLength` option in force. */
+	readonly maxLength: number;
+
+	constructor(size: number, maxLength: number) {
+		super(
+			`The session is ${size} bytes of JSON, more than the store's \`maxLength\` of ${maxLength}; it was not saved`,
+			'ERR_PGSTORE_SESSION_TOO_LARGE',
+		);
+		this.size = size;
+		this.maxLength = maxLength;
+	}
+}
+
+/** A session PostgreSQL cannot store (not a JSON object, or a string holding `\u0000`); nothing was written. */
+export class InvalidSessionError extends PgStoreError {
+	override name = 'InvalidSessionError';
+
+	constructor(message: string, options?: ErrorOptions) {
+		super(message, 'ERR_PGSTORE_INVALID_SESSION', options);
+	}
+}
+
+/** The store's operations, as named in {@link DatabaseError.operation}. */
+export type StoreOperation = 'get' | 'set' | 'destroy' | 'ensureSchema' | 'close';
+
+/**
+ * The database failed or could not be reached. The driver's error is the `cause`; its codes are
+ * copied here so that handlers need not know Prisma's error shapes.
+ */
+export class DatabaseError extends PgStoreError {
+	override name = 'DatabaseError';
+	/** What the store was doing. */
+	readonly operation: StoreOperation;
+	/** PostgreSQL's SQLSTATE (`'57P01'`, `'42501'`, …), when the server answered with one. */
+	readonly sqlState: string | undefined;
+	/** Prisma's error code (`'P1001'` database not reachable, …), when Prisma gave one. */
+	readonly prismaCode: string | undefined;
+
+	constructor(operation: StoreOperation, cause: unknown) {
+		const prismaCode = stringProperty(cause, 'code');
+		const sqlState = findSqlState(cause);
+		const codes = [prismaCode, sqlState && `SQLSTATE ${sqlState}`].filter(Boolean).join(', ');
+		super(
+			`koa-pgstore could not ${operation === 'get' ? 'read' : operation} the session store${codes ? ` (${codes})` : ''}`,
+			'ERR_PGSTORE_DATABASE',
+			{ cause },
+		);
+		this.operation = operation;
+		this.sqlState = sqlState;
+		this.prismaCode = prismaCode?.startsWith('P') ? prismaCode : undefined;
+	}
+}
+
+/** The store was used after `close()`. */
+export class StoreClosedError extends PgStoreError {
+	override name = 'StoreClosedError';
+
+	constructor() {
+		super('The session store is closed', 'ERR_PGSTORE_CLOSED');
+	}
+}
+
+/** Whether `error` is one of koa-pgstore's errors. */
+export function isPgStoreError(error: unknown): error is PgStoreError {
+	return error instanceof PgStoreError;
+}
+
+function stringProperty(value: unknown, name: string): string | undefined {
+	if (typeof value !== 'object' || value === null) {
+		return undefined;
+	}
+	const property: unknown = Reflect.get(value, name);
+	return typeof property === 'string' ? property : undefined;
+}
+
+const sqlStatePattern = /^[0-9A-Z]{5}$/;
+
+// Prisma puts the driver's error under meta.driverAdapterError.cause (originalCode = SQLSTATE);
+// pg's own errors carry it as `code`.
+function findSqlState(error: unknown): string | undefined {
+	const meta: unknown = typeof error === 'object' && error !== null ? Reflect.get(error, 'meta') : undefined;
+	const adapterError: unknown = typeof meta === 'object' && meta !== null ? Reflect.get(meta, 'driverAdapterError') : undefined;
+	const adapterCause: unknown = typeof adapterError === 'object' && adapterError !== null ? Reflect.get(adapterError, 'cause') : undefined;
+	const candidates = [stringProperty(adapterCause, 'originalCode'), stringProperty(adapterCause, 'code'), stringProperty(error, 'code')];
+	return candidates.find((code) => code !== undefined && sqlStatePattern.test(code));
+}

@@ -1,0 +1,154 @@
+import type { PgStorePrismaClient, PoolOptions } from './prisma-client.js';
+
+/** Where a problem reported to `onError` happened. */
+export interface ErrorContext {
+	/** `'pool'`: a pooled connection of the store's own client failed while idle. */
+	readonly source: 'pool';
+}
+
+/**
+ * Options of {@link PgStore}. Give exactly one of `prisma` and `connectionString`.
+ *
+ * @example
+ * ```ts
+ * const store = new PgStore({ connectionString: process.env.DATABASE_URL, pool: { max: 10 } });
+ * ```
+ */
+export interface PgStoreOptions {
+	/**
+	 * Your Prisma 7 client, generated from a schema that contains the `PGSession` model. The store
+	 * never disconnects it.
+	 */
+	prisma?: PgStorePrismaClient;
+	/**
+	 * PostgreSQL connection string: the store builds its own Prisma client on
+	 * `@prisma/adapter-pg`, and `close()` disconnects it.
+	 */
+	connectionString?: string;
+	/**
+	 * With `connectionString`: node-postgres pool options (`max`, `ssl`,
+	 * `connectionTimeoutMillis`, `idleTimeoutMillis`, …).
+	 * @default { allowExitOnIdle: true } and node-postgres' defaults (`max: 10`)
+	 */
+	pool?: PoolOptions;
+	/**
+	 * With `connectionString`: the PostgreSQL schema that holds `http_sessions`.
+	 * @default the connection's `search_path` (normally `public`)
+	 */
+	schema?: string;
+	/**
+	 * Largest session accepted, in bytes of its JSON (UTF-8, `_expire` and `_maxAge` included).
+	 * A larger one rejects with `SessionTooLargeError` and nothing is written. `0` means no limit.
+	 * @default 4096
+	 */
+	maxLength?: number;
+	/**
+	 * How long the server keeps a session whose cookie has `maxAge: 'session'` (it lasts until
+	 * the browser closes, which the server cannot see), in milliseconds. Every save renews it.
+	 * @default 86_400_000 (one day)
+	 */
+	sessionTtl?: number;
+	/**
+	 * Receives the errors no request is waiting for (today: idle connections of the store's own
+	 * pool). It is never given session data or keys.
+	 * @default logs `koa-pgstore: <source>: <message>` with `console.error`
+	 */
+	onError?: (error: Error, context: ErrorContext) => void;
+}
+
+/** The options after validation, with defaults applied. */
+export interface ResolvedOptions {
+	readonly prisma: PgStorePrismaClient | undefined;
+	readonly connectionString: string | undefined;
+	readonly pool: PoolOptions;
+	readonly schema: string | undefined;
+	readonly maxLength: number;
+	readonly sessionTtl: number;
+	readonly onError: (error: Error, context: ErrorContext) => void;
+}
+
+export const defaultMaxLength = 4096;
+export const defaultSessionTtl = 86_400_000;
+
+function logError(error: Error, context: ErrorContext): void {
+	console.error(`koa-pgstore: ${context.source}: ${error.message}`);
+}
+
+function describe(value: unknown): string {
+	if (typeof value === 'string') {
+		return JSON.stringify(value);
+	}
+	if (typeof value === 'function') {
+		return 'a function';
+	}
+	if (Array.isArray(value)) {
+		return 'an array';
+	}
+	return value === null ? 'null' : typeof value === 'object' ? 'an object' : String(value);
+}
+
+/** Throws the `TypeError` this package uses for a bad option or argument. */
+export function invalid(name: string, expected: string, received: unknown): never {
+	throw new TypeError(`Expected \`${name}\` to be ${expected}, got ${describe(received)}`);
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+	return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function integerAtLeast(name: string, value: unknown, minimum: number, fallback: number): number {
+	if (value === undefined) {
+		return fallback;
+	}
+	if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < minimum) {
+		invalid(name, `an integer >= ${minimum}`, value);
+	}
+	return value;
+}
+
+/** Validates the options given to `new PgStore()` and applies the defaults, on a copy. */
+export function resolveOptions(options: unknown): ResolvedOptions {
+	if (!isRecord(options)) {
+		invalid('options', 'an object with `prisma` or `connectionString`', options);
+	}
+	const { prisma, connectionString, pool, schema, maxLength, sessionTtl, onError } = options;
+	if ((prisma === undefined) === (connectionString === undefined)) {
+		invalid('options', 'an object with exactly one of `prisma` and `connectionString`', prisma === undefined ? 'neither' : 'both');
+	}
+	if (prisma !== undefined && !isPrismaClient(prisma)) {
+		invalid('prisma', 'a Prisma 7 client whose schema has the `PGSession` model', prisma);
+	}
+	if (connectionString !== undefined && (typeof connectionString !== 'string' || connectionString === '')) {
+		invalid('connectionString', 'a non-empty string', connectionString);
+	}
+	if (pool !== undefined && (!isRecord(pool) || prisma !== undefined)) {
+		invalid('pool', 'an object of pool options, with `connectionString`', pool);
+	}
+	if (schema !== undefined && (typeof schema !== 'string' || schema === '' || prisma !== undefined)) {
+		invalid('schema', 'a non-empty string, with `connectionString`', schema);
+	}
+	if (onError !== undefined && typeof onError !== 'function') {
+		invalid('onError', 'a function', onError);
+	}
+	return {
+		prisma,
+		connectionString,
+		pool: { ...pool },
+		schema,
+		maxLength: integerAtLeast('maxLength', maxLength, 0, defaultMaxLength),
+		sessionTtl: integerAtLeast('sessionTtl', sessionTtl, 1, defaultSessionTtl),
+		onError: onError === undefined ? logError : (error, context) => {
+			Reflect.apply(onError, undefined, [error, context]);
+		},
+	};
+}
+
+function isPrismaClient(value: unknown): value is PgStorePrismaClient {
+	if (typeof value !== 'object' || value === null) {
+		return false;
+	}
+	const delegate: unknown = Reflect.get(value, 'pGSession');
+	return typeof delegate === 'object' && delegate !== null
+		&& typeof Reflect.get(delegate, 'findUnique') === 'function'
+		&& typeof Reflect.get(value, '$transaction') === 'function';
+}

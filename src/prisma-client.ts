@@ -1,0 +1,84 @@
+import { PrismaPg } from '@prisma/adapter-pg';
+import type { PoolConfig } from 'pg';
+import { PrismaClient } from './generated/prisma/client.js';
+
+/** A row of `PGSession` as the store reads it. */
+export interface StoredSession {
+	data: unknown;
+	expiresOn: Date;
+}
+
+/** The columns the store writes when it creates or updates a row. */
+export interface SessionWrite {
+	data: SessionJson;
+	modifiedOn: Date;
+	expiresOn: Date;
+}
+
+/** A JSON object as Prisma's `Json` columns accept it. */
+export interface SessionJson {
+	readonly [key: string]: JsonValue | null;
+}
+export type JsonValue = string | number | boolean | SessionJson | readonly (JsonValue | null)[];
+
+/**
+ * The part of Prisma's `PGSession` model delegate the store calls. Any Prisma 7 client whose
+ * schema contains the `PGSession` model fits, whatever its table name, schema or output path.
+ */
+export interface PGSessionDelegate {
+	findUnique(args: {
+		where: { key: string; expiresOn: { gt: Date } };
+		select: { data: true; expiresOn: true };
+	}): PromiseLike<StoredSession | null>;
+	updateMany(args: {
+		where: { key: string; expiresOn: { gt: Date } };
+		data: SessionWrite;
+	}): PromiseLike<{ count: number }>;
+	upsert(args: {
+		where: { key: string };
+		create: SessionWrite & { key: string; createdOn: Date };
+		update: SessionWrite;
+		select: { id: true };
+	}): PromiseLike<unknown>;
+	deleteMany(args: { where: { key: string } }): PromiseLike<{ count: number }>;
+}
+
+/** What `ensureSchema()` needs to run SQL: a Prisma client or transaction client. */
+export interface RawSqlClient {
+	$executeRawUnsafe(query: string, ...values: unknown[]): PromiseLike<number>;
+	$queryRawUnsafe(query: string, ...values: unknown[]): PromiseLike<unknown>;
+}
+
+/**
+ * A Prisma 7 client generated from a schema that contains the `PGSession` model (typed
+ * structurally, so the client generated at your own output path fits).
+ */
+export interface PgStorePrismaClient extends RawSqlClient {
+	readonly pGSession: PGSessionDelegate;
+	$transaction<R>(
+		fn: (client: RawSqlClient) => Promise<R>,
+		options?: { maxWait?: number; timeout?: number },
+	): Promise<R>;
+	$disconnect(): Promise<void>;
+}
+
+/**
+ * Pool settings of the client the store builds from `connectionString`: node-postgres' pool
+ * options (`max`, `ssl`, `connectionTimeoutMillis`, `idleTimeoutMillis`, `statement_timeout`, …).
+ */
+export type PoolOptions = Omit<PoolConfig, 'connectionString'>;
+
+/** Builds the Prisma client a store owns: this package's generated client on `@prisma/adapter-pg`. */
+export function createOwnedClient(
+	connectionString: string,
+	pool: PoolOptions,
+	schema: string | undefined,
+	onPoolError: (error: Error) => void,
+): PgStorePrismaClient {
+	const adapter = new PrismaPg(
+		// An idle pool must not keep the process alive: a server that closes exits on its own.
+		{ allowExitOnIdle: true, ...pool, connectionString },
+		{ ...(schema === undefined ? {} : { schema }), onPoolError },
+	);
+	return new PrismaClient({ adapter });
+}

@@ -1,0 +1,238 @@
+import { DatabaseError, InvalidSessionError, SessionTooLargeError, StoreClosedError, type StoreOperation } from './errors.js';
+import { digestKey } from './key-digest.js';
+import { applyMigrations } from './migrations.js';
+import { invalid, resolveOptions, type PgStoreOptions, type ResolvedOptions } from './options.js';
+import { createOwnedClient, type PgStorePrismaClient, type SessionJson } from './prisma-client.js';
+
+/** A session as koa-session hands it to a store: its JSON, with `_expire` and `_maxAge`. */
+export type SessionData = Record<string, unknown>;
+
+/** The third argument koa-session passes to `get`. */
+export interface GetOptions {
+	rolling?: boolean | undefined;
+	/** The request's Koa context: lets `set` know which sessions this request loaded. */
+	ctx?: object | undefined;
+}
+
+/** The fourth argument koa-session passes to `set`. */
+export interface SetOptions extends GetOptions {
+	/** `false` for forced saves too (`regenerate()`, `save()`, a `maxAge` change), not only rolling ones. */
+	changed?: boolean | undefined;
+}
+
+/** The second argument koa-session passes to `destroy`. */
+export interface DestroyOptions {
+	ctx?: object | undefined;
+}
+
+/** What `get` found for a key in one request. */
+interface LoadedSession {
+	readonly expiresOn: Date;
+}
+
+/**
+ * A koa-session external store that keeps sessions in PostgreSQL through Prisma 7.
+ *
+ * Each `get`, `set` and `destroy` is one SQL statement. Keys are stored as SHA-256 digests, expired
+ * rows are never returned, and a session that ended (logout, expiry) is never brought back by a
+ * request that loaded it earlier.
+ *
+ * @example
+ * ```ts
+ * const store = new PgStore({ connectionString: process.env.DATABASE_URL });
+ * await store.ensureSchema();
+ * app.keys = new Keygrip([process.env.SESSION_SECRET], 'sha256');
+ * app.use(session({ store, maxAge: 86_400_000 }, app));
+ * ```
+ */
+export class PgStore {
+	readonly #options: ResolvedOptions;
+	readonly #client: PgStorePrismaClient;
+	readonly #ownsClient: boolean;
+	// Which sessions each request loaded: `set` may update those but never recreate them.
+	readonly #loaded = new WeakMap<object, Map<string, LoadedSession>>();
+	#closing: Promise<void> | undefined;
+
+	constructor(options: PgStoreOptions) {
+		this.#options = resolveOptions(options);
+		const { prisma, connectionString, pool, schema, onError } = this.#options;
+		this.#ownsClient = prisma === undefined;
+		this.#client = prisma ?? createOwnedClient(
+			connectionString ?? '',
+			pool,
+			schema,
+			(error) => onError(error, { source: 'pool' }),
+		);
+	}
+
+	/**
+	 * Creates the session table from the migrations in this package's `prisma/migrations` if the
+	 * database lacks any of them, recording them as `prisma migrate deploy` does; either may run
+	 * first, or both. Safe to call from many instances at once.
+	 *
+	 * @returns The names of the migrations it applied (empty when all were there).
+	 */
+	async ensureSchema(): Promise<string[]> {
+		this.#assertOpen();
+		try {
+			return await applyMigrations(this.#client);
+		} catch (error) {
+			throw new DatabaseError('ensureSchema', error);
+		}
+	}
+
+	/**
+	 * koa-session's `get`: the session stored under `key`, or `undefined` when there is none or it
+	 * expired. A database failure rejects with `DatabaseError`: an unreadable session is an error,
+	 * never a new empty session.
+	 */
+	async get(key: string, _maxAge?: number | 'session', options?: GetOptions): Promise<SessionData | undefined> {
+		this.#assertOpen();
+		assertKey(key);
+		const row = await this.#run('get', this.#client.pGSession.findUnique({
+			where: { key: digestKey(key), expiresOn: { gt: new Date() } },
+			select: { data: true, expiresOn: true },
+		}));
+		if (row === null || !isSessionData(row.data)) {
+			return undefined;
+		}
+		if (options?.ctx !== undefined) {
+			this.#loadedBy(options.ctx).set(key, { expiresOn: row.expiresOn });
+		}
+		return row.data;
+	}
+
+	/**
+	 * koa-session's `set`. A session this request loaded is updated only while its row still
+	 * exists and is live, so a logout elsewhere stays a logout; any other key (a new session,
+	 * `regenerate()`, a call without `ctx`) is created or replaced by one upsert.
+	 *
+	 * @param maxAge Milliseconds until the row expires, or `'session'` for `sessionTtl`.
+	 * @throws {SessionTooLargeError} The JSON is longer than `maxLength`; nothing was written.
+	 * @throws {InvalidSessionError} PostgreSQL cannot store it; nothing was written.
+	 */
+	async set(key: string, session: SessionData, maxAge?: number | 'session', options?: SetOptions): Promise<void> {
+		this.#assertOpen();
+		assertKey(key);
+		const data = this.#validSession(session);
+		const lifetime = maxAge === undefined || maxAge === 'session' ? this.#options.sessionTtl : maxAge;
+		if (typeof lifetime !== 'number' || !Number.isFinite(lifetime) || lifetime < 0) {
+			invalid('maxAge', 'a number of milliseconds >= 0 or \'session\'', maxAge);
+		}
+		const now = new Date();
+		const write = { data, modifiedOn: now, expiresOn: new Date(now.getTime() + lifetime) };
+		const digest = digestKey(key);
+		const loaded = options?.ctx === undefined ? undefined : this.#loadedBy(options.ctx);
+		if (loaded?.has(key)) {
+			const { count } = await this.#run('set', this.#client.pGSession.updateMany({
+				where: { key: digest, expiresOn: { gt: now } },
+				data: write,
+			}));
+			if (count === 0) {
+				// The session ended while this request ran; recreating it would undo that.
+				loaded.delete(key);
+			} else {
+				loaded.set(key, { expiresOn: write.expiresOn });
+			}
+			return;
+		}
+		await this.#run('set', this.#client.pGSession.upsert({
+			where: { key: digest },
+			create: { key: digest, createdOn: now, ...write },
+			update: write,
+			select: { id: true },
+		}));
+		// From here on this request updates the row it made, and never recreates it.
+		loaded?.set(key, { expiresOn: write.expiresOn });
+	}
+
+	/** koa-session's `destroy`: deletes the session stored under `key`, if any. */
+	async destroy(key: string, options?: DestroyOptions): Promise<void> {
+		this.#assertOpen();
+		assertKey(key);
+		if (options?.ctx !== undefined) {
+			this.#loadedBy(options.ctx).delete(key);
+		}
+		await this.#run('destroy', this.#client.pGSession.deleteMany({ where: { key: digestKey(key) } }));
+	}
+
+	/**
+	 * Closes the store: disconnects the Prisma client if the store built it (from
+	 * `connectionString`), never one it was given. Calling it again returns the same promise.
+	 */
+	close(): Promise<void> {
+		this.#closing ??= this.#ownsClient ? this.#client.$disconnect() : Promise.resolve();
+		return this.#closing;
+	}
+
+	/** `await using store = new PgStore(…)` closes it at the end of the scope. */
+	[Symbol.asyncDispose](): Promise<void> {
+		return this.close();
+	}
+
+	#assertOpen(): void {
+		if (this.#closing !== undefined) {
+			throw new StoreClosedError();
+		}
+	}
+
+	#loadedBy(ctx: object): Map<string, LoadedSession> {
+		let loaded = this.#loaded.get(ctx);
+		if (loaded === undefined) {
+			loaded = new Map();
+			this.#loaded.set(ctx, loaded);
+		}
+		return loaded;
+	}
+
+	async #run<T>(operation: StoreOperation, query: PromiseLike<T>): Promise<T> {
+		try {
+			return await query;
+		} catch (error) {
+			throw new DatabaseError(operation, error);
+		}
+	}
+
+	// Checks what PostgreSQL would reject before anything is sent, so a rejected save leaves the
+	// stored session as it was.
+	#validSession(session: unknown): SessionJson {
+		if (!isSessionData(session)) {
+			throw new InvalidSessionError(`Expected the session to be a plain object, got ${session === null ? 'null' : typeof session}`);
+		}
+		let json: string;
+		try {
+			json = JSON.stringify(session);
+		} catch (error) {
+			throw new InvalidSessionError('The session cannot be serialized as JSON', { cause: error });
+		}
+		const { maxLength } = this.#options;
+		// A UTF-8 byte is at most one UTF-16 unit, so a short string skips the byte count.
+		if (maxLength > 0 && json.length * 3 > maxLength) {
+			const size = Buffer.byteLength(json);
+			if (size > maxLength) {
+				throw new SessionTooLargeError(size, maxLength);
+			}
+		}
+		if (hasNulCharacter(json)) {
+			throw new InvalidSessionError('The session holds a \\u0000 character, which PostgreSQL cannot store in jsonb');
+		}
+		return JSON.parse(json) as SessionJson;
+	}
+}
+
+function assertKey(key: unknown): asserts key is string {
+	if (typeof key !== 'string' || key === '') {
+		invalid('key', 'a non-empty string', key);
+	}
+}
+
+function isSessionData(value: unknown): value is SessionData {
+	return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+// JSON.stringify writes U+0000 as the escape \u0000; an escaped backslash before "u0000" is not one.
+const nulEscape = /(?<!\\)(?:\\\\)*\\u0000/;
+
+function hasNulCharacter(json: string): boolean {
+	return json.includes('\\u0000') && nulEscape.test(json);
+}
