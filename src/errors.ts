@@ -73,7 +73,7 @@ export class DatabaseError extends PgStoreError {
 		const sqlState = findSqlState(cause);
 		const codes = [prismaCode, sqlState && `SQLSTATE ${sqlState}`].filter(Boolean).join(', ');
 		super(
-			`koa-pgstore could not ${operation === 'get' ? 'read' : operation} the session store${codes ? ` (${codes})` : ''}`,
+			`The session store's ${operation} failed in the database${codes ? ` (${codes})` : ''}`,
 			'ERR_PGSTORE_DATABASE',
 			{ cause },
 		);

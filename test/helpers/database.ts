@@ -56,6 +56,8 @@ export async function createDatabase(
 	}
 	const url = withDatabase(serverUrl, name);
 	const pool = new pg.Pool({ connectionString: url, max: 2 });
+	// Tests that stop or drop a server end these connections on purpose.
+	pool.on('error', () => {});
 	t.teardown(async () => {
 		await pool.end();
 		const dropper = new pg.Client({ connectionString: serverUrl });
