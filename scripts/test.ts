@@ -2,7 +2,7 @@
 // names one), runs AVA against it and stops the server again, whatever the tests did.
 import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { startPostgres, type PostgresServer } from '../test/helpers/postgres.ts';
+import { startPostgres, type PostgresServer } from './embedded-postgres.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 

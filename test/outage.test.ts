@@ -2,7 +2,7 @@ import test from 'ava';
 import { DatabaseError } from '../src/index.js';
 import { createDatabase } from './helpers/database.js';
 import { CookieJar, request, startApp } from './helpers/http.js';
-import { startPostgres } from './helpers/postgres.js';
+import { startPostgres } from '../scripts/embedded-postgres.js';
 import { PgStore } from '../src/index.js';
 
 // This file stops its own PostgreSQL server, so other files running in parallel are not disturbed.
