@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
-import type { RawSqlClient, PgStorePrismaClient } from './prisma-client.js';
+import { quoteIdentifier, type PgStorePrismaClient, type RawSqlClient } from './prisma-client.js';
 
 /** One migration shipped in `prisma/migrations`, as `prisma migrate deploy` sees it. */
 export interface ShippedMigration {
@@ -48,7 +48,7 @@ async function appliedMigrationNames(client: RawSqlClient): Promise<Set<string>>
  * call this at every start. Otherwise all pending migrations run in one transaction, under
  * Prisma's migration lock, so instances starting together apply each migration once.
  */
-export async function applyMigrations(client: PgStorePrismaClient): Promise<string[]> {
+export async function applyMigrations(client: PgStorePrismaClient, schema: string | undefined): Promise<string[]> {
 	const migrations = await shippedMigrations();
 	const applied = await appliedMigrationNames(client);
 	if (migrations.every((migration) => applied.has(migration.name))) {
@@ -56,6 +56,10 @@ export async function applyMigrations(client: PgStorePrismaClient): Promise<stri
 	}
 	return client.$transaction(async (transaction) => {
 		await transaction.$executeRawUnsafe(`SELECT pg_advisory_xact_lock(${prismaMigrateLockId})`);
+		if (schema !== undefined) {
+			// As `prisma migrate deploy` does for the schema named in its URL.
+			await transaction.$executeRawUnsafe(`CREATE SCHEMA IF NOT EXISTS ${quoteIdentifier(schema)}`);
+		}
 		await transaction.$executeRawUnsafe(createMigrationsTable);
 		// Another instance may have finished while this one waited for the lock.
 		const appliedNow = await appliedMigrationNames(transaction);

@@ -32,8 +32,10 @@ export interface PgStoreOptions {
 	 */
 	pool?: PoolOptions;
 	/**
-	 * With `connectionString`: the PostgreSQL schema that holds `http_sessions`.
-	 * @default the connection's `search_path` (normally `public`)
+	 * With `connectionString`: the PostgreSQL schema that holds `http_sessions` (and
+	 * `_prisma_migrations`); `ensureSchema()` creates it if needed.
+	 * @default the connection string's `?schema=` parameter, as Prisma reads it; else the
+	 * connection's `search_path` (normally `public`)
 	 */
 	schema?: string;
 	/**
@@ -134,7 +136,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 		prisma,
 		connectionString,
 		pool: { ...pool },
-		schema,
+		schema: schema ?? schemaParameter(connectionString),
 		maxLength: integerAtLeast('maxLength', maxLength, 0, defaultMaxLength),
 		sessionTtl: integerAtLeast('sessionTtl', sessionTtl, 1, defaultSessionTtl),
 		onError: onError === undefined ? logError : (error, context) => {
@@ -151,4 +153,12 @@ function isPrismaClient(value: unknown): value is PgStorePrismaClient {
 	return typeof delegate === 'object' && delegate !== null
 		&& typeof Reflect.get(delegate, 'findUnique') === 'function'
 		&& typeof Reflect.get(value, '$transaction') === 'function';
+}
+
+// Prisma users name the schema in the URL (`?schema=auth`); honour it as `prisma migrate` does.
+function schemaParameter(connectionString: string | undefined): string | undefined {
+	if (connectionString === undefined || !URL.canParse(connectionString)) {
+		return undefined;
+	}
+	return new URL(connectionString).searchParams.get('schema') || undefined;
 }

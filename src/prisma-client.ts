@@ -75,10 +75,19 @@ export function createOwnedClient(
 	schema: string | undefined,
 	onPoolError: (error: Error) => void,
 ): PgStorePrismaClient {
-	const adapter = new PrismaPg(
-		// An idle pool must not keep the process alive: a server that closes exits on its own.
-		{ allowExitOnIdle: true, ...pool, connectionString },
-		{ ...(schema === undefined ? {} : { schema }), onPoolError },
-	);
+	const config: PoolConfig = { allowExitOnIdle: true, ...pool, connectionString };
+	if (schema !== undefined) {
+		// Prisma's queries name the schema themselves; ensureSchema()'s migration SQL does not,
+		// so the connection's search_path must point there too.
+		config.options = [pool.options, `-c search_path=${quoteIdentifier(schema).replaceAll('\\', '\\\\').replaceAll(' ', '\\ ')}`]
+			.filter(Boolean).join(' ');
+	}
+	// An idle pool must not keep the process alive (allowExitOnIdle): a server that closes exits.
+	const adapter = new PrismaPg(config, { ...(schema === undefined ? {} : { schema }), onPoolError });
 	return new PrismaClient({ adapter });
+}
+
+/** `name` as a quoted SQL identifier. */
+export function quoteIdentifier(name: string): string {
+	return `"${name.replaceAll('"', '""')}"`;
 }

@@ -75,7 +75,7 @@ export class PgStore {
 	async ensureSchema(): Promise<string[]> {
 		this.#assertOpen();
 		try {
-			return await applyMigrations(this.#client);
+			return await applyMigrations(this.#client, this.#options.schema);
 		} catch (error) {
 			throw new DatabaseError('ensureSchema', error);
 		}

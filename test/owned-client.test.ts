@@ -1,0 +1,56 @@
+import { spawn } from 'node:child_process';
+import test from 'ava';
+import { PgStore } from '../src/index.js';
+import { createDatabase } from './helpers/database.js';
+
+test('the schema option puts the table and its migration record in that PostgreSQL schema', async (t) => {
+	const database = await createDatabase(t, { migrate: false });
+	const store = new PgStore({ connectionString: database.url, schema: 'web sessions' });
+	t.teardown(() => store.close());
+	t.is((await store.ensureSchema()).length, 1);
+	await store.set('k', { n: 1 }, 60_000);
+	t.deepEqual(await store.get('k', 60_000, {}), { n: 1 });
+	const tables = await database.query(
+		`SELECT table_schema, table_name FROM information_schema.tables
+		 WHERE table_name IN ('http_sessions', '_prisma_migrations') ORDER BY table_name`,
+	);
+	t.deepEqual(tables, [
+		{ table_schema: 'web sessions', table_name: '_prisma_migrations' },
+		{ table_schema: 'web sessions', table_name: 'http_sessions' },
+	]);
+	t.deepEqual(await database.query('SELECT count(*)::int AS n FROM "web sessions".http_sessions'), [{ n: 1 }]);
+});
+
+test('a ?schema= parameter in the connection string chooses the schema, as in Prisma', async (t) => {
+	const database = await createDatabase(t, { migrate: false });
+	const url = new URL(database.url);
+	url.searchParams.set('schema', 'auth');
+	const store = new PgStore({ connectionString: url.toString() });
+	t.teardown(() => store.close());
+	await store.ensureSchema();
+	await store.set('k', { n: 1 }, 60_000);
+	t.deepEqual(await database.query('SELECT count(*)::int AS n FROM auth.http_sessions'), [{ n: 1 }]);
+});
+
+test('an idle store that owns its client does not keep the process alive', async (t) => {
+	const database = await createDatabase(t);
+	// The child uses the store, then has nothing left to do: it must exit without close().
+	const script = `
+		import { PgStore } from './src/index.ts';
+		const store = new PgStore({ connectionString: process.env.URL, pool: { idleTimeoutMillis: 60_000 } });
+		await store.set('k', { n: 1 }, 60_000);
+		console.log(JSON.stringify(await store.get('k', 60_000, {})));
+	`;
+	const child = spawn(process.execPath, ['--import=tsx', '--input-type=module', '--eval', script], {
+		env: { ...process.env, URL: database.url },
+		stdio: ['ignore', 'pipe', 'inherit'],
+	});
+	let output = '';
+	child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString(); });
+	const exited = await new Promise<number | null>((resolve) => {
+		const timer = setTimeout(() => { child.kill(); resolve(null); }, 8_000);
+		child.on('exit', (code) => { clearTimeout(timer); resolve(code); });
+	});
+	t.is(exited, 0, 'the process exited on its own');
+	t.is(output.trim(), '{"n":1}');
+});
