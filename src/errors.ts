@@ -53,7 +53,7 @@ export class InvalidSessionError extends PgStoreError {
 }
 
 /** The store's operations, as named in {@link DatabaseError.operation}. */
-export type StoreOperation = 'get' | 'set' | 'destroy' | 'ensureSchema' | 'close';
+export type StoreOperation = 'get' | 'set' | 'destroy' | 'cleanup' | 'ensureSchema';
 
 /**
  * The database failed or could not be reached. The driver's error is the `cause`; its codes are

@@ -1,9 +1,13 @@
+import { defaultCleanupInterval } from './cleanup.js';
 import type { PgStorePrismaClient, PoolOptions } from './prisma-client.js';
 
 /** Where a problem reported to `onError` happened. */
 export interface ErrorContext {
-	/** `'pool'`: a pooled connection of the store's own client failed while idle. */
-	readonly source: 'pool';
+	/**
+	 * `'cleanup'`: a scheduled sweep failed (the next one tries again); `'pool'`: an idle
+	 * connection of the store's own client failed.
+	 */
+	readonly source: 'cleanup' | 'pool';
 }
 
 /**
@@ -51,8 +55,24 @@ export interface PgStoreOptions {
 	 */
 	sessionTtl?: number;
 	/**
-	 * Receives the errors no request is waiting for (today: idle connections of the store's own
-	 * pool). It is never given session data or keys.
+	 * Milliseconds between sweeps that delete expired sessions, started with the store and
+	 * stopped by `close()`; `0` leaves cleanup to you (`startCleanup()`, `cleanup()`). Reads
+	 * never return expired rows either way: cleanup only keeps the table small.
+	 * @default 300_000 (five minutes)
+	 */
+	cleanupInterval?: number;
+	/**
+	 * Milliseconds within which an unchanged session is not written again: with koa-session's
+	 * `rolling` (or `save()` on an unchanged session), a save whose data equal what the request
+	 * loaded, `_maxAge` included, and whose new expiry is less than `touchAfter` past the stored
+	 * one costs no statement. The stored expiry, and so the session, may then end up to
+	 * `touchAfter` earlier than the cookie says. `0` writes every save.
+	 * @default 0
+	 */
+	touchAfter?: number;
+	/**
+	 * Receives the errors no request is waiting for: failed cleanup sweeps, idle connections of
+	 * the store's own pool. It is never given session data or keys.
 	 * @default logs `koa-pgstore: <source>: <message>` with `console.error`
 	 */
 	onError?: (error: Error, context: ErrorContext) => void;
@@ -66,6 +86,8 @@ export interface ResolvedOptions {
 	readonly schema: string | undefined;
 	readonly maxLength: number;
 	readonly sessionTtl: number;
+	readonly cleanupInterval: number;
+	readonly touchAfter: number;
 	readonly onError: (error: Error, context: ErrorContext) => void;
 }
 
@@ -73,7 +95,7 @@ export const defaultMaxLength = 4096;
 export const defaultSessionTtl = 86_400_000;
 
 function logError(error: Error, context: ErrorContext): void {
-	console.error(`koa-pgstore: ${context.source}: ${error.message}`);
+	console.error(`koa-pgstore: ${context.source}: ${error.name}: ${error.message}`);
 }
 
 function describe(value: unknown): string {
@@ -98,7 +120,8 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 	return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-function integerAtLeast(name: string, value: unknown, minimum: number, fallback: number): number {
+/** Validates an optional whole number of at least `minimum`, giving `fallback` when absent. */
+export function integerAtLeast(name: string, value: unknown, minimum: number, fallback: number): number {
 	if (value === undefined) {
 		return fallback;
 	}
@@ -113,7 +136,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 	if (!isRecord(options)) {
 		invalid('options', 'an object with `prisma` or `connectionString`', options);
 	}
-	const { prisma, connectionString, pool, schema, maxLength, sessionTtl, onError } = options;
+	const { prisma, connectionString, pool, schema, maxLength, sessionTtl, cleanupInterval, touchAfter, onError } = options;
 	if ((prisma === undefined) === (connectionString === undefined)) {
 		invalid('options', 'an object with exactly one of `prisma` and `connectionString`', prisma === undefined ? 'neither' : 'both');
 	}
@@ -139,6 +162,8 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 		schema: schema ?? schemaParameter(connectionString),
 		maxLength: integerAtLeast('maxLength', maxLength, 0, defaultMaxLength),
 		sessionTtl: integerAtLeast('sessionTtl', sessionTtl, 1, defaultSessionTtl),
+		cleanupInterval: integerAtLeast('cleanupInterval', cleanupInterval, 0, defaultCleanupInterval),
+		touchAfter: integerAtLeast('touchAfter', touchAfter, 0, 0),
 		onError: onError === undefined ? logError : (error, context) => {
 			Reflect.apply(onError, undefined, [error, context]);
 		},

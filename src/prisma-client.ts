@@ -40,13 +40,21 @@ export interface PGSessionDelegate {
 		update: SessionWrite;
 		select: { id: true };
 	}): PromiseLike<unknown>;
-	deleteMany(args: { where: { key: string } }): PromiseLike<{ count: number }>;
+	deleteMany(args: {
+		where: { key: string } | { expiresOn: { lt: Date } };
+		limit?: number;
+	}): PromiseLike<{ count: number }>;
 }
 
 /** What `ensureSchema()` needs to run SQL: a Prisma client or transaction client. */
 export interface RawSqlClient {
 	$executeRawUnsafe(query: string, ...values: unknown[]): PromiseLike<number>;
 	$queryRawUnsafe(query: string, ...values: unknown[]): PromiseLike<unknown>;
+}
+
+/** What the store does inside an interactive transaction. */
+export interface TransactionClient extends RawSqlClient {
+	readonly pGSession: Pick<PGSessionDelegate, 'deleteMany'>;
 }
 
 /**
@@ -56,7 +64,7 @@ export interface RawSqlClient {
 export interface PgStorePrismaClient extends RawSqlClient {
 	readonly pGSession: PGSessionDelegate;
 	$transaction<R>(
-		fn: (client: RawSqlClient) => Promise<R>,
+		fn: (client: TransactionClient) => Promise<R>,
 		options?: { maxWait?: number; timeout?: number },
 	): Promise<R>;
 	$disconnect(): Promise<void>;

@@ -1,7 +1,12 @@
+import { isDeepStrictEqual } from 'node:util';
+import {
+	defaultBatchSize, defaultCleanupInterval, scheduleCleanup,
+	type Cleanup, type CleanupOptions, type CleanupReport, type SweepOptions,
+} from './cleanup.js';
 import { DatabaseError, InvalidSessionError, SessionTooLargeError, StoreClosedError, type StoreOperation } from './errors.js';
 import { digestKey } from './key-digest.js';
 import { applyMigrations } from './migrations.js';
-import { invalid, resolveOptions, type PgStoreOptions, type ResolvedOptions } from './options.js';
+import { integerAtLeast, invalid, resolveOptions, type PgStoreOptions, type ResolvedOptions } from './options.js';
 import { createOwnedClient, type PgStorePrismaClient, type SessionJson } from './prisma-client.js';
 
 /** A session as koa-session hands it to a store: its JSON, with `_expire` and `_maxAge`. */
@@ -28,7 +33,13 @@ export interface DestroyOptions {
 /** What `get` found for a key in one request. */
 interface LoadedSession {
 	readonly expiresOn: Date;
+	/** A copy of the stored data (the app may change the object it was given), kept for `touchAfter`. */
+	readonly data?: SessionJson;
 }
+
+// Transaction-scoped advisory lock that lets one instance at a time sweep a database
+// (the bytes of "koapgst1").
+const cleanupLockId = 0x6b6f_6170_6773_7431n;
 
 /**
  * A koa-session external store that keeps sessions in PostgreSQL through Prisma 7.
@@ -51,6 +62,7 @@ export class PgStore {
 	readonly #ownsClient: boolean;
 	// Which sessions each request loaded: `set` may update those but never recreate them.
 	readonly #loaded = new WeakMap<object, Map<string, LoadedSession>>();
+	readonly #schedules = new Set<Cleanup>();
 	#closing: Promise<void> | undefined;
 
 	constructor(options: PgStoreOptions) {
@@ -63,6 +75,9 @@ export class PgStore {
 			schema,
 			(error) => onError(error, { source: 'pool' }),
 		);
+		if (this.#options.cleanupInterval > 0) {
+			this.startCleanup({ interval: this.#options.cleanupInterval });
+		}
 	}
 
 	/**
@@ -97,7 +112,7 @@ export class PgStore {
 			return undefined;
 		}
 		if (options?.ctx !== undefined) {
-			this.#loadedBy(options.ctx).set(key, { expiresOn: row.expiresOn });
+			this.#loadedBy(options.ctx).set(key, this.#remembered(row.data as SessionJson, row.expiresOn));
 		}
 		return row.data;
 	}
@@ -123,7 +138,11 @@ export class PgStore {
 		const write = { data, modifiedOn: now, expiresOn: new Date(now.getTime() + lifetime) };
 		const digest = digestKey(key);
 		const loaded = options?.ctx === undefined ? undefined : this.#loadedBy(options.ctx);
-		if (loaded?.has(key)) {
+		const previous = loaded?.get(key);
+		if (previous !== undefined && options?.changed !== true && this.#isFreshTouch(previous, data, write.expiresOn)) {
+			return;
+		}
+		if (loaded !== undefined && previous !== undefined) {
 			const { count } = await this.#run('set', this.#client.pGSession.updateMany({
 				where: { key: digest, expiresOn: { gt: now } },
 				data: write,
@@ -132,7 +151,7 @@ export class PgStore {
 				// The session ended while this request ran; recreating it would undo that.
 				loaded.delete(key);
 			} else {
-				loaded.set(key, { expiresOn: write.expiresOn });
+				loaded.set(key, this.#remembered(data, write.expiresOn));
 			}
 			return;
 		}
@@ -143,7 +162,7 @@ export class PgStore {
 			select: { id: true },
 		}));
 		// From here on this request updates the row it made, and never recreates it.
-		loaded?.set(key, { expiresOn: write.expiresOn });
+		loaded?.set(key, this.#remembered(data, write.expiresOn));
 	}
 
 	/** koa-session's `destroy`: deletes the session stored under `key`, if any. */
@@ -157,13 +176,99 @@ export class PgStore {
 	}
 
 	/**
-	 * Closes the store: disconnects the Prisma client if the store built it (from
-	 * `connectionString`), never one it was given. Calling it again returns the same promise.
+	 * Deletes expired sessions now, in batches of `batchSize` rows, until none are left or
+	 * `signal` aborts. Each batch is one short transaction holding an advisory lock, so of many
+	 * instances sharing a database only one deletes at a time; an instance that finds the lock
+	 * taken returns at once with `skipped: true`. Needs no session state on the connection, so it
+	 * works behind PgBouncer's transaction pooling.
+	 */
+	async cleanup(options: SweepOptions = {}): Promise<CleanupReport> {
+		this.#assertOpen();
+		const batchSize = integerAtLeast('batchSize', options.batchSize, 1, defaultBatchSize);
+		const started = performance.now();
+		let deleted = 0;
+		let batches = 0;
+		let skipped = false;
+		while (options.signal?.aborted !== true) {
+			const expiredBefore = new Date();
+			const count = await this.#run('cleanup', this.#client.$transaction(async (transaction) => {
+				const [lock] = await transaction.$queryRawUnsafe(
+					`SELECT pg_try_advisory_xact_lock(${cleanupLockId}) AS "locked"`,
+				) as [{ locked: boolean }?];
+				if (lock?.locked !== true) {
+					return undefined;
+				}
+				const result = await transaction.pGSession.deleteMany({
+					where: { expiresOn: { lt: expiredBefore } },
+					limit: batchSize,
+				});
+				return result.count;
+			}, { maxWait: 10_000, timeout: 60_000 }));
+			if (count === undefined) {
+				skipped = true;
+				break;
+			}
+			batches += 1;
+			deleted += count;
+			if (count < batchSize) {
+				break;
+			}
+		}
+		return { deleted, batches, ms: performance.now() - started, skipped };
+	}
+
+	/**
+	 * Sweeps expired sessions every `interval` ms until stopped (`stop()`, the `signal`, or
+	 * `close()`). Errors go to `onError` and the schedule goes on.
+	 *
+	 * @example
+	 * ```ts
+	 * const controller = new AbortController();
+	 * store.startCleanup({ interval: 60_000, signal: controller.signal });
+	 * controller.abort(); // on shutdown
+	 * ```
+	 */
+	startCleanup(options: CleanupOptions = {}): Cleanup {
+		this.#assertOpen();
+		const interval = integerAtLeast('interval', options.interval, 0, defaultCleanupInterval);
+		const batchSize = integerAtLeast('batchSize', options.batchSize, 1, defaultBatchSize);
+		const { signal, onError = this.#options.onError } = options;
+		if (signal !== undefined && !(signal instanceof AbortSignal)) {
+			invalid('signal', 'an AbortSignal', signal);
+		}
+		if (typeof onError !== 'function') {
+			invalid('onError', 'a function', onError);
+		}
+		if (interval === 0) {
+			return { stop: () => Promise.resolve() };
+		}
+		const schedule = scheduleCleanup({
+			interval,
+			signal,
+			onError,
+			sweep: (stopSignal) => this.cleanup({ batchSize, signal: stopSignal }),
+		});
+		this.#schedules.add(schedule);
+		return {
+			stop: () => schedule.stop().finally(() => this.#schedules.delete(schedule)),
+		};
+	}
+
+	/**
+	 * Closes the store: stops its cleanup schedules (waiting for a sweep in flight), then
+	 * disconnects the Prisma client if the store built it (from `connectionString`), never one it
+	 * was given. Calling it again returns the same promise.
 	 */
 	close(): Promise<void> {
-		this.#closing ??= this.#ownsClient ? this.#client.$disconnect() : Promise.resolve();
+		this.#closing ??= (async () => {
+			await Promise.all([...this.#schedules].map((schedule) => schedule.stop()));
+			if (this.#ownsClient) {
+				await this.#client.$disconnect();
+			}
+		})();
 		return this.#closing;
 	}
+
 
 	/** `await using store = new PgStore(…)` closes it at the end of the scope. */
 	[Symbol.asyncDispose](): Promise<void> {
@@ -174,6 +279,28 @@ export class PgStore {
 		if (this.#closing !== undefined) {
 			throw new StoreClosedError();
 		}
+	}
+
+	#remembered(data: SessionJson, expiresOn: Date): LoadedSession {
+		return this.#options.touchAfter > 0 ? { expiresOn, data: structuredClone(data) } : { expiresOn };
+	}
+
+	// A save that changes nothing but the expiry, while the stored expiry is recent enough, is
+	// skipped (touchAfter). `_expire` is the only field allowed to differ: `_maxAge` differs
+	// when the app changed maxAge ("remember me"), and that must be written.
+	#isFreshTouch(previous: LoadedSession, data: SessionJson, expiresOn: Date): boolean {
+		const { touchAfter } = this.#options;
+		if (touchAfter === 0 || previous.data === undefined) {
+			return false;
+		}
+		// Only a later expiry may be skipped: one that moves earlier shortens the session.
+		const extension = expiresOn.getTime() - previous.expiresOn.getTime();
+		if (extension < 0 || extension >= touchAfter) {
+			return false;
+		}
+		const { _expire: _new, ...next } = data;
+		const { _expire: _old, ...stored } = previous.data;
+		return isDeepStrictEqual(next, stored);
 	}
 
 	#loadedBy(ctx: object): Map<string, LoadedSession> {

@@ -8,7 +8,8 @@ export async function createStore(
 	options: Omit<PgStoreOptions, 'prisma' | 'connectionString'> = {},
 ): Promise<{ store: PgStore; database: TestDatabase }> {
 	const database = await createDatabase(t);
-	const store = new PgStore({ connectionString: database.url, ...options });
+	// No background sweeps unless a test asks: they would delete the expired rows tests look at.
+	const store = new PgStore({ connectionString: database.url, cleanupInterval: 0, ...options });
 	t.teardown(() => store.close());
 	return { store, database };
 }

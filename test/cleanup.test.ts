@@ -1,0 +1,154 @@
+import { spawn } from 'node:child_process';
+import test from 'ava';
+import pg from 'pg';
+import { DatabaseError, PgStore } from '../src/index.js';
+import type { TestDatabase } from './helpers/database.js';
+import { createDatabase } from './helpers/database.js';
+import { createStore, sessionRows } from './helpers/store.js';
+
+async function insertSessions(database: TestDatabase, { expired, live }: { expired: number; live: number }) {
+	await database.query(`
+		INSERT INTO http_sessions (key, data, created_on, modified_on, expires_on)
+		SELECT 'expired-' || n, '{}'::jsonb, now(), now(), now() - interval '1 minute' FROM generate_series(1, $1) AS n
+		UNION ALL
+		SELECT 'live-' || n, '{}'::jsonb, now(), now(), now() + interval '1 hour' FROM generate_series(1, $2) AS n`,
+	[expired, live]);
+}
+
+async function countRows(database: TestDatabase) {
+	const [row] = await database.query<{ expired: number; live: number }>(
+		`SELECT count(*) FILTER (WHERE expires_on < now())::int AS expired, count(*) FILTER (WHERE expires_on >= now())::int AS live FROM http_sessions`,
+	);
+	return row;
+}
+
+function until(condition: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+	const deadline = Date.now() + timeoutMs;
+	return (async () => {
+		while (!(await condition())) {
+			if (Date.now() > deadline) {
+				throw new Error('condition not met in time');
+			}
+			await new Promise((resolve) => setTimeout(resolve, 25));
+		}
+	})();
+}
+
+test('cleanup() deletes the expired sessions in batches and keeps the live ones', async (t) => {
+	const { store, database } = await createStore(t);
+	await insertSessions(database, { expired: 2_500, live: 10 });
+	const report = await store.cleanup({ batchSize: 1_000 });
+	t.like(report, { deleted: 2_500, batches: 3, skipped: false });
+	t.true(report.ms >= 0);
+	t.deepEqual(await countRows(database), { expired: 0, live: 10 });
+	t.like(await store.cleanup(), { deleted: 0, batches: 1 });
+});
+
+test('two stores sweeping one database at once delete each row once', async (t) => {
+	const { store, database } = await createStore(t);
+	const other = new PgStore({ connectionString: database.url, cleanupInterval: 0 });
+	t.teardown(() => other.close());
+	await insertSessions(database, { expired: 5_000, live: 5 });
+	const reports = await Promise.all([store.cleanup({ batchSize: 100 }), other.cleanup({ batchSize: 100 })]);
+	t.is(reports[0].deleted + reports[1].deleted, 5_000);
+	t.deepEqual(await countRows(database), { expired: 0, live: 5 });
+});
+
+test('an instance that finds another sweeping skips its turn', async (t) => {
+	const { store, database } = await createStore(t);
+	await insertSessions(database, { expired: 10, live: 0 });
+	const holder = new pg.Client({ connectionString: database.url });
+	await holder.connect();
+	t.teardown(() => holder.end());
+	await holder.query('BEGIN');
+	await holder.query(`SELECT pg_advisory_xact_lock(${0x6b6f_6170_6773_7431n})`);
+	t.like(await store.cleanup(), { deleted: 0, batches: 0, skipped: true });
+	await holder.query('COMMIT');
+	t.like(await store.cleanup(), { deleted: 10, skipped: false });
+});
+
+test('cleanup() stops between batches when its signal aborts', async (t) => {
+	const { store, database } = await createStore(t);
+	await insertSessions(database, { expired: 300, live: 0 });
+	t.like(await store.cleanup({ batchSize: 100, signal: AbortSignal.abort() }), { deleted: 0, batches: 0 });
+	t.is((await countRows(database))?.expired, 300);
+});
+
+test('cleanupInterval sweeps in the background; close() stops it', async (t) => {
+	const { store, database } = await createStore(t, { cleanupInterval: 50 });
+	await insertSessions(database, { expired: 20, live: 3 });
+	await until(async () => (await countRows(database))?.expired === 0);
+	t.is((await countRows(database))?.live, 3);
+	await store.close();
+	await insertSessions(database, { expired: 5, live: 0 });
+	await new Promise((resolve) => setTimeout(resolve, 300));
+	t.is((await countRows(database))?.expired, 5, 'no sweep after close()');
+});
+
+test('cleanupInterval: 0 starts no sweep', async (t) => {
+	const { database } = await createStore(t, { cleanupInterval: 0 });
+	await insertSessions(database, { expired: 5, live: 0 });
+	await new Promise((resolve) => setTimeout(resolve, 300));
+	t.is((await sessionRows(database)).length, 5);
+});
+
+test('startCleanup(): a failed sweep reaches onError and the next one succeeds', async (t) => {
+	const { store, database } = await createStore(t);
+	await insertSessions(database, { expired: 7, live: 0 });
+	await database.query('ALTER TABLE http_sessions RENAME TO http_sessions_away');
+	const errors: { error: Error; source: string }[] = [];
+	const cleanup = store.startCleanup({
+		interval: 50,
+		onError: (error, { source }) => { errors.push({ error, source }); },
+	});
+	t.teardown(() => cleanup.stop());
+	await until(async () => errors.length > 0);
+	t.true(errors[0]?.error instanceof DatabaseError);
+	t.is(errors[0]?.source, 'cleanup');
+	t.is((errors[0]?.error as DatabaseError).operation, 'cleanup');
+	await database.query('ALTER TABLE http_sessions_away RENAME TO http_sessions');
+	await until(async () => (await countRows(database))?.expired === 0);
+	await cleanup.stop();
+	t.pass();
+});
+
+test('startCleanup() validates its options', async (t) => {
+	const { store } = await createStore(t);
+	for (const [options, message] of [
+		[{ interval: -1 }, /`interval` to be an integer >= 0, got -1/],
+		[{ interval: Number.NaN }, /`interval`.*got NaN/],
+		[{ interval: '5m' }, /`interval`.*got "5m"/],
+		[{ batchSize: 0 }, /`batchSize` to be an integer >= 1, got 0/],
+		[{ signal: {} }, /`signal` to be an AbortSignal/],
+		[{ onError: 1 }, /`onError` to be a function/],
+	] as const) {
+		// @ts-expect-error: deliberately wrong options
+		t.throws(() => store.startCleanup(options), { instanceOf: TypeError, message });
+	}
+	t.throws(() => new PgStore({ connectionString: 'postgresql://x/y', cleanupInterval: -5 }), { instanceOf: TypeError, message: /`cleanupInterval`/ });
+	await t.throwsAsync(store.cleanup({ batchSize: 1.5 }), { instanceOf: TypeError, message: /`batchSize`/ });
+	await t.notThrowsAsync(store.startCleanup({ interval: 0 }).stop(), 'interval 0 is off');
+});
+
+test('a process whose store runs a cleanup schedule exits once it has nothing else to do', async (t) => {
+	const database = await createDatabase(t);
+	const script = `
+		import { PgStore } from './src/index.ts';
+		const store = new PgStore({ connectionString: process.env.URL, cleanupInterval: 1_000 });
+		store.startCleanup({ interval: 500 });
+		await store.set('k', { n: 1 }, 60_000);
+		console.log('done');
+	`;
+	const child = spawn(process.execPath, ['--import=tsx', '--input-type=module', '--eval', script], {
+		env: { ...process.env, URL: database.url },
+		stdio: ['ignore', 'pipe', 'inherit'],
+	});
+	let output = '';
+	child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString(); });
+	const code = await new Promise<number | null>((resolve) => {
+		const timer = setTimeout(() => { child.kill(); resolve(null); }, 8_000);
+		child.on('exit', (exitCode) => { clearTimeout(timer); resolve(exitCode); });
+	});
+	t.is(code, 0);
+	t.is(output.trim(), 'done');
+});

@@ -1,0 +1,114 @@
+import test from 'ava';
+import type Koa from 'koa';
+import { PgStore } from '../src/index.js';
+import { CookieJar, request, startApp } from './helpers/http.js';
+import { createStore, sessionRows } from './helpers/store.js';
+
+const hour = 3_600_000;
+const touchAfter = 60_000;
+
+const routes: Koa.Middleware = (ctx) => {
+	const session = ctx.session;
+	if (session === null) {
+		return;
+	}
+	if (ctx.path === '/count') {
+		session['views'] = Number(session['views'] ?? 0) + 1;
+	} else if (ctx.path === '/remember-me') {
+		session.maxAge = 30 * 24 * hour;
+	} else if (ctx.path === '/forget-me') {
+		session.maxAge = 50 * 60_000;
+	}
+	ctx.body = session.toJSON();
+};
+
+async function rollingApp(t: Parameters<typeof createStore>[0]) {
+	const { store, database } = await createStore(t, { touchAfter });
+	const { url } = await startApp(t, { session: { store, rolling: true, maxAge: hour }, handler: routes });
+	return { store, database, url };
+}
+
+test('rolling with touchAfter: an unchanged session inside the window is not written', async (t) => {
+	const { database, url } = await rollingApp(t);
+	const jar = new CookieJar();
+	await request(`${url}/count`, jar);
+	const [written] = await sessionRows(database);
+	const read = await request(`${url}/`, jar);
+	t.true(read.setCookies.some((cookie) => cookie.name === 'koa.sess'), 'the cookie still rolls');
+	const [after] = await sessionRows(database);
+	t.deepEqual(after, written, 'no write: same modified_on, expires_on and data');
+
+	// The cookie may outlive the row by at most touchAfter.
+	const cookieExpires = Date.parse(read.setCookies.find((cookie) => cookie.name === 'koa.sess')?.attributes.get('expires') ?? '');
+	t.true(cookieExpires - (after?.expires_on.getTime() ?? 0) <= touchAfter);
+});
+
+test('rolling with touchAfter: once the stored expiry is older than the window, the save is written', async (t) => {
+	const { database, url } = await rollingApp(t);
+	const jar = new CookieJar();
+	await request(`${url}/count`, jar);
+	await database.query(`UPDATE http_sessions SET expires_on = expires_on - interval '2 minutes', modified_on = modified_on - interval '2 minutes'`);
+	const [stale] = await sessionRows(database);
+	await request(`${url}/`, jar);
+	const [renewed] = await sessionRows(database);
+	t.true((renewed?.modified_on.getTime() ?? 0) > (stale?.modified_on.getTime() ?? 0));
+	t.true((renewed?.expires_on.getTime() ?? 0) - Date.now() > hour);
+	t.is(renewed?.data['views'], 1);
+});
+
+test('touchAfter never skips a maxAge change on an otherwise unchanged session', async (t) => {
+	const { database, url } = await rollingApp(t);
+	const jar = new CookieJar();
+	await request(`${url}/count`, jar);
+	await request(`${url}/remember-me`, jar);
+	const [row] = await sessionRows(database);
+	t.is(row?.data['_maxAge'], 30 * 24 * hour);
+	t.true((row?.expires_on.getTime() ?? 0) - Date.now() > 29 * 24 * hour);
+});
+
+test('touchAfter never skips a shorter maxAge either', async (t) => {
+	const { database, url } = await rollingApp(t);
+	const jar = new CookieJar();
+	await request(`${url}/count`, jar);
+	await request(`${url}/forget-me`, jar);
+	const [row] = await sessionRows(database);
+	t.is(row?.data['_maxAge'], 50 * 60_000);
+	t.true((row?.expires_on.getTime() ?? 0) - Date.now() < 51 * 60_000);
+});
+
+test('touchAfter never skips changed data, even when koa-session says changed: false', async (t) => {
+	const { store, database } = await createStore(t, { touchAfter });
+	await store.set('k', { cart: { items: [1] }, _expire: Date.now() + hour, _maxAge: hour }, hour);
+	const ctx = {};
+	const loaded = await store.get('k', hour, { ctx });
+	t.truthy(loaded);
+	// save() after a change, and a nested change made in place, both arrive with changed: false.
+	const cart = loaded?.['cart'] as { items: number[] };
+	cart.items.push(2);
+	await store.set('k', { ...loaded, _expire: Date.now() + hour }, hour, { ctx, changed: false, rolling: true });
+	t.deepEqual((await sessionRows(database))[0]?.data['cart'], { items: [1, 2] });
+	await store.set('k', { ...loaded, note: 'saved', _expire: Date.now() + hour }, hour, { ctx, changed: false });
+	t.is((await sessionRows(database))[0]?.data['note'], 'saved');
+});
+
+test('without touchAfter every rolling save is written', async (t) => {
+	const { store, database } = await createStore(t);
+	const { url } = await startApp(t, { session: { store, rolling: true, maxAge: hour }, handler: routes });
+	const jar = new CookieJar();
+	await request(`${url}/count`, jar);
+	const [first] = await sessionRows(database);
+	await new Promise((resolve) => setTimeout(resolve, 10));
+	await request(`${url}/`, jar);
+	const [second] = await sessionRows(database);
+	t.true((second?.modified_on.getTime() ?? 0) > (first?.modified_on.getTime() ?? 0));
+});
+
+test('touchAfter is validated', (t) => {
+	for (const touch of [-1, 0.5, Number.POSITIVE_INFINITY, '1m']) {
+		// @ts-expect-error: deliberately wrong
+		t.throws(() => new PgStore({ connectionString: 'postgresql://x/y', touchAfter: touch }), {
+			instanceOf: TypeError,
+			message: /`touchAfter` to be an integer >= 0/,
+		});
+	}
+});
