@@ -5,7 +5,7 @@ import { scheduleCleanup } from '../src/cleanup.js';
 
 // Timing only: the sweep here is a stand-in that runs no SQL (test/cleanup.test.ts runs real
 // sweeps on PostgreSQL). The fake clock replaces the timers of this test process.
-const test = anyTest as TestFn<{ clock: FakeTimers.InstalledClock }>;
+const test = anyTest as TestFn<{ clock: ReturnType<typeof FakeTimers.install> }>;
 
 test.beforeEach((t) => {
 	t.context.clock = FakeTimers.install({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
