@@ -60,7 +60,13 @@ async function letPostgresUserReachBinaries(): Promise<void> {
  * Starts PostgreSQL. Without `databaseDir` the server is throwaway (a new temporary directory,
  * removed on stop); with one, its data persist there across runs.
  */
-export async function startPostgres(options: { databaseDir?: string; port?: number; quiet?: boolean } = {}): Promise<PostgresServer> {
+export async function startPostgres(options: {
+	databaseDir?: string;
+	port?: number;
+	quiet?: boolean;
+	/** Extra `postgres` flags, e.g. `['-c', 'shared_preload_libraries=pg_stat_statements']`. */
+	postgresFlags?: string[];
+} = {}): Promise<PostgresServer> {
 	await letPostgresUserReachBinaries();
 	const port = options.port ?? await freePort();
 	const throwaway = options.databaseDir === undefined;
@@ -74,7 +80,10 @@ export async function startPostgres(options: { databaseDir?: string; port?: numb
 		persistent: true,
 		createPostgresUser: process.getuid?.() === 0,
 		// Durability is not under test: these make a throwaway server start and write faster.
-		postgresFlags: throwaway ? ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=300'] : [],
+		postgresFlags: [
+			...throwaway ? ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=300'] : [],
+			...options.postgresFlags ?? [],
+		],
 		onLog: quiet ? () => {} : console.log,
 		onError: quiet ? () => {} : console.error,
 	});

@@ -65,13 +65,22 @@ export class DatabaseError extends PgStoreError {
 	readonly operation: StoreOperation;
 	/** PostgreSQL's SQLSTATE (`'57P01'`, `'42501'`, …), when the server answered with one. */
 	readonly sqlState: string | undefined;
-	/** Prisma's error code (`'P1001'` database not reachable, …), when Prisma gave one. */
+	/** Prisma's error code (`'P2010'` raw query failed, `'P1001'` database not reachable, …), when Prisma gave one. */
 	readonly prismaCode: string | undefined;
+	/**
+	 * What the driver adapter made of the failure (`'DatabaseNotReachable'`,
+	 * `'UniqueConstraintViolation'`, `'postgres'` for other server errors, …), when it said.
+	 */
+	readonly driverErrorKind: string | undefined;
 
 	constructor(operation: StoreOperation, cause: unknown) {
-		const prismaCode = stringProperty(cause, 'code');
-		const sqlState = findSqlState(cause);
-		const codes = [prismaCode, sqlState && `SQLSTATE ${sqlState}`].filter(Boolean).join(', ');
+		const code = stringProperty(cause, 'code');
+		const prismaCode = code !== undefined && prismaCodePattern.test(code) ? code : undefined;
+		const adapterCause = driverAdapterCause(cause);
+		const sqlState = [stringProperty(adapterCause, 'originalCode'), stringProperty(adapterCause, 'code'), prismaCode ? undefined : code]
+			.find((candidate) => candidate !== undefined && sqlStatePattern.test(candidate));
+		const driverErrorKind = stringProperty(adapterCause, 'kind');
+		const codes = [prismaCode, sqlState && `SQLSTATE ${sqlState}`, driverErrorKind !== 'postgres' && driverErrorKind].filter(Boolean).join(', ');
 		super(
 			`The session store's ${operation} failed in the database${codes ? ` (${codes})` : ''}`,
 			'ERR_PGSTORE_DATABASE',
@@ -79,7 +88,8 @@ export class DatabaseError extends PgStoreError {
 		);
 		this.operation = operation;
 		this.sqlState = sqlState;
-		this.prismaCode = prismaCode?.startsWith('P') ? prismaCode : undefined;
+		this.prismaCode = prismaCode;
+		this.driverErrorKind = driverErrorKind;
 	}
 }
 
@@ -106,13 +116,12 @@ function stringProperty(value: unknown, name: string): string | undefined {
 }
 
 const sqlStatePattern = /^[0-9A-Z]{5}$/;
+// Prisma's codes (P1000…P6999) never collide with SQLSTATEs of class P0 (PL/pgSQL).
+const prismaCodePattern = /^P[1-9]\d{3}$/;
 
-// Prisma puts the driver's error under meta.driverAdapterError.cause (originalCode = SQLSTATE);
-// pg's own errors carry it as `code`.
-function findSqlState(error: unknown): string | undefined {
+// Prisma puts the driver's error under meta.driverAdapterError.cause (originalCode = SQLSTATE).
+function driverAdapterCause(error: unknown): unknown {
 	const meta: unknown = typeof error === 'object' && error !== null ? Reflect.get(error, 'meta') : undefined;
 	const adapterError: unknown = typeof meta === 'object' && meta !== null ? Reflect.get(meta, 'driverAdapterError') : undefined;
-	const adapterCause: unknown = typeof adapterError === 'object' && adapterError !== null ? Reflect.get(adapterError, 'cause') : undefined;
-	const candidates = [stringProperty(adapterCause, 'originalCode'), stringProperty(adapterCause, 'code'), stringProperty(error, 'code')];
-	return candidates.find((code) => code !== undefined && sqlStatePattern.test(code));
+	return typeof adapterError === 'object' && adapterError !== null ? Reflect.get(adapterError, 'cause') : undefined;
 }

@@ -1,5 +1,6 @@
 import { defaultCleanupInterval } from './cleanup.js';
 import type { PgStorePrismaClient, PoolOptions } from './prisma-client.js';
+import type { TableName } from './session-table.js';
 
 /** Where a problem reported to `onError` happened. */
 export interface ErrorContext {
@@ -43,6 +44,12 @@ export interface PgStoreOptions {
 	 */
 	schema?: string;
 	/**
+	 * The table of the `PGSession` model, for SQL the store writes itself.
+	 * @default read from your Prisma client's data model (`@@map`, `@@schema`, `@map`); else
+	 * `http_sessions` in `schema`
+	 */
+	table?: TableName;
+	/**
 	 * Largest session accepted, in bytes of its JSON (UTF-8, `_expire` and `_maxAge` included).
 	 * A larger one rejects with `SessionTooLargeError` and nothing is written. `0` means no limit.
 	 * @default 4096
@@ -84,6 +91,7 @@ export interface ResolvedOptions {
 	readonly connectionString: string | undefined;
 	readonly pool: PoolOptions;
 	readonly schema: string | undefined;
+	readonly table: TableName | undefined;
 	readonly maxLength: number;
 	readonly sessionTtl: number;
 	readonly cleanupInterval: number;
@@ -136,7 +144,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 	if (!isRecord(options)) {
 		invalid('options', 'an object with `prisma` or `connectionString`', options);
 	}
-	const { prisma, connectionString, pool, schema, maxLength, sessionTtl, cleanupInterval, touchAfter, onError } = options;
+	const { prisma, connectionString, pool, schema, table, maxLength, sessionTtl, cleanupInterval, touchAfter, onError } = options;
 	if ((prisma === undefined) === (connectionString === undefined)) {
 		invalid('options', 'an object with exactly one of `prisma` and `connectionString`', prisma === undefined ? 'neither' : 'both');
 	}
@@ -160,6 +168,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 		connectionString,
 		pool: { ...pool },
 		schema: schema ?? schemaParameter(connectionString),
+		table: table === undefined ? undefined : tableName(table),
 		maxLength: integerAtLeast('maxLength', maxLength, 0, defaultMaxLength),
 		sessionTtl: integerAtLeast('sessionTtl', sessionTtl, 1, defaultSessionTtl),
 		cleanupInterval: integerAtLeast('cleanupInterval', cleanupInterval, 0, defaultCleanupInterval),
@@ -176,7 +185,7 @@ function isPrismaClient(value: unknown): value is PgStorePrismaClient {
 	}
 	const delegate: unknown = Reflect.get(value, 'pGSession');
 	return typeof delegate === 'object' && delegate !== null
-		&& typeof Reflect.get(delegate, 'findUnique') === 'function'
+		&& typeof Reflect.get(delegate, 'deleteMany') === 'function'
 		&& typeof Reflect.get(value, '$transaction') === 'function';
 }
 
@@ -186,4 +195,12 @@ function schemaParameter(connectionString: string | undefined): string | undefin
 		return undefined;
 	}
 	return new URL(connectionString).searchParams.get('schema') || undefined;
+}
+
+function tableName(table: unknown): TableName {
+	if (!isRecord(table) || typeof table['name'] !== 'string' || table['name'] === ''
+		|| (table['schema'] !== undefined && (typeof table['schema'] !== 'string' || table['schema'] === ''))) {
+		invalid('table', 'an object `{ name, schema? }` of non-empty strings', table);
+	}
+	return { name: table['name'], schema: table['schema'] };
 }

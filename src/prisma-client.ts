@@ -2,46 +2,14 @@ import { PrismaPg } from '@prisma/adapter-pg';
 import type { PoolConfig } from 'pg';
 import { PrismaClient } from './generated/prisma/client.js';
 
-/** A row of `PGSession` as the store reads it. */
-export interface StoredSession {
-	data: unknown;
-	expiresOn: Date;
-}
-
-/** The columns the store writes when it creates or updates a row. */
-export interface SessionWrite {
-	data: SessionJson;
-	modifiedOn: Date;
-	expiresOn: Date;
-}
-
-/** A JSON object as Prisma's `Json` columns accept it. */
-export interface SessionJson {
-	readonly [key: string]: JsonValue | null;
-}
-export type JsonValue = string | number | boolean | SessionJson | readonly (JsonValue | null)[];
-
 /**
- * The part of Prisma's `PGSession` model delegate the store calls. Any Prisma 7 client whose
- * schema contains the `PGSession` model fits, whatever its table name, schema or output path.
+ * The part of Prisma's `PGSession` model delegate the store calls (cleanup's batched delete; the
+ * other statements are SQL on the table the model maps to). Any Prisma 7 client whose schema has
+ * the `PGSession` model fits, whatever its table name, schema or output path.
  */
 export interface PGSessionDelegate {
-	findUnique(args: {
-		where: { key: string; expiresOn: { gt: Date } };
-		select: { data: true; expiresOn: true };
-	}): PromiseLike<StoredSession | null>;
-	updateMany(args: {
-		where: { key: string; expiresOn: { gt: Date } };
-		data: SessionWrite;
-	}): PromiseLike<{ count: number }>;
-	upsert(args: {
-		where: { key: string };
-		create: SessionWrite & { key: string; createdOn: Date };
-		update: SessionWrite;
-		select: { id: true };
-	}): PromiseLike<unknown>;
 	deleteMany(args: {
-		where: { key: string } | { expiresOn: { lt: Date } };
+		where: { expiresOn: { lt: Date } };
 		limit?: number;
 	}): PromiseLike<{ count: number }>;
 }
@@ -54,7 +22,7 @@ export interface RawSqlClient {
 
 /** What the store does inside an interactive transaction. */
 export interface TransactionClient extends RawSqlClient {
-	readonly pGSession: Pick<PGSessionDelegate, 'deleteMany'>;
+	readonly pGSession: PGSessionDelegate;
 }
 
 /**
@@ -82,6 +50,7 @@ export function createOwnedClient(
 	pool: PoolOptions,
 	schema: string | undefined,
 	onPoolError: (error: Error) => void,
+	preparedStatementName: (sql: string) => string | undefined,
 ): PgStorePrismaClient {
 	const config: PoolConfig = { allowExitOnIdle: true, ...pool, connectionString };
 	if (schema !== undefined) {
@@ -91,7 +60,13 @@ export function createOwnedClient(
 			.filter(Boolean).join(' ');
 	}
 	// An idle pool must not keep the process alive (allowExitOnIdle): a server that closes exits.
-	const adapter = new PrismaPg(config, { ...(schema === undefined ? {} : { schema }), onPoolError });
+	const adapter = new PrismaPg(config, {
+		...(schema === undefined ? {} : { schema }),
+		onPoolError,
+		// The store's own statements are prepared once per connection: PostgreSQL then skips
+		// parsing and planning them on every call.
+		statementNameGenerator: (query) => preparedStatementName(query.sql) as string,
+	});
 	return new PrismaClient({ adapter });
 }
 

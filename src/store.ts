@@ -1,4 +1,5 @@
 import { isDeepStrictEqual } from 'node:util';
+import DataLoader from 'dataloader';
 import {
 	defaultBatchSize, defaultCleanupInterval, scheduleCleanup,
 	type Cleanup, type CleanupOptions, type CleanupReport, type SweepOptions,
@@ -7,7 +8,9 @@ import { DatabaseError, InvalidSessionError, SessionTooLargeError, StoreClosedEr
 import { digestKey } from './key-digest.js';
 import { applyMigrations } from './migrations.js';
 import { integerAtLeast, invalid, resolveOptions, type PgStoreOptions, type ResolvedOptions } from './options.js';
-import { createOwnedClient, type PgStorePrismaClient, type SessionJson } from './prisma-client.js';
+import { createOwnedClient, type PgStorePrismaClient } from './prisma-client.js';
+import { sessionStatements, type SessionStatements } from './session-table.js';
+import { createWriteBatcher, type SessionWrite } from './write-batch.js';
 
 /** A session as koa-session hands it to a store: its JSON, with `_expire` and `_maxAge`. */
 export type SessionData = Record<string, unknown>;
@@ -34,7 +37,14 @@ export interface DestroyOptions {
 interface LoadedSession {
 	readonly expiresOn: Date;
 	/** A copy of the stored data (the app may change the object it was given), kept for `touchAfter`. */
-	readonly data?: SessionJson;
+	readonly data?: SessionData;
+}
+
+/** A live row as the read statement returns it. */
+interface StoredRow {
+	readonly key: string;
+	readonly data: SessionData;
+	readonly expiresOn: Date;
 }
 
 // Transaction-scoped advisory lock that lets one instance at a time sweep a database
@@ -44,7 +54,7 @@ const cleanupLockId = 0x6b6f_6170_6773_7431n;
 /**
  * A koa-session external store that keeps sessions in PostgreSQL through Prisma 7.
  *
- * Each `get`, `set` and `destroy` is one SQL statement. Keys are stored as SHA-256 digests, expired
+ * Each `get`, `set` and `destroy` is one SQL statement (concurrent `get`s share one). Keys are stored as SHA-256 digests, expired
  * rows are never returned, and a session that ended (logout, expiry) is never brought back by a
  * request that loaded it earlier.
  *
@@ -60,6 +70,12 @@ export class PgStore {
 	readonly #options: ResolvedOptions;
 	readonly #client: PgStorePrismaClient;
 	readonly #ownsClient: boolean;
+	readonly #sql: SessionStatements;
+	// Reads of one tick go to PostgreSQL as one statement (`key = ANY($1)`); each caller still
+	// gets its own row or error. No caching: every get reads the database.
+	readonly #reads: DataLoader<string, StoredRow | undefined>;
+	// Writes likewise: one statement per kind of write and turn of the event loop.
+	readonly #writes: DataLoader<SessionWrite, boolean>;
 	// Which sessions each request loaded: `set` may update those but never recreate them.
 	readonly #loaded = new WeakMap<object, Map<string, LoadedSession>>();
 	readonly #schedules = new Set<Cleanup>();
@@ -67,14 +83,28 @@ export class PgStore {
 
 	constructor(options: PgStoreOptions) {
 		this.#options = resolveOptions(options);
-		const { prisma, connectionString, pool, schema, onError } = this.#options;
+		const { prisma, connectionString, pool, schema, table, onError } = this.#options;
 		this.#ownsClient = prisma === undefined;
+		const prepared = new Map<string, string>();
 		this.#client = prisma ?? createOwnedClient(
 			connectionString ?? '',
 			pool,
 			schema,
 			(error) => onError(error, { source: 'pool' }),
+			(sql) => prepared.get(sql),
 		);
+		this.#sql = sessionStatements(this.#client, table, schema);
+		for (const [name, sql] of Object.entries(this.#sql)) {
+			prepared.set(sql, `koa_pgstore_${name}`);
+		}
+		this.#reads = new DataLoader((digests) => this.#readBatch(digests), {
+			cache: false,
+			maxBatchSize: 500,
+			// Requests arrive in separate I/O callbacks; waiting for the end of this turn of the
+			// event loop (setImmediate) lets the reads of all of them share one statement.
+			batchScheduleFn: (callback) => setImmediate(callback),
+		});
+		this.#writes = createWriteBatcher(this.#client, this.#sql);
 		if (this.#options.cleanupInterval > 0) {
 			this.startCleanup({ interval: this.#options.cleanupInterval });
 		}
@@ -83,7 +113,8 @@ export class PgStore {
 	/**
 	 * Creates the session table from the migrations in this package's `prisma/migrations` if the
 	 * database lacks any of them, recording them as `prisma migrate deploy` does; either may run
-	 * first, or both. Safe to call from many instances at once.
+	 * first, or both. Safe to call from many instances at once. Only for the table this package
+	 * owns (`http_sessions`); a model copied into your schema is migrated by your own migrations.
 	 *
 	 * @returns The names of the migrations it applied (empty when all were there).
 	 */
@@ -104,15 +135,15 @@ export class PgStore {
 	async get(key: string, _maxAge?: number | 'session', options?: GetOptions): Promise<SessionData | undefined> {
 		this.#assertOpen();
 		assertKey(key);
-		const row = await this.#run('get', this.#client.pGSession.findUnique({
-			where: { key: digestKey(key), expiresOn: { gt: new Date() } },
-			select: { data: true, expiresOn: true },
-		}));
-		if (row === null || !isSessionData(row.data)) {
+		const row = await this.#reads.load(digestKey(key));
+		if (row === undefined) {
 			return undefined;
 		}
 		if (options?.ctx !== undefined) {
-			this.#loadedBy(options.ctx).set(key, this.#remembered(row.data as SessionJson, row.expiresOn));
+			this.#loadedBy(options.ctx).set(key, {
+				expiresOn: row.expiresOn,
+				...this.#options.touchAfter > 0 ? { data: structuredClone(row.data) } : {},
+			});
 		}
 		return row.data;
 	}
@@ -129,40 +160,32 @@ export class PgStore {
 	async set(key: string, session: SessionData, maxAge?: number | 'session', options?: SetOptions): Promise<void> {
 		this.#assertOpen();
 		assertKey(key);
-		const data = this.#validSession(session);
+		const json = this.#serialize(session);
 		const lifetime = maxAge === undefined || maxAge === 'session' ? this.#options.sessionTtl : maxAge;
 		if (typeof lifetime !== 'number' || !Number.isFinite(lifetime) || lifetime < 0) {
 			invalid('maxAge', 'a number of milliseconds >= 0 or \'session\'', maxAge);
 		}
 		const now = new Date();
-		const write = { data, modifiedOn: now, expiresOn: new Date(now.getTime() + lifetime) };
+		const expiresOn = new Date(now.getTime() + lifetime);
 		const digest = digestKey(key);
 		const loaded = options?.ctx === undefined ? undefined : this.#loadedBy(options.ctx);
 		const previous = loaded?.get(key);
-		if (previous !== undefined && options?.changed !== true && this.#isFreshTouch(previous, data, write.expiresOn)) {
+		if (previous !== undefined && options?.changed !== true && this.#isFreshTouch(previous, json, expiresOn)) {
 			return;
 		}
 		if (loaded !== undefined && previous !== undefined) {
-			const { count } = await this.#run('set', this.#client.pGSession.updateMany({
-				where: { key: digest, expiresOn: { gt: now } },
-				data: write,
-			}));
-			if (count === 0) {
+			const updated = await this.#writes.load({ kind: 'updateLive', digest, json, now, expiresOn });
+			if (!updated) {
 				// The session ended while this request ran; recreating it would undo that.
 				loaded.delete(key);
 			} else {
-				loaded.set(key, this.#remembered(data, write.expiresOn));
+				loaded.set(key, this.#remembered(json, expiresOn));
 			}
 			return;
 		}
-		await this.#run('set', this.#client.pGSession.upsert({
-			where: { key: digest },
-			create: { key: digest, createdOn: now, ...write },
-			update: write,
-			select: { id: true },
-		}));
+		await this.#writes.load({ kind: 'upsert', digest, json, now, expiresOn });
 		// From here on this request updates the row it made, and never recreates it.
-		loaded?.set(key, this.#remembered(data, write.expiresOn));
+		loaded?.set(key, this.#remembered(json, expiresOn));
 	}
 
 	/** koa-session's `destroy`: deletes the session stored under `key`, if any. */
@@ -172,7 +195,7 @@ export class PgStore {
 		if (options?.ctx !== undefined) {
 			this.#loadedBy(options.ctx).delete(key);
 		}
-		await this.#run('destroy', this.#client.pGSession.deleteMany({ where: { key: digestKey(key) } }));
+		await this.#writes.load({ kind: 'delete', digest: digestKey(key) });
 	}
 
 	/**
@@ -281,14 +304,14 @@ export class PgStore {
 		}
 	}
 
-	#remembered(data: SessionJson, expiresOn: Date): LoadedSession {
-		return this.#options.touchAfter > 0 ? { expiresOn, data: structuredClone(data) } : { expiresOn };
+	#remembered(json: string, expiresOn: Date): LoadedSession {
+		return this.#options.touchAfter > 0 ? { expiresOn, data: JSON.parse(json) as SessionData } : { expiresOn };
 	}
 
 	// A save that changes nothing but the expiry, while the stored expiry is recent enough, is
 	// skipped (touchAfter). `_expire` is the only field allowed to differ: `_maxAge` differs
 	// when the app changed maxAge ("remember me"), and that must be written.
-	#isFreshTouch(previous: LoadedSession, data: SessionJson, expiresOn: Date): boolean {
+	#isFreshTouch(previous: LoadedSession, json: string, expiresOn: Date): boolean {
 		const { touchAfter } = this.#options;
 		if (touchAfter === 0 || previous.data === undefined) {
 			return false;
@@ -298,9 +321,26 @@ export class PgStore {
 		if (extension < 0 || extension >= touchAfter) {
 			return false;
 		}
-		const { _expire: _new, ...next } = data;
+		const { _expire: _new, ...next } = JSON.parse(json) as SessionData;
 		const { _expire: _old, ...stored } = previous.data;
 		return isDeepStrictEqual(next, stored);
+	}
+
+	async #readBatch(digests: readonly string[]): Promise<(StoredRow | undefined | Error)[]> {
+		let rows: unknown;
+		try {
+			rows = await this.#client.$queryRawUnsafe(this.#sql.selectLive, [...new Set(digests)], new Date());
+		} catch (error) {
+			const failure = new DatabaseError('get', error);
+			return digests.map(() => failure);
+		}
+		const found = new Map<string, StoredRow>();
+		for (const row of Array.isArray(rows) ? rows : []) {
+			if (isStoredRow(row)) {
+				found.set(row.key, row);
+			}
+		}
+		return digests.map((digest) => found.get(digest));
 	}
 
 	#loadedBy(ctx: object): Map<string, LoadedSession> {
@@ -321,8 +361,8 @@ export class PgStore {
 	}
 
 	// Checks what PostgreSQL would reject before anything is sent, so a rejected save leaves the
-	// stored session as it was.
-	#validSession(session: unknown): SessionJson {
+	// stored session as it was. Returns the JSON that is stored.
+	#serialize(session: unknown): string {
 		if (!isSessionData(session)) {
 			throw new InvalidSessionError(`Expected the session to be a plain object, got ${session === null ? 'null' : typeof session}`);
 		}
@@ -333,7 +373,7 @@ export class PgStore {
 			throw new InvalidSessionError('The session cannot be serialized as JSON', { cause: error });
 		}
 		const { maxLength } = this.#options;
-		// A UTF-8 byte is at most one UTF-16 unit, so a short string skips the byte count.
+		// A UTF-16 unit is at most 3 bytes of UTF-8, so a short string skips the byte count.
 		if (maxLength > 0 && json.length * 3 > maxLength) {
 			const size = Buffer.byteLength(json);
 			if (size > maxLength) {
@@ -343,7 +383,7 @@ export class PgStore {
 		if (hasNulCharacter(json)) {
 			throw new InvalidSessionError('The session holds a \\u0000 character, which PostgreSQL cannot store in jsonb');
 		}
-		return JSON.parse(json) as SessionJson;
+		return json;
 	}
 }
 
@@ -355,6 +395,13 @@ function assertKey(key: unknown): asserts key is string {
 
 function isSessionData(value: unknown): value is SessionData {
 	return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isStoredRow(row: unknown): row is StoredRow {
+	return typeof row === 'object' && row !== null
+		&& typeof Reflect.get(row, 'key') === 'string'
+		&& isSessionData(Reflect.get(row, 'data'))
+		&& Reflect.get(row, 'expiresOn') instanceof Date;
 }
 
 // JSON.stringify writes U+0000 as the escape \u0000; an escaped backslash before "u0000" is not one.
