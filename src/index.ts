@@ -1,7 +1,6 @@
 export { PgStore, type SessionData, type GetOptions, type SetOptions, type DestroyOptions } from './store.js';
 export type { PgStoreOptions, ErrorContext } from './options.js';
 export type { PgStorePrismaClient, PGSessionDelegate, RawSqlClient, TransactionClient, PoolOptions } from './prisma-client.js';
-export type { TableName } from './session-table.js';
 export type { Cleanup, CleanupOptions, CleanupReport, SweepOptions } from './cleanup.js';
 export {
 	PgStoreError,

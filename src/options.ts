@@ -1,6 +1,5 @@
 import { defaultCleanupInterval } from './cleanup.js';
 import type { PgStorePrismaClient, PoolOptions } from './prisma-client.js';
-import type { TableName } from './session-table.js';
 
 /** Where a problem reported to `onError` happened. */
 export interface ErrorContext {
@@ -37,18 +36,13 @@ export interface PgStoreOptions {
 	 */
 	pool?: PoolOptions;
 	/**
-	 * With `connectionString`: the PostgreSQL schema that holds `http_sessions` (and
-	 * `_prisma_migrations`); `ensureSchema()` creates it if needed.
+	 * The PostgreSQL schema of the session table when the `PGSession` model has no `@@schema`
+	 * (with `prisma`: the `schema` you gave `PrismaPg`, if any). With `connectionString` it is
+	 * also the connection's `search_path`, and `ensureSchema()` creates it if needed.
 	 * @default the connection string's `?schema=` parameter, as Prisma reads it; else the
 	 * connection's `search_path` (normally `public`)
 	 */
 	schema?: string;
-	/**
-	 * The table of the `PGSession` model, for SQL the store writes itself.
-	 * @default read from your Prisma client's data model (`@@map`, `@@schema`, `@map`); else
-	 * `http_sessions` in `schema`
-	 */
-	table?: TableName;
 	/**
 	 * Largest session accepted, in bytes of its JSON (UTF-8, `_expire` and `_maxAge` included).
 	 * A larger one rejects with `SessionTooLargeError` and nothing is written. `0` means no limit.
@@ -91,7 +85,6 @@ export interface ResolvedOptions {
 	readonly connectionString: string | undefined;
 	readonly pool: PoolOptions;
 	readonly schema: string | undefined;
-	readonly table: TableName | undefined;
 	readonly maxLength: number;
 	readonly sessionTtl: number;
 	readonly cleanupInterval: number;
@@ -144,7 +137,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 	if (!isRecord(options)) {
 		invalid('options', 'an object with `prisma` or `connectionString`', options);
 	}
-	const { prisma, connectionString, pool, schema, table, maxLength, sessionTtl, cleanupInterval, touchAfter, onError } = options;
+	const { prisma, connectionString, pool, schema, maxLength, sessionTtl, cleanupInterval, touchAfter, onError } = options;
 	if ((prisma === undefined) === (connectionString === undefined)) {
 		invalid('options', 'an object with exactly one of `prisma` and `connectionString`', prisma === undefined ? 'neither' : 'both');
 	}
@@ -157,8 +150,8 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 	if (pool !== undefined && (!isRecord(pool) || prisma !== undefined)) {
 		invalid('pool', 'an object of pool options, with `connectionString`', pool);
 	}
-	if (schema !== undefined && (typeof schema !== 'string' || schema === '' || prisma !== undefined)) {
-		invalid('schema', 'a non-empty string, with `connectionString`', schema);
+	if (schema !== undefined && (typeof schema !== 'string' || schema === '')) {
+		invalid('schema', 'a non-empty string', schema);
 	}
 	if (onError !== undefined && typeof onError !== 'function') {
 		invalid('onError', 'a function', onError);
@@ -168,7 +161,6 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 		connectionString,
 		pool: { ...pool },
 		schema: schema ?? schemaParameter(connectionString),
-		table: table === undefined ? undefined : tableName(table),
 		maxLength: integerAtLeast('maxLength', maxLength, 0, defaultMaxLength),
 		sessionTtl: integerAtLeast('sessionTtl', sessionTtl, 1, defaultSessionTtl),
 		cleanupInterval: integerAtLeast('cleanupInterval', cleanupInterval, 0, defaultCleanupInterval),
@@ -195,12 +187,4 @@ function schemaParameter(connectionString: string | undefined): string | undefin
 		return undefined;
 	}
 	return new URL(connectionString).searchParams.get('schema') || undefined;
-}
-
-function tableName(table: unknown): TableName {
-	if (!isRecord(table) || typeof table['name'] !== 'string' || table['name'] === ''
-		|| (table['schema'] !== undefined && (typeof table['schema'] !== 'string' || table['schema'] === ''))) {
-		invalid('table', 'an object `{ name, schema? }` of non-empty strings', table);
-	}
-	return { name: table['name'], schema: table['schema'] };
 }

@@ -1,12 +1,5 @@
+import { invalid } from './options.js';
 import { quoteIdentifier } from './prisma-client.js';
-
-/** Where the `PGSession` model lives in PostgreSQL. */
-export interface TableName {
-	/** Table name. @default the model's `@@map`, else `http_sessions` */
-	name: string;
-	/** PostgreSQL schema. @default the model's `@@schema`, else the connection's `search_path` */
-	schema?: string | undefined;
-}
 
 /** The SQL of the store's statements on one table, built once. */
 export interface SessionStatements {
@@ -32,33 +25,36 @@ interface ModelField {
 }
 
 const columnFields = ['key', 'data', 'createdOn', 'modifiedOn', 'expiresOn'] as const;
-const defaultColumns: Record<typeof columnFields[number], string> = {
-	key: 'key',
-	data: 'data',
-	createdOn: 'created_on',
-	modifiedOn: 'modified_on',
-	expiresOn: 'expires_on',
-};
 
-// Prisma 7 clients carry their data model (`_runtimeDataModel`): table, schema and column names
-// as the app's schema maps them. The store reads it so that its SQL follows a copied model that
-// was renamed (@@map, @map) or moved (@@schema); without it, the defaults of prisma/schema.prisma.
-function modelOf(client: object): { dbName?: string | null; schema?: string | null; fields?: ModelField[] } | undefined {
+interface SessionModel {
+	dbName?: string | null;
+	schema?: string | null;
+	fields?: ModelField[];
+}
+
+// Prisma 7 clients (extended ones too) carry their data model as `_runtimeDataModel`: table,
+// schema and column names as the app's schema maps them. The store's SQL follows it, so a copied
+// model that was renamed (@@map, @map) or moved (@@schema) just works.
+function modelOf(client: object): SessionModel {
 	const dataModel: unknown = Reflect.get(client, '_runtimeDataModel');
 	const models: unknown = typeof dataModel === 'object' && dataModel !== null ? Reflect.get(dataModel, 'models') : undefined;
 	const model: unknown = typeof models === 'object' && models !== null ? Reflect.get(models, 'PGSession') : undefined;
-	return typeof model === 'object' && model !== null ? model : undefined;
+	if (typeof model !== 'object' || model === null) {
+		invalid('prisma', 'a Prisma 7 client whose data model has the `PGSession` model', 'a client without it');
+	}
+	return model;
 }
 
-/** Builds the statements for the table the client's `PGSession` model maps to, or `table`. */
-export function sessionStatements(client: object, table: TableName | undefined, connectionSchema: string | undefined): SessionStatements {
+/** Builds the statements for the table the client's `PGSession` model maps to. */
+export function sessionStatements(client: object, connectionSchema: string | undefined): SessionStatements {
 	const model = modelOf(client);
-	const name = table?.name ?? model?.dbName ?? 'http_sessions';
-	const schema = table?.schema ?? model?.schema ?? connectionSchema;
+	const name = model.dbName ?? 'PGSession';
+	// A model without @@schema lives where the connection's queries go: `schema`, else search_path.
+	const schema = model.schema ?? connectionSchema;
 	const qualified = schema === undefined ? quoteIdentifier(name) : `${quoteIdentifier(schema)}.${quoteIdentifier(name)}`;
 	const column = Object.fromEntries(columnFields.map((field) => {
-		const mapped = model?.fields?.find((candidate) => candidate.name === field);
-		return [field, quoteIdentifier(mapped?.dbName ?? (mapped ? field : defaultColumns[field]))];
+		const mapped = model.fields?.find((candidate) => candidate.name === field);
+		return [field, quoteIdentifier(mapped?.dbName ?? field)];
 	})) as Record<typeof columnFields[number], string>;
 	const { key, data, createdOn, modifiedOn, expiresOn } = column;
 	return {

@@ -83,7 +83,7 @@ export class PgStore {
 
 	constructor(options: PgStoreOptions) {
 		this.#options = resolveOptions(options);
-		const { prisma, connectionString, pool, schema, table, onError } = this.#options;
+		const { prisma, connectionString, pool, schema, onError } = this.#options;
 		this.#ownsClient = prisma === undefined;
 		const prepared = new Map<string, string>();
 		this.#client = prisma ?? createOwnedClient(
@@ -93,7 +93,7 @@ export class PgStore {
 			(error) => onError(error, { source: 'pool' }),
 			(sql) => prepared.get(sql),
 		);
-		this.#sql = sessionStatements(this.#client, table, schema);
+		this.#sql = sessionStatements(this.#client, schema);
 		for (const [name, sql] of Object.entries(this.#sql)) {
 			prepared.set(sql, `koa_pgstore_${name}`);
 		}

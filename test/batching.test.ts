@@ -1,0 +1,68 @@
+import test from 'ava';
+import { DatabaseError, digestKey } from '../src/index.js';
+import { createStore, sessionRows } from './helpers/store.js';
+
+// Calls made in the same turn of the event loop share statements; these tests start them all
+// before awaiting any, so that they land in one batch.
+const hour = 3_600_000;
+
+test('reads of one turn each get their own row, or undefined', async (t) => {
+	const { store } = await createStore(t);
+	await Promise.all(['a', 'b', 'c'].map((key) => store.set(key, { key }, hour)));
+	const results = await Promise.all(['a', 'missing', 'b', 'a', 'c'].map((key) => store.get(key, hour, {})));
+	t.deepEqual(results, [{ key: 'a' }, undefined, { key: 'b' }, { key: 'a' }, { key: 'c' }]);
+});
+
+test('a failed batch rejects every read in it with a DatabaseError', async (t) => {
+	const { store, database } = await createStore(t);
+	await database.query('ALTER TABLE http_sessions RENAME TO elsewhere');
+	const results = await Promise.allSettled(['a', 'b'].map((key) => store.get(key, hour, {})));
+	for (const result of results) {
+		t.is(result.status, 'rejected');
+		t.true(result.status === 'rejected' && result.reason instanceof DatabaseError);
+	}
+});
+
+test('writes of one turn to distinct keys all land', async (t) => {
+	const { store, database } = await createStore(t);
+	await store.set('updated', { v: 0 }, hour);
+	await store.set('destroyed', { v: 0 }, hour);
+	const ctx = {};
+	await store.get('updated', hour, { ctx });
+	await Promise.all([
+		store.set('updated', { v: 1 }, hour, { ctx, changed: true }),
+		store.set('created', { v: 1 }, hour),
+		store.destroy('destroyed', {}),
+	]);
+	const rows = await sessionRows(database);
+	t.deepEqual(
+		rows.map((row) => [row.key, row.data]).sort(),
+		[[digestKey('created'), { v: 1 }], [digestKey('updated'), { v: 1 }]].sort(),
+	);
+});
+
+test('two writes to one key in one turn apply in the order they were made', async (t) => {
+	const { store, database } = await createStore(t);
+	await Promise.all([store.set('k', { v: 1 }, hour), store.set('k', { v: 2 }, hour), store.set('other', { v: 0 }, hour)]);
+	t.deepEqual((await sessionRows(database)).find((row) => row.key === digestKey('k'))?.data, { v: 2 });
+
+	const ctx = {};
+	await store.get('k', hour, { ctx });
+	// A logout and a save of the same loaded session in one turn: the logout comes first and stays.
+	await Promise.all([store.destroy('k', {}), store.set('k', { v: 3 }, hour, { ctx, changed: true })]);
+	t.false((await sessionRows(database)).some((row) => row.key === digestKey('k')));
+});
+
+test('an update in a batch does not recreate a session deleted before it', async (t) => {
+	const { store, database } = await createStore(t);
+	await Promise.all(['a', 'b'].map((key) => store.set(key, { key }, hour)));
+	const ctx = {};
+	await Promise.all(['a', 'b'].map((key) => store.get(key, hour, { ctx })));
+	await database.query('DELETE FROM http_sessions WHERE key = $1', [digestKey('a')]);
+	await Promise.all([
+		store.set('a', { key: 'a', v: 2 }, hour, { ctx, changed: true }),
+		store.set('b', { key: 'b', v: 2 }, hour, { ctx, changed: true }),
+	]);
+	const rows = await sessionRows(database);
+	t.deepEqual(rows.map((row) => row.data), [{ key: 'b', v: 2 }]);
+});
