@@ -144,27 +144,25 @@ await db.query('VACUUM ANALYZE http_sessions');
 const readsWithout = await measure(ports['koa-pgstore'].plain, '/', cookies['koa-pgstore']);
 const sweeper = new PgStore({ connectionString: databaseUrl, cleanupInterval: 0 });
 await db.query('SELECT pg_stat_statements_reset()');
-let readsDuring: Measurement | undefined;
-let report: Awaited<ReturnType<PgStore['cleanup']>> | undefined;
-const sweep = sweeper.cleanup({ batchSize: 1000 }).then((result) => { report = result; });
-// Reads run while the sweep does: in consecutive slices until it ends.
-const during: Measurement[] = [];
-while (report === undefined) {
-	during.push(await measure(ports['koa-pgstore'].plain, '/', cookies['koa-pgstore'], 1));
-}
-await sweep;
-readsDuring = { ...during[0]!, p99: Math.max(...during.map((m) => m.p99)), p50: median(during.map((m) => m.p50)), requestsPerSecond: median(during.map((m) => m.requestsPerSecond)) };
-const { rows: [longest] } = await db.query<{ max_ms: number }>(
-	`SELECT max(max_exec_time) AS max_ms FROM pg_stat_statements WHERE query ~* '^\\s*delete'`,
+// Reads run for exactly as long as the sweep does.
+let next = 0;
+let readLoad: autocannon.Instance | undefined;
+const readsDone = new Promise<autocannon.Result>((resolve, reject) => {
+	readLoad = autocannon({
+		url: `http://127.0.0.1:${ports['koa-pgstore'].plain}`,
+		connections,
+		duration: 3_600,
+		requests: [{ method: 'GET', path: '/', setupRequest: (request) => ({ ...request, headers: { ...request.headers, cookie: cookies['koa-pgstore'][next++ % 100] ?? '' } }) }],
+	}, (error, result) => (error ? reject(error) : resolve(result)));
+});
+const report = await sweeper.cleanup({ batchSize: 1000 }).finally(() => readLoad?.stop());
+const readsDuring = await readsDone;
+const { rows: [longest] } = await db.query<{ max_ms: number; calls: string }>(
+	`SELECT max(max_exec_time) AS max_ms, sum(calls) AS calls FROM pg_stat_statements WHERE query ~* '^\\s*delete'`,
 );
-// measure() reset the statistics per slice; the longest DELETE of the last slice is a lower bound,
-// so take the sweep's own per-batch view too.
-console.log('| sweep ms | rows deleted | rows/s | batches | longest DELETE ms (last slice) | read p99 without | read p99 during (worst slice) | ratio |');
-console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
-if (report !== undefined) {
-	const finished = report as Awaited<ReturnType<PgStore['cleanup']>>;
-	console.log(`| ${finished.ms.toFixed(0)} | ${finished.deleted} | ${(finished.deleted / (finished.ms / 1000)).toFixed(0)} | ${finished.batches} | ${Number(longest?.max_ms ?? 0).toFixed(1)} | ${readsWithout.p99} | ${readsDuring.p99} | ${(readsDuring.p99 / readsWithout.p99).toFixed(2)} |`);
-}
+console.log('| sweep s | rows deleted | rows/s | batches | longest DELETE ms | read p99 ms without | read p99 ms during | ratio | read req/s without | during |');
+console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+console.log(`| ${(report.ms / 1000).toFixed(1)} | ${report.deleted} | ${(report.deleted / (report.ms / 1000)).toFixed(0)} | ${report.batches} | ${Number(longest?.max_ms ?? 0).toFixed(1)} | ${readsWithout.p99} | ${readsDuring.latency.p99} | ${(readsDuring.latency.p99 / readsWithout.p99).toFixed(2)} | ${readsWithout.requestsPerSecond.toFixed(0)} | ${readsDuring.requests.average.toFixed(0)} |`);
 
 await sweeper.close();
 for (const child of children) {

@@ -19,6 +19,12 @@ export interface SweepOptions {
 	 * @default 1000
 	 */
 	batchSize?: number;
+	/**
+	 * Milliseconds to wait between batches, leaving the database to the app's own queries.
+	 * @default as long as the previous batch took, so a sweep keeps at most half of one
+	 * connection busy
+	 */
+	pause?: number;
 	/** Ends the sweep after the batch in flight. */
 	signal?: AbortSignal;
 }
@@ -112,4 +118,18 @@ export function scheduleCleanup({ interval, sweep, signal, onError }: {
 		signal?.addEventListener('abort', onAbort, { once: true });
 	}
 	return { stop };
+}
+
+/** Waits `ms`, or less if `signal` aborts first; never keeps the process alive. */
+export function pauseFor(ms: number, signal: AbortSignal | undefined): Promise<void> {
+	return new Promise((resolve) => {
+		const done = () => {
+			clearTimeout(timer);
+			signal?.removeEventListener('abort', done);
+			resolve();
+		};
+		const timer = setTimeout(done, ms);
+		timer.unref();
+		signal?.addEventListener('abort', done, { once: true });
+	});
 }

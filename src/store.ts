@@ -1,7 +1,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import DataLoader from 'dataloader';
 import {
-	defaultBatchSize, defaultCleanupInterval, scheduleCleanup,
+	defaultBatchSize, defaultCleanupInterval, pauseFor, scheduleCleanup,
 	type Cleanup, type CleanupOptions, type CleanupReport, type SweepOptions,
 } from './cleanup.js';
 import { DatabaseError, InvalidSessionError, SessionTooLargeError, StoreClosedError, type StoreOperation } from './errors.js';
@@ -208,11 +208,13 @@ export class PgStore {
 	async cleanup(options: SweepOptions = {}): Promise<CleanupReport> {
 		this.#assertOpen();
 		const batchSize = integerAtLeast('batchSize', options.batchSize, 1, defaultBatchSize);
+		const fixedPause = options.pause === undefined ? undefined : integerAtLeast('pause', options.pause, 0, 0);
 		const started = performance.now();
 		let deleted = 0;
 		let batches = 0;
 		let skipped = false;
 		while (options.signal?.aborted !== true) {
+			const batchStarted = performance.now();
 			const expiredBefore = new Date();
 			const count = await this.#run('cleanup', this.#client.$transaction(async (transaction) => {
 				const [lock] = await transaction.$queryRawUnsafe(
@@ -236,6 +238,7 @@ export class PgStore {
 			if (count < batchSize) {
 				break;
 			}
+			await pauseFor(fixedPause ?? performance.now() - batchStarted, options.signal);
 		}
 		return { deleted, batches, ms: performance.now() - started, skipped };
 	}
@@ -255,6 +258,7 @@ export class PgStore {
 		this.#assertOpen();
 		const interval = integerAtLeast('interval', options.interval, 0, defaultCleanupInterval);
 		const batchSize = integerAtLeast('batchSize', options.batchSize, 1, defaultBatchSize);
+		const pause = options.pause === undefined ? undefined : integerAtLeast('pause', options.pause, 0, 0);
 		const { signal, onError = this.#options.onError } = options;
 		if (signal !== undefined && !(signal instanceof AbortSignal)) {
 			invalid('signal', 'an AbortSignal', signal);
@@ -269,7 +273,7 @@ export class PgStore {
 			interval,
 			signal,
 			onError,
-			sweep: (stopSignal) => this.cleanup({ batchSize, signal: stopSignal }),
+			sweep: (stopSignal) => this.cleanup({ batchSize, signal: stopSignal, ...pause === undefined ? {} : { pause } }),
 		});
 		this.#schedules.add(schedule);
 		return {

@@ -67,6 +67,21 @@ test('an instance that finds another sweeping skips its turn', async (t) => {
 	t.like(await store.cleanup(), { deleted: 10, skipped: false });
 });
 
+test('cleanup() pauses between batches, and an abort cuts the pause short', async (t) => {
+	const { store, database } = await createStore(t);
+	await insertSessions(database, { expired: 30, live: 0 });
+	const paused = await store.cleanup({ batchSize: 10, pause: 150 });
+	t.like(paused, { deleted: 30, batches: 3 });
+	t.true(paused.ms >= 300, `two pauses of 150 ms, took ${paused.ms} ms`);
+	await insertSessions(database, { expired: 30, live: 0 });
+	const controller = new AbortController();
+	const started = performance.now();
+	const aborted = store.cleanup({ batchSize: 10, pause: 60_000, signal: controller.signal });
+	setTimeout(() => controller.abort(), 200);
+	t.like(await aborted, { deleted: 10, batches: 1 });
+	t.true(performance.now() - started < 5_000);
+});
+
 test('cleanup() stops between batches when its signal aborts', async (t) => {
 	const { store, database } = await createStore(t);
 	await insertSessions(database, { expired: 300, live: 0 });
@@ -119,6 +134,7 @@ test('startCleanup() validates its options', async (t) => {
 		[{ interval: Number.NaN }, /`interval`.*got NaN/],
 		[{ interval: '5m' }, /`interval`.*got "5m"/],
 		[{ batchSize: 0 }, /`batchSize` to be an integer >= 1, got 0/],
+		[{ pause: -1 }, /`pause` to be an integer >= 0, got -1/],
 		[{ signal: {} }, /`signal` to be an AbortSignal/],
 		[{ onError: 1 }, /`onError` to be a function/],
 	] as const) {
