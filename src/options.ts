@@ -56,6 +56,15 @@ export interface PgStoreOptions {
 	 */
 	sessionTtl?: number;
 	/**
+	 * Names whose session it is, for `destroyAll()`, `list()` and `destroySession()`: called on
+	 * every write with the session's data; its result is stored in the `subject` column (from
+	 * the `…_session_subject` migration). Return `null` or `undefined` for a session of nobody
+	 * yet (before login).
+	 * @default none: sessions have no subject
+	 * @example `subject: (session) => session.userId`
+	 */
+	subject?: (session: Record<string, unknown>) => string | number | null | undefined;
+	/**
 	 * Milliseconds between sweeps that delete expired sessions, started with the store and
 	 * stopped by `close()`; `0` leaves cleanup to you (`startCleanup()`, `cleanup()`). Reads
 	 * never return expired rows either way: cleanup only keeps the table small.
@@ -89,6 +98,7 @@ export interface ResolvedOptions {
 	readonly sessionTtl: number;
 	readonly cleanupInterval: number;
 	readonly touchAfter: number;
+	readonly subject: ((session: Record<string, unknown>) => unknown) | undefined;
 	readonly onError: (error: Error, context: ErrorContext) => void;
 }
 
@@ -137,7 +147,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 	if (!isRecord(options)) {
 		invalid('options', 'an object with `prisma` or `connectionString`', options);
 	}
-	const { prisma, connectionString, pool, schema, maxLength, sessionTtl, cleanupInterval, touchAfter, onError } = options;
+	const { prisma, connectionString, pool, schema, maxLength, sessionTtl, cleanupInterval, touchAfter, subject, onError } = options;
 	if ((prisma === undefined) === (connectionString === undefined)) {
 		invalid('options', 'an object with exactly one of `prisma` and `connectionString`', prisma === undefined ? 'neither' : 'both');
 	}
@@ -156,6 +166,9 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 	if (onError !== undefined && typeof onError !== 'function') {
 		invalid('onError', 'a function', onError);
 	}
+	if (subject !== undefined && typeof subject !== 'function') {
+		invalid('subject', 'a function of the session', subject);
+	}
 	return {
 		prisma,
 		connectionString,
@@ -165,6 +178,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 		sessionTtl: integerAtLeast('sessionTtl', sessionTtl, 1, defaultSessionTtl),
 		cleanupInterval: integerAtLeast('cleanupInterval', cleanupInterval, 0, defaultCleanupInterval),
 		touchAfter: integerAtLeast('touchAfter', touchAfter, 0, 0),
+		subject: subject === undefined ? undefined : (session) => Reflect.apply(subject, undefined, [session]),
 		onError: onError === undefined ? logError : (error, context) => {
 			Reflect.apply(onError, undefined, [error, context]);
 		},

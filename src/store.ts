@@ -9,7 +9,7 @@ import { digestKey } from './key-digest.js';
 import { applyMigrations } from './migrations.js';
 import { integerAtLeast, invalid, resolveOptions, type PgStoreOptions, type ResolvedOptions } from './options.js';
 import { createOwnedClient, type PgStorePrismaClient } from './prisma-client.js';
-import { sessionStatements, type SessionStatements } from './session-table.js';
+import { sessionStatements, type SessionStatements, type SubjectStatements } from './session-table.js';
 import { createWriteBatcher, type SessionWrite } from './write-batch.js';
 
 /** A session as koa-session hands it to a store: its JSON, with `_expire` and `_maxAge`. */
@@ -38,6 +38,18 @@ interface LoadedSession {
 	readonly expiresOn: Date;
 	/** A copy of the stored data (the app may change the object it was given), kept for `touchAfter`. */
 	readonly data?: SessionData;
+}
+
+/** One of a subject's sessions, as `list()` shows it. */
+export interface SessionListing {
+	/** The row's id: what `destroySession()` takes. Not secret, and useless to sign in with. */
+	readonly id: string;
+	readonly createdOn: Date;
+	/** When the session was last written. */
+	readonly modifiedOn: Date;
+	readonly expiresOn: Date;
+	/** Whether this is the session of the `ctx` given to `list()`. */
+	readonly current: boolean;
 }
 
 /** A live row as the read statement returns it. */
@@ -93,9 +105,11 @@ export class PgStore {
 			(error) => onError(error, { source: 'pool' }),
 			(sql) => prepared.get(sql),
 		);
-		this.#sql = sessionStatements(this.#client, schema);
-		for (const [name, sql] of Object.entries(this.#sql)) {
-			prepared.set(sql, `koa_pgstore_${name}`);
+		this.#sql = sessionStatements(this.#client, schema, this.#options.subject !== undefined);
+		for (const [name, sql] of Object.entries({ ...this.#sql, ...this.#sql.bySubject })) {
+			if (typeof sql === 'string') {
+				prepared.set(sql, `koa_pgstore_${name}`);
+			}
 		}
 		this.#reads = new DataLoader((digests) => this.#readBatch(digests), {
 			cache: false,
@@ -168,13 +182,14 @@ export class PgStore {
 		const now = new Date();
 		const expiresOn = new Date(now.getTime() + lifetime);
 		const digest = digestKey(key);
+		const subject = this.#subjectOf(session);
 		const loaded = options?.ctx === undefined ? undefined : this.#loadedBy(options.ctx);
 		const previous = loaded?.get(key);
 		if (previous !== undefined && options?.changed !== true && this.#isFreshTouch(previous, json, expiresOn)) {
 			return;
 		}
 		if (loaded !== undefined && previous !== undefined) {
-			const updated = await this.#writes.load({ kind: 'updateLive', digest, json, now, expiresOn });
+			const updated = await this.#writes.load({ kind: 'updateLive', digest, json, now, expiresOn, subject });
 			if (!updated) {
 				// The session ended while this request ran; recreating it would undo that.
 				loaded.delete(key);
@@ -183,7 +198,7 @@ export class PgStore {
 			}
 			return;
 		}
-		await this.#writes.load({ kind: 'upsert', digest, json, now, expiresOn });
+		await this.#writes.load({ kind: 'upsert', digest, json, now, expiresOn, subject });
 		// From here on this request updates the row it made, and never recreates it.
 		loaded?.set(key, this.#remembered(json, expiresOn));
 	}
@@ -196,6 +211,51 @@ export class PgStore {
 			this.#loadedBy(options.ctx).delete(key);
 		}
 		await this.#writes.load({ kind: 'delete', digest: digestKey(key) });
+	}
+
+	/**
+	 * Signs a subject out everywhere: deletes all its sessions in one statement. A request in
+	 * flight on one of them cannot bring it back (see `set`).
+	 *
+	 * @param options.except A request's `ctx`: its own session stays (sign out other devices).
+	 * @returns How many sessions ended.
+	 * @example
+	 * ```ts
+	 * await store.destroyAll(ctx.session.userId, { except: ctx }); // "sign out other devices"
+	 * ```
+	 */
+	async destroyAll(subject: string | number, options: { except?: object } = {}): Promise<number> {
+		const sql = this.#subjectStatements();
+		const keep = options.except === undefined ? [] : [...this.#loadedBy(options.except).keys()].map(digestKey);
+		return this.#run('destroy', this.#client.$executeRawUnsafe(sql.deleteAll, subjectParameter(subject), keep));
+	}
+
+	/**
+	 * A subject's live sessions, most recently active first, for a "your devices" page. Gives
+	 * each session's row `id` (for `destroySession`), never its key or the key's digest.
+	 *
+	 * @param options.ctx The request's `ctx`: its own session is marked `current`.
+	 */
+	async list(subject: string | number, options: { ctx?: object } = {}): Promise<SessionListing[]> {
+		const sql = this.#subjectStatements();
+		const rows = await this.#run('get', this.#client.$queryRawUnsafe(sql.list, subjectParameter(subject), new Date())) as {
+			id: string; key: string; createdOn: Date; modifiedOn: Date; expiresOn: Date;
+		}[];
+		const current = new Set(options.ctx === undefined ? [] : [...this.#loadedBy(options.ctx).keys()].map(digestKey));
+		return rows.map(({ id, key, createdOn, modifiedOn, expiresOn }) => ({ id, createdOn, modifiedOn, expiresOn, current: current.has(key) }));
+	}
+
+	/**
+	 * Ends one of a subject's sessions, by the `id` that `list` gave ("sign out this device").
+	 * @returns Whether a session ended (`false`: no such session of that subject).
+	 */
+	async destroySession(subject: string | number, id: string | bigint): Promise<boolean> {
+		const sql = this.#subjectStatements();
+		if ((typeof id !== 'string' || !/^\d{1,19}$/.test(id)) && typeof id !== 'bigint') {
+			invalid('id', 'a session id from list() (a string of digits)', id);
+		}
+		const deleted = await this.#run('destroy', this.#client.$executeRawUnsafe(sql.deleteOne, subjectParameter(subject), String(id)));
+		return deleted > 0;
 	}
 
 	/**
@@ -347,6 +407,29 @@ export class PgStore {
 		return digests.map((digest) => found.get(digest));
 	}
 
+	#subjectOf(session: SessionData): string | null | undefined {
+		const { subject } = this.#options;
+		if (subject === undefined) {
+			return undefined;
+		}
+		const value = subject(session);
+		if (value === undefined || value === null) {
+			return null;
+		}
+		if ((typeof value !== 'string' || value === '') && (typeof value !== 'number' || !Number.isFinite(value))) {
+			invalid('subject(session)', 'to return a non-empty string, a number, null or undefined', value);
+		}
+		return String(value);
+	}
+
+	#subjectStatements(): SubjectStatements {
+		this.#assertOpen();
+		if (this.#sql.bySubject === undefined) {
+			throw new TypeError('Expected the store to have a `subject` option: sessions are stored without a subject');
+		}
+		return this.#sql.bySubject;
+	}
+
 	#loadedBy(ctx: object): Map<string, LoadedSession> {
 		let loaded = this.#loaded.get(ctx);
 		if (loaded === undefined) {
@@ -389,6 +472,13 @@ export class PgStore {
 		}
 		return json;
 	}
+}
+
+function subjectParameter(subject: unknown): string {
+	if ((typeof subject !== 'string' || subject === '') && (typeof subject !== 'number' || !Number.isFinite(subject))) {
+		invalid('subject', 'a non-empty string or a number', subject);
+	}
+	return String(subject);
 }
 
 function assertKey(key: unknown): asserts key is string {

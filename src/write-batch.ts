@@ -5,7 +5,15 @@ import type { SessionStatements } from './session-table.js';
 
 /** One write as `set` or `destroy` asks for it. */
 export type SessionWrite =
-	| { readonly kind: 'updateLive' | 'upsert'; readonly digest: string; readonly json: string; readonly now: Date; readonly expiresOn: Date }
+	| {
+		readonly kind: 'updateLive' | 'upsert';
+		readonly digest: string;
+		readonly json: string;
+		readonly now: Date;
+		readonly expiresOn: Date;
+		/** `undefined`: the store keeps no subject; `null`: the session has none. */
+		readonly subject: string | null | undefined;
+	}
 	| { readonly kind: 'delete'; readonly digest: string };
 
 /**
@@ -22,7 +30,11 @@ export function createWriteBatcher(client: RawSqlClient, sql: SessionStatements)
 		try {
 			const rows = write.kind === 'delete'
 				? await client.$executeRawUnsafe(sql.delete, write.digest)
-				: await client.$executeRawUnsafe(write.kind === 'upsert' ? sql.upsert : sql.updateLive, write.digest, write.json, write.now, write.expiresOn);
+				: await client.$executeRawUnsafe(
+					write.kind === 'upsert' ? sql.upsert : sql.updateLive,
+					write.digest, write.json, write.now, write.expiresOn,
+					...write.subject === undefined ? [] : [write.subject],
+				);
 			return rows > 0;
 		} catch (error) {
 			throw new DatabaseError(write.kind === 'delete' ? 'destroy' : 'set', error);
@@ -46,6 +58,7 @@ export function createWriteBatcher(client: RawSqlClient, sql: SessionStatements)
 			group.map((write) => (write.kind === 'delete' ? '' : write.json)),
 			group.map((write) => (write.kind === 'delete' ? '' : write.now.toISOString())),
 			group.map((write) => (write.kind === 'delete' ? '' : write.expiresOn.toISOString())),
+			...sql.bySubject === undefined ? [] : [group.map((write) => (write.kind === 'delete' ? null : write.subject ?? null))],
 		];
 		const [updated, upserted, deleted] = await Promise.allSettled([
 			groups.updateLive.length === 0 ? Promise.resolve([]) : client.$queryRawUnsafe(sql.updateLiveMany, ...columns(groups.updateLive)),

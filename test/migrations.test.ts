@@ -11,6 +11,7 @@ const expectedColumns = [
 	{ column_name: 'created_on', data_type: 'timestamp with time zone', is_nullable: 'NO', datetime_precision: 3 },
 	{ column_name: 'modified_on', data_type: 'timestamp with time zone', is_nullable: 'NO', datetime_precision: 3 },
 	{ column_name: 'expires_on', data_type: 'timestamp with time zone', is_nullable: 'NO', datetime_precision: 3 },
+	{ column_name: 'subject', data_type: 'text', is_nullable: 'YES', datetime_precision: null },
 ];
 
 async function describeTable(database: TestDatabase) {
@@ -29,6 +30,7 @@ const expectedIndexes = [
 	{ indexname: 'http_sessions_expires_on_idx', indexdef: 'CREATE INDEX http_sessions_expires_on_idx ON public.http_sessions USING btree (expires_on)' },
 	{ indexname: 'http_sessions_key_key', indexdef: 'CREATE UNIQUE INDEX http_sessions_key_key ON public.http_sessions USING btree (key)' },
 	{ indexname: 'http_sessions_pkey', indexdef: 'CREATE UNIQUE INDEX http_sessions_pkey ON public.http_sessions USING btree (id)' },
+	{ indexname: 'http_sessions_subject_idx', indexdef: 'CREATE INDEX http_sessions_subject_idx ON public.http_sessions USING btree (subject)' },
 ];
 
 test('the shipped migration creates the table the Prisma schema describes', async (t) => {
