@@ -1,5 +1,5 @@
 import Keygrip from 'keygrip';
-import { invalid } from './options.js';
+import { Described, invalid } from './options.js';
 
 /** Fewest bytes a signing secret may have: the output size of the SHA-256 HMAC it keys. */
 export const minimumSecretBytes = 32;
@@ -30,14 +30,14 @@ export function createKeys(secrets: string | readonly string[] | undefined, algo
 	for (const [index, secret] of list.entries()) {
 		if (typeof secret !== 'string' || secret === '') {
 			// The value itself is never echoed: it is a secret.
-			invalid(`secrets[${index}]`, 'a non-empty string', typeof secret === 'string' ? 'an empty string' : typeof secret);
+			invalid(`secrets[${index}]`, 'a non-empty string', new Described(typeof secret === 'string' ? 'an empty string' : `a ${typeof secret}`));
 		}
 		const bytes = Buffer.byteLength(secret);
 		if (bytes < minimumSecretBytes) {
-			invalid(`secrets[${index}]`, `at least ${minimumSecretBytes} bytes long (e.g. \`openssl rand -base64 32\`)`, `${bytes} bytes`);
+			invalid(`secrets[${index}]`, `at least ${minimumSecretBytes} bytes long (e.g. \`openssl rand -base64 32\`)`, new Described(`${bytes} bytes`));
 		}
 		if (seen.has(secret)) {
-			invalid(`secrets[${index}]`, 'different from every other secret', 'a duplicate');
+			invalid(`secrets[${index}]`, 'different from every other secret', new Described('a duplicate'));
 		}
 		seen.add(secret);
 	}

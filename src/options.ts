@@ -109,7 +109,15 @@ function logError(error: Error, context: ErrorContext): void {
 	console.error(`koa-pgstore: ${context.source}: ${error.name}: ${error.message}`);
 }
 
+/** A received value described in words, for `invalid()` (used where the value is a secret). */
+export class Described {
+	constructor(readonly text: string) {}
+}
+
 function describe(value: unknown): string {
+	if (value instanceof Described) {
+		return value.text;
+	}
 	if (typeof value === 'string') {
 		return JSON.stringify(value);
 	}

@@ -1,4 +1,4 @@
-import { invalid } from './options.js';
+import { Described, invalid } from './options.js';
 import { quoteIdentifier } from './prisma-client.js';
 
 /**
@@ -54,7 +54,7 @@ function modelOf(client: object): SessionModel {
 	const models: unknown = typeof dataModel === 'object' && dataModel !== null ? Reflect.get(dataModel, 'models') : undefined;
 	const model: unknown = typeof models === 'object' && models !== null ? Reflect.get(models, 'PGSession') : undefined;
 	if (typeof model !== 'object' || model === null) {
-		invalid('prisma', 'a Prisma 7 client whose data model has the `PGSession` model', 'a client without it');
+		invalid('prisma', 'a Prisma 7 client whose data model has the `PGSession` model', new Described('a client without it'));
 	}
 	return model;
 }
@@ -74,10 +74,10 @@ export function sessionStatements(client: object, connectionSchema: string | und
 		return found === undefined ? undefined : quoteIdentifier(found.dbName ?? field);
 	};
 	const required = (field: string): string => column(field)
-		?? invalid('prisma', `a client whose \`PGSession\` model has the field \`${field}\``, 'a model without it');
+		?? invalid('prisma', `a client whose \`PGSession\` model has the field \`${field}\``, new Described('a model without it'));
 	const [id, key, data, createdOn, modifiedOn, expiresOn] = ['id', 'key', 'data', 'createdOn', 'modifiedOn', 'expiresOn'].map(required) as [string, string, string, string, string, string];
 	const subject = withSubject
-		? column('subject') ?? invalid('subject', 'used with a `PGSession` model that has the `subject` field (apply the migration `…_session_subject`)', 'a function')
+		? column('subject') ?? invalid('subject', 'used with a `PGSession` model that has the `subject` field (apply the migration `…_session_subject`)', new Described('a model without it'))
 		: undefined;
 
 	const set = [`${data} = $2::jsonb`, `${modifiedOn} = $3`, `${expiresOn} = $4`, ...subject ? [`${subject} = $5`] : []].join(', ');
