@@ -1,0 +1,177 @@
+import { readFile } from 'node:fs/promises';
+import { PrismaPg } from '@prisma/adapter-pg';
+import test from 'ava';
+import type Koa from 'koa';
+import { digestKey, PgStore } from '../src/index.js';
+import { PrismaClient as AppClient } from './fixtures/app-schema/generated/client.js';
+import { createDatabase, migrationFiles } from './helpers/database.js';
+import { CookieJar, request, startApp } from './helpers/http.js';
+import { createStore, sessionRows } from './helpers/store.js';
+
+const hour = 3_600_000;
+
+function routes(store: PgStore, hooks: { beforeSlowWrite?: () => Promise<void> } = {}): Koa.Middleware {
+	return async (ctx) => {
+		const session = ctx.session;
+		if (session === null) {
+			return;
+		}
+		const user = session['userId'];
+		switch (ctx.path) {
+			case '/login': {
+				await session.regenerate();
+				Object.assign(ctx.session ?? {}, { userId: ctx.query['user'] });
+				break;
+			}
+			case '/devices': {
+				ctx.body = typeof user === 'string' ? await store.list(user, { ctx }) : [];
+				return;
+			}
+			case '/sign-out-others': {
+				ctx.body = { ended: typeof user === 'string' ? await store.destroyAll(user, { except: ctx }) : 0 };
+				return;
+			}
+			case '/slow-write': {
+				await hooks.beforeSlowWrite?.();
+				session['touched'] = true;
+				break;
+			}
+			default:
+				break;
+		}
+		ctx.body = session.toJSON();
+	};
+}
+
+async function subjectApp(t: Parameters<typeof createStore>[0], hooks = {}) {
+	const { store, database } = await createStore(t, { subject: (session) => session['userId'] as string | undefined });
+	const { url } = await startApp(t, { session: { store, maxAge: hour }, handler: routes(store, hooks) });
+	return { store, database, url };
+}
+
+test('the subject is stored with the session: none before login, the user after', async (t) => {
+	const { database, url } = await subjectApp(t);
+	const jar = new CookieJar();
+	await request(`${url}/`, jar);
+	await request(`${url}/login?user=ada`, jar);
+	const rows = await database.query<{ key: string; subject: string | null }>('SELECT key, subject FROM http_sessions');
+	t.deepEqual(rows, [{ key: digestKey(jar.cookies.get('koa.sess') ?? ''), subject: 'ada' }]);
+});
+
+test('destroyAll signs a user out on every device and nobody else', async (t) => {
+	const { store, database, url } = await subjectApp(t);
+	const devices = [new CookieJar(), new CookieJar(), new CookieJar()];
+	for (const jar of devices) {
+		await request(`${url}/login?user=ada`, jar);
+	}
+	const other = new CookieJar();
+	await request(`${url}/login?user=grace`, other);
+	t.is(await store.destroyAll('ada'), 3);
+	for (const jar of devices) {
+		t.deepEqual((await request(`${url}/`, jar)).body, {}, 'signed out');
+	}
+	t.like((await request(`${url}/`, other)).body, { userId: 'grace' });
+	t.deepEqual((await database.query('SELECT subject FROM http_sessions')).map((row) => row['subject']), ['grace']);
+	t.is(await store.destroyAll('nobody'), 0);
+});
+
+test('destroyAll with except: ctx keeps the current device ("sign out other devices")', async (t) => {
+	const { url } = await subjectApp(t);
+	const [laptop, phone, tablet] = [new CookieJar(), new CookieJar(), new CookieJar()];
+	for (const jar of [laptop, phone, tablet]) {
+		await request(`${url}/login?user=ada`, jar);
+	}
+	t.deepEqual((await request(`${url}/sign-out-others`, laptop)).body, { ended: 2 });
+	t.like((await request(`${url}/`, laptop)).body, { userId: 'ada' });
+	t.deepEqual((await request(`${url}/`, phone)).body, {});
+	t.deepEqual((await request(`${url}/`, tablet)).body, {});
+});
+
+test('list shows a user\'s live sessions with the current one marked, never a key', async (t) => {
+	const { store, database, url } = await subjectApp(t);
+	const [laptop, phone] = [new CookieJar(), new CookieJar()];
+	await request(`${url}/login?user=ada`, laptop);
+	await request(`${url}/login?user=ada`, phone);
+	const expired = new CookieJar();
+	await request(`${url}/login?user=ada`, expired);
+	await database.query(`UPDATE http_sessions SET expires_on = now() - interval '1 second' WHERE key = $1`, [digestKey(expired.cookies.get('koa.sess') ?? '')]);
+
+	const response = await request(`${url}/devices`, laptop);
+	const devices = response.body as Record<string, unknown>[];
+	t.is(devices.length, 2, 'the expired session is not listed');
+	t.deepEqual(devices.map((device) => Object.keys(device).sort()), Array(2).fill(['createdOn', 'current', 'expiresOn', 'id', 'modifiedOn']));
+	t.deepEqual(devices.map((device) => device['current']).sort(), [false, true]);
+	const body = JSON.stringify(devices);
+	for (const jar of [laptop, phone]) {
+		const key = jar.cookies.get('koa.sess') ?? '';
+		t.false(body.includes(key) || body.includes(digestKey(key)));
+	}
+	t.deepEqual(await store.list('grace'), []);
+});
+
+test('destroySession ends one device, only for its own subject', async (t) => {
+	const { store, url } = await subjectApp(t);
+	const [laptop, phone] = [new CookieJar(), new CookieJar()];
+	await request(`${url}/login?user=ada`, laptop);
+	await request(`${url}/login?user=ada`, phone);
+	const devices = (await request(`${url}/devices`, laptop)).body as { id: string; current: boolean }[];
+	const phoneId = devices.find((device) => !device.current)?.id ?? '';
+	t.false(await store.destroySession('grace', phoneId), 'another user cannot end it');
+	t.true(await store.destroySession('ada', phoneId));
+	t.false(await store.destroySession('ada', phoneId));
+	t.deepEqual((await request(`${url}/`, phone)).body, {});
+	t.like((await request(`${url}/`, laptop)).body, { userId: 'ada' });
+	await t.throwsAsync(store.destroySession('ada', 'DROP TABLE'), { instanceOf: TypeError, message: /`id`/ });
+});
+
+test('a request in flight on a signed-out device does not bring its session back', async (t) => {
+	let release = () => {};
+	let reached = () => {};
+	const inFlight = new Promise<void>((resolve) => { reached = resolve; });
+	const { store, database, url } = await subjectApp(t, {
+		beforeSlowWrite: () => new Promise<void>((resolve) => { release = resolve; reached(); }),
+	});
+	const jar = new CookieJar();
+	await request(`${url}/login?user=ada`, jar);
+	const slow = request(`${url}/slow-write`, jar.clone());
+	await inFlight;
+	t.is(await store.destroyAll('ada'), 1);
+	release();
+	t.is((await slow).status, 200);
+	t.deepEqual(await sessionRows(database), []);
+});
+
+test('the subject methods need the subject option, and the option needs the column', async (t) => {
+	const { store } = await createStore(t);
+	await t.throwsAsync(store.destroyAll('ada'), { instanceOf: TypeError, message: /`subject` option/ });
+	await t.throwsAsync(store.list('ada'), { instanceOf: TypeError });
+	await t.throwsAsync(store.destroySession('ada', '1'), { instanceOf: TypeError });
+	const database = await createDatabase(t, { migrate: false });
+	await database.query(await readFile(new URL('fixtures/app-schema/migration.sql', import.meta.url), 'utf8'));
+	const prisma = new AppClient({ adapter: new PrismaPg({ connectionString: database.url }) });
+	t.teardown(() => prisma.$disconnect());
+	t.throws(() => new PgStore({ prisma, subject: () => 'x' }), { instanceOf: TypeError, message: /`subject`.*subject` field/ });
+	t.throws(() => new PgStore({ connectionString: database.url, subject: 'userId' as never }), { instanceOf: TypeError, message: /`subject` to be a function/ });
+	const { store: withSubject } = await createStore(t, { subject: () => ({}) as never });
+	await t.throwsAsync(withSubject.set('k', { n: 1 }, hour), { instanceOf: TypeError, message: /`subject\(session\)`/ });
+});
+
+test('upgrade: sessions written before the subject migration are read and written after it', async (t) => {
+	const database = await createDatabase(t, { migrate: false });
+	const [init, ...later] = await migrationFiles();
+	t.true(later.length > 0);
+	await database.query(init?.sql ?? '');
+	// What the previous release left: the init migration and sessions in its shape.
+	await database.query(`INSERT INTO http_sessions (key, data, created_on, modified_on, expires_on)
+		VALUES ($1, '{"userId": "ada", "cart": 2}', now(), now(), now() + interval '1 hour')`, [digestKey('old-session')]);
+
+	const store = new PgStore({ connectionString: database.url, cleanupInterval: 0, subject: (session) => session['userId'] as string });
+	t.teardown(() => store.close());
+	const applied = await store.ensureSchema();
+	t.true(applied.includes('20261122010000_session_subject'));
+	const ctx = {};
+	t.deepEqual(await store.get('old-session', hour, { ctx }), { userId: 'ada', cart: 2 });
+	await store.set('old-session', { userId: 'ada', cart: 3 }, hour, { ctx, changed: true });
+	t.deepEqual(await database.query('SELECT data, subject FROM http_sessions'), [{ data: { userId: 'ada', cart: 3 }, subject: 'ada' }]);
+	t.is(await store.destroyAll('ada'), 1);
+});
