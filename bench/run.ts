@@ -32,7 +32,7 @@ await db.query('CREATE EXTENSION pg_stat_statements');
 for (const name of (await readdir('prisma/migrations', { withFileTypes: true })).filter((entry) => entry.isDirectory()).map((entry) => entry.name).sort()) {
 	await db.query(await readFile(`prisma/migrations/${name}/migration.sql`, 'utf8'));
 }
-const { rows: [{ version } = { version: '?' }] } = await db.query<{ version: string }>('SHOW server_version');
+const { rows: [{ version } = { version: '?' }] } = await db.query<{ version: string }>("SELECT current_setting('server_version') AS version");
 
 const children: ChildProcess[] = [];
 async function startServer(kind: StoreKind): Promise<{ plain: number; rolling: number }> {
@@ -107,7 +107,7 @@ for (const workload of workloads) {
 }
 
 const results = new Map<string, Measurement[]>();
-for (let round = 0; round < rounds; round++) {
+for (let round = 0; round < (process.env['BENCH_ONLY_CLEANUP'] ? 0 : rounds); round++) {
 	for (const workload of workloads) {
 		// Rotate the order so that no store always runs first (warm caches) or last.
 		const order = kinds.map((_, index) => kinds[(index + round) % kinds.length]!);

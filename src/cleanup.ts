@@ -21,8 +21,8 @@ export interface SweepOptions {
 	batchSize?: number;
 	/**
 	 * Milliseconds to wait between batches, leaving the database to the app's own queries.
-	 * @default as long as the previous batch took, so a sweep keeps at most half of one
-	 * connection busy
+	 * @default twice as long as the previous batch took, so a sweep keeps at most a third of
+	 * one connection busy
 	 */
 	pause?: number;
 	/** Ends the sweep after the batch in flight. */

@@ -3,6 +3,7 @@ import test from 'ava';
 import pg from 'pg';
 import { DatabaseError, PgStore } from '../src/index.js';
 import type { TestDatabase } from './helpers/database.js';
+import { countingClient } from './helpers/counting-client.js';
 import { createDatabase } from './helpers/database.js';
 import { createStore, sessionRows } from './helpers/store.js';
 
@@ -98,6 +99,20 @@ test('cleanupInterval sweeps in the background; close() stops it', async (t) => 
 	await insertSessions(database, { expired: 5, live: 0 });
 	await new Promise((resolve) => setTimeout(resolve, 300));
 	t.is((await countRows(database))?.expired, 5, 'no sweep after close()');
+});
+
+test('100 stores with running schedules close in parallel', async (t) => {
+	const database = await createDatabase(t);
+	const { prisma } = countingClient(t, database.url);
+	const errors: Error[] = [];
+	const stores = Array.from({ length: 100 }, () => new PgStore({ prisma, cleanupInterval: 20, onError: (error) => { errors.push(error); } }));
+	await insertSessions(database, { expired: 50, live: 0 });
+	await until(async () => (await countRows(database))?.expired === 0);
+	await Promise.all(stores.map((store) => store.close()));
+	await insertSessions(database, { expired: 5, live: 0 });
+	await new Promise((resolve) => setTimeout(resolve, 200));
+	t.is((await countRows(database))?.expired, 5, 'every schedule stopped');
+	t.deepEqual(errors, []);
 });
 
 test('cleanupInterval: 0 starts no sweep', async (t) => {
