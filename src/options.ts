@@ -36,6 +36,14 @@ export interface PgStoreOptions {
 	 */
 	pool?: PoolOptions;
 	/**
+	 * With `connectionString`: prepare the store's statements once per connection, so PostgreSQL
+	 * does not parse and plan them on every call. Turn off behind a pooler that cannot keep
+	 * prepared statements (PgBouncer before 1.21, or with `max_prepared_statements = 0`, in
+	 * transaction mode).
+	 * @default true
+	 */
+	preparedStatements?: boolean;
+	/**
 	 * The PostgreSQL schema of the session table when the `PGSession` model has no `@@schema`
 	 * (with `prisma`: the `schema` you gave `PrismaPg`, if any). With `connectionString` it is
 	 * also the connection's `search_path`, and `ensureSchema()` creates it if needed.
@@ -94,6 +102,7 @@ export interface ResolvedOptions {
 	readonly connectionString: string | undefined;
 	readonly pool: PoolOptions;
 	readonly schema: string | undefined;
+	readonly preparedStatements: boolean;
 	readonly maxLength: number;
 	readonly sessionTtl: number;
 	readonly cleanupInterval: number;
@@ -155,7 +164,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 	if (!isRecord(options)) {
 		invalid('options', 'an object with `prisma` or `connectionString`', options);
 	}
-	const { prisma, connectionString, pool, schema, maxLength, sessionTtl, cleanupInterval, touchAfter, subject, onError } = options;
+	const { prisma, connectionString, pool, schema, preparedStatements, maxLength, sessionTtl, cleanupInterval, touchAfter, subject, onError } = options;
 	if ((prisma === undefined) === (connectionString === undefined)) {
 		invalid('options', 'an object with exactly one of `prisma` and `connectionString`', prisma === undefined ? 'neither' : 'both');
 	}
@@ -174,6 +183,9 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 	if (onError !== undefined && typeof onError !== 'function') {
 		invalid('onError', 'a function', onError);
 	}
+	if (preparedStatements !== undefined && (typeof preparedStatements !== 'boolean' || prisma !== undefined)) {
+		invalid('preparedStatements', 'a boolean, with `connectionString`', preparedStatements);
+	}
 	if (subject !== undefined && typeof subject !== 'function') {
 		invalid('subject', 'a function of the session', subject);
 	}
@@ -182,6 +194,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 		connectionString,
 		pool: { ...pool },
 		schema: schema ?? schemaParameter(connectionString),
+		preparedStatements: preparedStatements ?? true,
 		maxLength: integerAtLeast('maxLength', maxLength, 0, defaultMaxLength),
 		sessionTtl: integerAtLeast('sessionTtl', sessionTtl, 1, defaultSessionTtl),
 		cleanupInterval: integerAtLeast('cleanupInterval', cleanupInterval, 0, defaultCleanupInterval),

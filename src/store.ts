@@ -66,15 +66,16 @@ const cleanupLockId = 0x6b6f_6170_6773_7431n;
 /**
  * A koa-session external store that keeps sessions in PostgreSQL through Prisma 7.
  *
- * Each `get`, `set` and `destroy` is one SQL statement (concurrent `get`s share one). Keys are stored as SHA-256 digests, expired
- * rows are never returned, and a session that ended (logout, expiry) is never brought back by a
- * request that loaded it earlier.
+ * `get`, `set` and `destroy` each take at most one SQL statement, and those of one turn of the
+ * event loop share one per kind. Keys are stored as SHA-256 digests, expired rows are never
+ * returned, and a session that ended (logout, expiry) is never brought back by a request that
+ * loaded it earlier.
  *
  * @example
  * ```ts
  * const store = new PgStore({ connectionString: process.env.DATABASE_URL });
  * await store.ensureSchema();
- * app.keys = new Keygrip([process.env.SESSION_SECRET], 'sha256');
+ * app.keys = createKeys(process.env.SESSION_KEYS);
  * app.use(session({ store, maxAge: 86_400_000 }, app));
  * ```
  */
@@ -97,6 +98,7 @@ export class PgStore {
 		this.#options = resolveOptions(options);
 		const { prisma, connectionString, pool, schema, onError } = this.#options;
 		this.#ownsClient = prisma === undefined;
+		// The owned client prepares the store's statements (see `preparedStatements`).
 		const prepared = new Map<string, string>();
 		this.#client = prisma ?? createOwnedClient(
 			connectionString ?? '',
@@ -107,7 +109,7 @@ export class PgStore {
 		);
 		this.#sql = sessionStatements(this.#client, schema, this.#options.subject !== undefined);
 		for (const [name, sql] of Object.entries({ ...this.#sql, ...this.#sql.bySubject })) {
-			if (typeof sql === 'string') {
+			if (typeof sql === 'string' && this.#options.preparedStatements) {
 				prepared.set(sql, `koa_pgstore_${name}`);
 			}
 		}
@@ -406,7 +408,16 @@ export class PgStore {
 				found.set(row.key, row);
 			}
 		}
-		return digests.map((digest) => found.get(digest));
+		// Concurrent requests of one session must not share one mutable object.
+		const handedOut = new Set<string>();
+		return digests.map((digest) => {
+			const row = found.get(digest);
+			if (row === undefined || !handedOut.has(digest)) {
+				handedOut.add(digest);
+				return row;
+			}
+			return { ...row, data: structuredClone(row.data) };
+		});
 	}
 
 	#subjectOf(session: SessionData): string | null | undefined {

@@ -66,3 +66,17 @@ test('an update in a batch does not recreate a session deleted before it', async
 	const rows = await sessionRows(database);
 	t.deepEqual(rows.map((row) => row.data), [{ key: 'b', v: 2 }]);
 });
+
+test('concurrent reads of one session get objects of their own', async (t) => {
+	const { store } = await createStore(t);
+	await store.set('shared', { cart: { items: [1] } }, hour);
+	const [first, second] = await Promise.all([store.get('shared', hour, {}), store.get('shared', hour, {})]);
+	(first?.['cart'] as { items: number[] }).items.push(2);
+	t.deepEqual(second, { cart: { items: [1] } });
+});
+
+test('preparedStatements: false sends plain statements, with the same results', async (t) => {
+	const { store } = await createStore(t, { preparedStatements: false });
+	await store.set('k', { n: 1 }, hour);
+	t.deepEqual(await Promise.all([store.get('k', hour, {}), store.get('none', hour, {})]), [{ n: 1 }, undefined]);
+});

@@ -161,6 +161,7 @@ test('constructor options are validated with TypeErrors naming the option', (t) 
 		[{ connectionString: url, pool: 5 }, /`pool`/],
 		[{ connectionString: url, schema: '' }, /`schema`/],
 		[{ connectionString: url, onError: 'log' }, /`onError` to be a function/],
+		[{ connectionString: url, preparedStatements: 'yes' }, /`preparedStatements` to be a boolean/],
 	];
 	for (const [options, message] of cases) {
 		// @ts-expect-error: deliberately wrong options

@@ -1,3 +1,5 @@
+// Node CPU per call, 8 in flight: raw `pg` against the ways of sending the store's read through Prisma.
+// Run: npx tsx bench/prisma-calls.ts
 import { startPostgres } from '../scripts/embedded-postgres.js';
 import { PrismaClient } from '../src/generated/prisma/client.js';
 import { PrismaPg } from '@prisma/adapter-pg';
