@@ -1,9 +1,9 @@
-import { spawn } from 'node:child_process';
 import test from 'ava';
 import pg from 'pg';
 import { DatabaseError, PgStore } from '../src/index.js';
 import type { TestDatabase } from './helpers/database.js';
 import { countingClient } from './helpers/counting-client.js';
+import { runScript } from './helpers/child-process.js';
 import { createDatabase } from './helpers/database.js';
 import { createStore, sessionRows } from './helpers/store.js';
 
@@ -170,16 +170,7 @@ test('a process whose store runs a cleanup schedule exits once it has nothing el
 		await store.set('k', { n: 1 }, 60_000);
 		console.log('done');
 	`;
-	const child = spawn(process.execPath, ['--import=tsx', '--input-type=module', '--eval', script], {
-		env: { ...process.env, URL: database.url },
-		stdio: ['ignore', 'pipe', 'inherit'],
-	});
-	let output = '';
-	child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString(); });
-	const code = await new Promise<number | null>((resolve) => {
-		const timer = setTimeout(() => { child.kill(); resolve(null); }, 8_000);
-		child.on('exit', (exitCode) => { clearTimeout(timer); resolve(exitCode); });
-	});
-	t.is(code, 0);
-	t.is(output.trim(), 'done');
+	const { code, output } = await runScript(script, { URL: database.url });
+	t.is(code, 0, 'the process exited on its own');
+	t.is(output, 'done');
 });

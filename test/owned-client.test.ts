@@ -1,6 +1,6 @@
-import { spawn } from 'node:child_process';
 import test from 'ava';
 import { PgStore } from '../src/index.js';
+import { runScript } from './helpers/child-process.js';
 import { createDatabase } from './helpers/database.js';
 
 test('the schema option puts the table and its migration record in that PostgreSQL schema', async (t) => {
@@ -41,16 +41,7 @@ test('an idle store that owns its client does not keep the process alive', async
 		await store.set('k', { n: 1 }, 60_000);
 		console.log(JSON.stringify(await store.get('k', 60_000, {})));
 	`;
-	const child = spawn(process.execPath, ['--import=tsx', '--input-type=module', '--eval', script], {
-		env: { ...process.env, URL: database.url },
-		stdio: ['ignore', 'pipe', 'inherit'],
-	});
-	let output = '';
-	child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString(); });
-	const exited = await new Promise<number | null>((resolve) => {
-		const timer = setTimeout(() => { child.kill(); resolve(null); }, 8_000);
-		child.on('exit', (code) => { clearTimeout(timer); resolve(code); });
-	});
-	t.is(exited, 0, 'the process exited on its own');
-	t.is(output.trim(), '{"n":1}');
+	const { code, output } = await runScript(script, { URL: database.url });
+	t.is(code, 0, 'the process exited on its own');
+	t.is(output, '{"n":1}');
 });

@@ -1,0 +1,20 @@
+import { spawn } from 'node:child_process';
+
+/**
+ * Runs an ES module (TypeScript, from the repository root) in a new Node process and waits for
+ * it to exit on its own. `code` is `null` when it was still running after `timeoutMs` and had
+ * to be killed: what a timer or pool left referenced looks like.
+ */
+export async function runScript(script: string, env: Record<string, string>, timeoutMs = 8_000): Promise<{ code: number | null; output: string }> {
+	const child = spawn(process.execPath, ['--import=tsx', '--input-type=module', '--eval', script], {
+		env: { ...process.env, ...env },
+		stdio: ['ignore', 'pipe', 'inherit'],
+	});
+	let output = '';
+	child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString(); });
+	const code = await new Promise<number | null>((resolve) => {
+		const timer = setTimeout(() => { child.kill(); resolve(null); }, timeoutMs);
+		child.on('exit', (exitCode) => { clearTimeout(timer); resolve(exitCode); });
+	});
+	return { code, output: output.trim() };
+}
