@@ -46,7 +46,10 @@ export function reissueOnRotation(options: ReissueOptions = {}): Middleware {
 		throw new TypeError(`Expected \`key\` to be a non-empty string, got ${typeof options.key}`);
 	}
 	return async function reissueOnRotationMiddleware(ctx, next) {
-		const sessionOptions = ctx.sessionOptions;
+		const sessionOptions = ctx.sessionOptions as typeof ctx.sessionOptions | undefined;
+		if (sessionOptions === undefined) {
+			throw new TypeError('reissueOnRotation() must be mounted after koa-session\'s middleware');
+		}
 		const name = options.key ?? sessionOptions.key ?? 'koa.sess';
 		const value = ctx.cookies.get(name, { signed: false });
 		const signature = ctx.cookies.get(`${name}.sig`, { signed: false });

@@ -160,3 +160,10 @@ test('reissueOnRotation works with app.keys as a plain array and leaves new sess
 	t.deepEqual(fresh.setCookies, []);
 	t.throws(() => reissueOnRotation({ key: '' }), { instanceOf: TypeError });
 });
+
+test('reissueOnRotation mounted without koa-session says so', async (t) => {
+	const Koa = (await import('koa')).default;
+	const app = new Koa();
+	const ctx = app.createContext({ headers: {} } as never, { setHeader() {}, getHeader() {} } as never);
+	await t.throwsAsync(reissueOnRotation()(ctx, async () => {}), { instanceOf: TypeError, message: /after koa-session/ });
+});
