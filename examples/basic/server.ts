@@ -42,7 +42,16 @@ function sessionSecrets(): string[] {
 }
 
 const database = await openDatabase();
-const store = new PgStore({ connectionString: database.url });
+let shuttingDown = false;
+const store = new PgStore({
+	connectionString: database.url,
+	// Connections the database closes while the app shuts down are expected; others are not.
+	onError: (error, { source }) => {
+		if (!shuttingDown) {
+			console.error(`koa-pgstore: ${source}: ${error.message}`);
+		}
+	},
+});
 await store.ensureSchema();
 
 const app = new Koa();
@@ -73,6 +82,7 @@ const port = Number(process.env['PORT'] ?? 3000);
 const server = app.listen(port, () => console.log(`Example listening on http://localhost:${port}`));
 
 async function shutdown(): Promise<void> {
+	shuttingDown = true;
 	server.close();
 	server.closeAllConnections();
 	await store.close();
