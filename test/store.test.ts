@@ -188,6 +188,7 @@ test('close is idempotent and later calls reject with StoreClosedError', async (
 	t.is(error?.code, 'ERR_PGSTORE_CLOSED');
 	await t.throwsAsync(store.set('k', {}, hour), { instanceOf: StoreClosedError });
 	await t.throwsAsync(store.destroy('k', {}), { instanceOf: StoreClosedError });
+	t.is(store[Symbol.asyncDispose](), first, '`await using` closes it the same way');
 });
 
 test('an unreachable database is a DatabaseError with Prisma\'s code, not a missing session', async (t) => {
