@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
  * it to exit on its own. `code` is `null` when it was still running after `timeoutMs` and had
  * to be killed: what a timer or pool left referenced looks like.
  */
-export async function runScript(script: string, env: Record<string, string>, timeoutMs = 8_000): Promise<{ code: number | null; output: string }> {
+export async function runScript(script: string, env: Record<string, string>, timeoutMs = 20_000): Promise<{ code: number | null; output: string }> {
 	const child = spawn(process.execPath, ['--import=tsx', '--input-type=module', '--eval', script], {
 		env: { ...process.env, ...env },
 		stdio: ['ignore', 'pipe', 'inherit'],
