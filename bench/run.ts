@@ -20,7 +20,6 @@ const expiredRows = Number(process.env['BENCH_EXPIRED_ROWS'] ?? 1_000_000);
 const liveRows = Number(process.env['BENCH_LIVE_ROWS'] ?? 100_000);
 const kinds: StoreKind[] = ['koa-pgstore', 'pg', 'cookie'];
 const workloads = ['read', 'write', 'new', 'rolling'] as const;
-type Workload = typeof workloads[number];
 
 const server = await startPostgres({ postgresFlags: ['-c', 'shared_preload_libraries=pg_stat_statements', '-c', 'pg_stat_statements.track=all'] });
 const admin = new pg.Client({ connectionString: server.url });
