@@ -26,14 +26,26 @@ if (adminUrl === undefined || adminUrl === '') {
 
 const ava = spawn(process.execPath, [fileURLToPath(new URL('../node_modules/ava/entrypoints/cli.mjs', import.meta.url)), ...process.argv.slice(2)], {
 	cwd: root,
-	stdio: 'inherit',
-	env: { ...process.env, PGSTORE_TEST_ADMIN_URL: adminUrl },
+	stdio: ['inherit', 'pipe', 'inherit'],
+	env: { ...process.env, PGSTORE_TEST_ADMIN_URL: adminUrl, ...process.stdout.isTTY ? { FORCE_COLOR: '1' } : {} },
 });
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 	process.on(signal, () => ava.kill(signal));
 }
+// AVA's output passes through; its summary is also read, to end with the plain
+// "N passed, N failed" line that CI systems recognise.
+let output = '';
+ava.stdout.on('data', (chunk: Buffer) => {
+	process.stdout.write(chunk);
+	output += chunk.toString();
+});
 const exitCode = await new Promise<number>((resolve) => {
 	ava.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0)));
 });
+const plain = output.replaceAll(/\u001B\[[0-9;]*m/g, '');
+const count = (pattern: RegExp) => Number(pattern.exec(plain)?.[1] ?? 0);
+const passed = count(/(\d+) tests? passed/);
+const failed = count(/(\d+) tests? failed/) + count(/(\d+) uncaught exceptions?/) + count(/(\d+) unhandled rejections?/);
+console.log(`\n${passed} passed, ${failed} failed`);
 await server?.stop();
 process.exit(exitCode);
