@@ -44,8 +44,10 @@ const exitCode = await new Promise<number>((resolve) => {
 });
 const plain = output.replaceAll(/\u001B\[[0-9;]*m/g, '');
 const count = (pattern: RegExp) => Number(pattern.exec(plain)?.[1] ?? 0);
-const passed = count(/(\d+) tests? passed/);
-const failed = count(/(\d+) tests? failed/) + count(/(\d+) uncaught exceptions?/) + count(/(\d+) unhandled rejections?/);
+// AVA lists every test (✔ or ✘) but prints a "passed" total only when none failed.
+const passed = plain.match(/^\s*✔ /gmu)?.length ?? 0;
+const failed = Math.max(count(/(\d+) tests? failed/), plain.match(/^\s*✘ /gmu)?.length ?? 0)
+	+ count(/(\d+) uncaught exceptions?/) + count(/(\d+) unhandled rejections?/);
 console.log(`\n${passed} passed, ${failed} failed`);
 await server?.stop();
 process.exit(exitCode);
