@@ -60,23 +60,23 @@ async function statementCounts(): Promise<{ statements: number; writes: number }
 	return { statements: Number(row?.statements ?? 0), writes: Number(row?.writes ?? 0) };
 }
 
+// GETs of `path`, each with the next of `cookies` (a session per cookie), or with none.
+function requestsWith(path: string, cookies: string[] | undefined): autocannon.Request[] {
+	let next = 0;
+	return [{
+		method: 'GET',
+		path,
+		setupRequest: (request) => cookies === undefined
+			? request
+			: { ...request, headers: { ...request.headers, cookie: cookies[next++ % cookies.length] ?? '' } },
+	}];
+}
+
 interface Measurement { requestsPerSecond: number; p50: number; p99: number; requests: number; statements: number; writes: number; errors: number }
 
 async function measure(port: number, path: string, cookies: string[] | undefined, duration = seconds): Promise<Measurement> {
 	await db.query('SELECT pg_stat_statements_reset()');
-	let next = 0;
-	const result = await autocannon({
-		url: `http://127.0.0.1:${port}`,
-		connections,
-		duration,
-		requests: [{
-			method: 'GET',
-			path,
-			setupRequest: (request) => cookies === undefined
-				? request
-				: { ...request, headers: { ...request.headers, cookie: cookies[next++ % cookies.length] ?? '' } },
-		}],
-	});
+	const result = await autocannon({ url: `http://127.0.0.1:${port}`, connections, duration, requests: requestsWith(path, cookies) });
 	const counts = await statementCounts();
 	return {
 		requestsPerSecond: result.requests.average,
@@ -144,14 +144,13 @@ const readsWithout = await measure(ports['koa-pgstore'].plain, '/', cookies['koa
 const sweeper = new PgStore({ connectionString: databaseUrl, cleanupInterval: 0 });
 await db.query('SELECT pg_stat_statements_reset()');
 // Reads run for exactly as long as the sweep does.
-let next = 0;
 let readLoad: autocannon.Instance | undefined;
 const readsDone = new Promise<autocannon.Result>((resolve, reject) => {
 	readLoad = autocannon({
 		url: `http://127.0.0.1:${ports['koa-pgstore'].plain}`,
 		connections,
 		duration: 3_600,
-		requests: [{ method: 'GET', path: '/', setupRequest: (request) => ({ ...request, headers: { ...request.headers, cookie: cookies['koa-pgstore'][next++ % 100] ?? '' } }) }],
+		requests: requestsWith('/', cookies['koa-pgstore']),
 	}, (error, result) => (error ? reject(error) : resolve(result)));
 });
 const report = await sweeper.cleanup({ batchSize: 1000 }).finally(() => readLoad?.stop());

@@ -156,10 +156,7 @@ export class PgStore {
 			return undefined;
 		}
 		if (options?.ctx !== undefined) {
-			this.#loadedBy(options.ctx).set(key, {
-				expiresOn: row.expiresOn,
-				...this.#options.touchAfter > 0 ? { data: structuredClone(row.data) } : {},
-			});
+			this.#loadedBy(options.ctx).set(key, this.#remembered(row.expiresOn, () => structuredClone(row.data)));
 		}
 		return row.data;
 	}
@@ -196,13 +193,13 @@ export class PgStore {
 				// The session ended while this request ran; recreating it would undo that.
 				loaded.delete(key);
 			} else {
-				loaded.set(key, this.#remembered(json, expiresOn));
+				loaded.set(key, this.#remembered(expiresOn, () => JSON.parse(json) as SessionData));
 			}
 			return;
 		}
 		await this.#writes.load({ kind: 'upsert', digest, json, now, expiresOn, subject });
 		// From here on this request updates the row it made, and never recreates it.
-		loaded?.set(key, this.#remembered(json, expiresOn));
+		loaded?.set(key, this.#remembered(expiresOn, () => JSON.parse(json) as SessionData));
 	}
 
 	/** koa-session's `destroy`: deletes the session stored under `key`, if any. */
@@ -228,7 +225,7 @@ export class PgStore {
 	 */
 	async destroyAll(subject: string | number, options: { except?: object } = {}): Promise<number> {
 		const sql = this.#subjectStatements();
-		const keep = options.except === undefined ? [] : [...this.#loadedBy(options.except).keys()].map(digestKey);
+		const keep = this.#digestsOf(options.except);
 		return this.#run('destroy', this.#client.$executeRawUnsafe(sql.deleteAll, subjectParameter(subject), keep));
 	}
 
@@ -243,7 +240,7 @@ export class PgStore {
 		const rows = await this.#run('get', this.#client.$queryRawUnsafe(sql.list, subjectParameter(subject), new Date())) as {
 			id: string; key: string; createdOn: Date; modifiedOn: Date; expiresOn: Date;
 		}[];
-		const current = new Set(options.ctx === undefined ? [] : [...this.#loadedBy(options.ctx).keys()].map(digestKey));
+		const current = new Set(this.#digestsOf(options.ctx));
 		return rows.map(({ id, key, createdOn, modifiedOn, expiresOn }) => ({ id, createdOn, modifiedOn, expiresOn, current: current.has(key) }));
 	}
 
@@ -372,8 +369,10 @@ export class PgStore {
 		}
 	}
 
-	#remembered(json: string, expiresOn: Date): LoadedSession {
-		return this.#options.touchAfter > 0 ? { expiresOn, data: JSON.parse(json) as SessionData } : { expiresOn };
+	// What a request remembers of a session it loaded or wrote: a private copy of the data only
+	// when touchAfter needs it to compare.
+	#remembered(expiresOn: Date, copyOfData: () => SessionData): LoadedSession {
+		return this.#options.touchAfter > 0 ? { expiresOn, data: copyOfData() } : { expiresOn };
 	}
 
 	// A save that changes nothing but the expiry, while the stored expiry is recent enough, is
@@ -441,6 +440,12 @@ export class PgStore {
 			throw new TypeError('Expected the store to have a `subject` option: sessions are stored without a subject');
 		}
 		return this.#sql.bySubject;
+	}
+
+	/** Digests of the sessions a request loaded or created. */
+	#digestsOf(ctx: object | undefined): string[] {
+		const loaded = ctx === undefined ? undefined : this.#loaded.get(ctx);
+		return loaded === undefined ? [] : [...loaded.keys()].map(digestKey);
 	}
 
 	#loadedBy(ctx: object): Map<string, LoadedSession> {
