@@ -1,4 +1,8 @@
-import type { ErrorContext } from './options.js';
+import { debug } from './debug.js';
+import { defaultBatchSize, defaultCleanupInterval } from './defaults.js';
+import { DatabaseError, type ErrorHandler } from './errors.js';
+import { integerAtLeast, invalid } from './invalid.js';
+import type { PgStorePrismaClient } from './prisma-client.js';
 
 /** What one sweep did. */
 export interface CleanupReport {
@@ -45,7 +49,7 @@ export interface CleanupOptions extends SweepOptions {
 	 * Receives a failed sweep's error; the schedule goes on and the next tick tries again.
 	 * @default the store's `onError`
 	 */
-	onError?: (error: Error, context: ErrorContext) => void;
+	onError?: ErrorHandler;
 }
 
 /** A running cleanup schedule. */
@@ -57,8 +61,98 @@ export interface Cleanup {
 	stop(): Promise<void>;
 }
 
-export const defaultCleanupInterval = 300_000;
-export const defaultBatchSize = 1000;
+// Transaction-scoped advisory lock that lets one instance at a time sweep a database
+// (the bytes of "koapgst1").
+const cleanupLockId = 0x6b6f_6170_6773_7431n;
+
+/**
+ * One sweep: deletes expired sessions in batches of `batchSize` rows until none are left or
+ * `signal` aborts. Each batch is one short transaction holding an advisory lock, so of many
+ * instances sharing a database only one deletes at a time; one that finds the lock taken
+ * returns at once with `skipped: true`. Needs no session state on the connection, so it works
+ * behind PgBouncer's transaction pooling.
+ */
+export async function sweepExpired(
+	client: PgStorePrismaClient,
+	options: SweepOptions,
+	{ scheduled }: { scheduled: boolean },
+): Promise<CleanupReport> {
+	const batchSize = integerAtLeast('batchSize', options.batchSize, 1, defaultBatchSize);
+	const fixedPause = options.pause === undefined ? undefined : integerAtLeast('pause', options.pause, 0, 0);
+	const started = performance.now();
+	let deleted = 0;
+	let batches = 0;
+	let skipped = false;
+	while (options.signal?.aborted !== true) {
+		const batchStarted = performance.now();
+		const expiredBefore = new Date();
+		let count: number | undefined;
+		try {
+			count = await client.$transaction(async (transaction) => {
+				const [lock] = await transaction.$queryRawUnsafe(
+					`SELECT pg_try_advisory_xact_lock(${cleanupLockId}) AS "locked"`,
+				) as [{ locked: boolean }?];
+				if (lock?.locked !== true) {
+					return undefined;
+				}
+				const result = await transaction.pGSession.deleteMany({
+					where: { expiresOn: { lt: expiredBefore } },
+					limit: batchSize,
+				});
+				return result.count;
+			}, { maxWait: 10_000, timeout: 60_000 });
+		} catch (error) {
+			throw new DatabaseError('cleanup', error);
+		}
+		if (count === undefined) {
+			debug('sweep skipped: another instance holds the sweep lock');
+			skipped = true;
+			break;
+		}
+		batches += 1;
+		deleted += count;
+		debug('sweep batch %d: %d rows deleted', batches, count);
+		if (count < batchSize) {
+			break;
+		}
+		// By default a sweep rests twice as long as each batch took: it keeps at most a third of
+		// one connection busy (measured in `npm run bench`: read p99 +1 ms during a sweep).
+		// A sweep someone awaits (a cron script's `await store.cleanup()`) keeps the process alive
+		// through its pauses; a scheduled one never does.
+		await pauseFor(fixedPause ?? 2 * (performance.now() - batchStarted), options.signal, { keepAlive: !scheduled });
+	}
+	return { deleted, batches, ms: performance.now() - started, skipped };
+}
+
+/**
+ * Validates `startCleanup()`'s options and starts the schedule; `interval: 0` starts nothing.
+ * @param sweep One sweep with the schedule's options and a signal that ends it on `stop()`.
+ */
+export function startSchedule(
+	options: CleanupOptions,
+	defaultOnError: ErrorHandler,
+	sweep: (options: SweepOptions) => Promise<unknown>,
+): Cleanup {
+	const interval = integerAtLeast('interval', options.interval, 0, defaultCleanupInterval);
+	const batchSize = integerAtLeast('batchSize', options.batchSize, 1, defaultBatchSize);
+	const pause = options.pause === undefined ? undefined : integerAtLeast('pause', options.pause, 0, 0);
+	const { signal, onError = defaultOnError } = options;
+	if (signal !== undefined && !(signal instanceof AbortSignal)) {
+		invalid('signal', 'an AbortSignal', signal);
+	}
+	if (typeof onError !== 'function') {
+		invalid('onError', 'a function', onError);
+	}
+	if (interval === 0) {
+		return { stop: () => Promise.resolve() };
+	}
+	return scheduleCleanup({
+		interval,
+		signal,
+		onError,
+		sweep: (stopSignal) => sweep({ batchSize, signal: stopSignal, ...pause === undefined ? {} : { pause } }),
+	});
+}
 
 /**
  * Runs `sweep` every `interval` ms (first after a random delay within it) on `setInterval`,
@@ -69,7 +163,7 @@ export function scheduleCleanup({ interval, sweep, signal, onError }: {
 	interval: number;
 	sweep: (signal: AbortSignal) => Promise<unknown>;
 	signal: AbortSignal | undefined;
-	onError: (error: Error, context: ErrorContext) => void;
+	onError: ErrorHandler;
 }): Cleanup {
 	const controller = new AbortController();
 	let inFlight: Promise<void> | undefined;
@@ -86,6 +180,9 @@ export function scheduleCleanup({ interval, sweep, signal, onError }: {
 	};
 	const tick = () => {
 		if (inFlight !== undefined || controller.signal.aborted) {
+			if (inFlight !== undefined) {
+				debug('sweep not started: the previous one is still running');
+			}
 			return;
 		}
 		inFlight = sweep(controller.signal).then(() => undefined, report).finally(() => {
@@ -120,8 +217,8 @@ export function scheduleCleanup({ interval, sweep, signal, onError }: {
 	return { stop };
 }
 
-/** Waits `ms`, or less if `signal` aborts first; never keeps the process alive. */
-export function pauseFor(ms: number, signal: AbortSignal | undefined): Promise<void> {
+/** Waits `ms`, or less if `signal` aborts first; keeps the process alive only with `keepAlive`. */
+export function pauseFor(ms: number, signal: AbortSignal | undefined, { keepAlive }: { keepAlive: boolean }): Promise<void> {
 	return new Promise((resolve) => {
 		const done = () => {
 			clearTimeout(timer);
@@ -129,7 +226,9 @@ export function pauseFor(ms: number, signal: AbortSignal | undefined): Promise<v
 			resolve();
 		};
 		const timer = setTimeout(done, ms);
-		timer.unref();
+		if (!keepAlive) {
+			timer.unref();
+		}
 		signal?.addEventListener('abort', done, { once: true });
 	});
 }

@@ -52,8 +52,16 @@ export class InvalidSessionError extends PgStoreError {
 	}
 }
 
-/** The store's operations, as named in {@link DatabaseError.operation}. */
-export type StoreOperation = 'get' | 'set' | 'destroy' | 'cleanup' | 'ensureSchema';
+/** The store's operations, as named in {@link DatabaseError.operation}: the method that failed. */
+export type StoreOperation =
+	| 'get'
+	| 'set'
+	| 'destroy'
+	| 'list'
+	| 'destroyAll'
+	| 'destroySession'
+	| 'cleanup'
+	| 'ensureSchema';
 
 /**
  * The database failed or could not be reached. The driver's error is the `cause`; its codes are
@@ -125,3 +133,15 @@ function driverAdapterCause(error: unknown): unknown {
 	const adapterError: unknown = typeof meta === 'object' && meta !== null ? Reflect.get(meta, 'driverAdapterError') : undefined;
 	return typeof adapterError === 'object' && adapterError !== null ? Reflect.get(adapterError, 'cause') : undefined;
 }
+
+/** Where a problem reported to `onError` happened. */
+export interface ErrorContext {
+	/**
+	 * `'cleanup'`: a scheduled sweep failed (the next one tries again); `'pool'`: an idle
+	 * connection of the store's own client failed.
+	 */
+	readonly source: 'cleanup' | 'pool';
+}
+
+/** Receives the errors no request waits for (the store's `onError` option). */
+export type ErrorHandler = (error: Error, context: ErrorContext) => void;

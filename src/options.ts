@@ -1,14 +1,7 @@
-import { defaultCleanupInterval } from './cleanup.js';
+import { defaultCleanupInterval, defaultMaxLength, defaultSessionTtl, defaultTouchAfter } from './defaults.js';
+import type { ErrorContext, ErrorHandler } from './errors.js';
+import { integerAtLeast, invalid, isRecord } from './invalid.js';
 import type { PgStorePrismaClient, PoolOptions } from './prisma-client.js';
-
-/** Where a problem reported to `onError` happened. */
-export interface ErrorContext {
-	/**
-	 * `'cleanup'`: a scheduled sweep failed (the next one tries again); `'pool'`: an idle
-	 * connection of the store's own client failed.
-	 */
-	readonly source: 'cleanup' | 'pool';
-}
 
 /**
  * Options of {@link PgStore}. Give exactly one of `prisma` and `connectionString`.
@@ -93,7 +86,7 @@ export interface PgStoreOptions {
 	 * the store's own pool. It is never given session data or keys.
 	 * @default logs `koa-pgstore: <source>: <message>` with `console.error`
 	 */
-	onError?: (error: Error, context: ErrorContext) => void;
+	onError?: ErrorHandler;
 }
 
 /** The options after validation, with defaults applied. */
@@ -108,55 +101,11 @@ export interface ResolvedOptions {
 	readonly cleanupInterval: number;
 	readonly touchAfter: number;
 	readonly subject: ((session: Record<string, unknown>) => unknown) | undefined;
-	readonly onError: (error: Error, context: ErrorContext) => void;
+	readonly onError: ErrorHandler;
 }
-
-export const defaultMaxLength = 4096;
-export const defaultSessionTtl = 86_400_000;
 
 function logError(error: Error, context: ErrorContext): void {
 	console.error(`koa-pgstore: ${context.source}: ${error.name}: ${error.message}`);
-}
-
-/** A received value described in words, for `invalid()` (used where the value is a secret). */
-export class Described {
-	constructor(readonly text: string) {}
-}
-
-function describe(value: unknown): string {
-	if (value instanceof Described) {
-		return value.text;
-	}
-	if (typeof value === 'string') {
-		return JSON.stringify(value);
-	}
-	if (typeof value === 'function') {
-		return 'a function';
-	}
-	if (Array.isArray(value)) {
-		return 'an array';
-	}
-	return value === null ? 'null' : typeof value === 'object' ? 'an object' : String(value);
-}
-
-/** Throws the `TypeError` this package uses for a bad option or argument. */
-export function invalid(name: string, expected: string, received: unknown): never {
-	throw new TypeError(`Expected \`${name}\` to be ${expected}, got ${describe(received)}`);
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-	return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-/** Validates an optional whole number of at least `minimum`, giving `fallback` when absent. */
-export function integerAtLeast(name: string, value: unknown, minimum: number, fallback: number): number {
-	if (value === undefined) {
-		return fallback;
-	}
-	if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < minimum) {
-		invalid(name, `an integer >= ${minimum}`, value);
-	}
-	return value;
 }
 
 /** Validates the options given to `new PgStore()` and applies the defaults, on a copy. */
@@ -198,7 +147,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 		maxLength: integerAtLeast('maxLength', maxLength, 0, defaultMaxLength),
 		sessionTtl: integerAtLeast('sessionTtl', sessionTtl, 1, defaultSessionTtl),
 		cleanupInterval: integerAtLeast('cleanupInterval', cleanupInterval, 0, defaultCleanupInterval),
-		touchAfter: integerAtLeast('touchAfter', touchAfter, 0, 0),
+		touchAfter: integerAtLeast('touchAfter', touchAfter, 0, defaultTouchAfter),
 		subject: subject === undefined ? undefined : (session) => Reflect.apply(subject, undefined, [session]),
 		onError: onError === undefined ? logError : (error, context) => {
 			Reflect.apply(onError, undefined, [error, context]);

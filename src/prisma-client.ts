@@ -1,6 +1,7 @@
 import { PrismaPg } from '@prisma/adapter-pg';
 import type { PoolConfig } from 'pg';
 import { PrismaClient } from './generated/prisma/client.js';
+import { quoteIdentifier } from './sql.js';
 
 /**
  * The part of Prisma's `PGSession` model delegate the store calls (cleanup's batched delete; the
@@ -68,9 +69,4 @@ export function createOwnedClient(
 		statementNameGenerator: (query) => preparedStatementName(query.sql) as string,
 	});
 	return new PrismaClient({ adapter });
-}
-
-/** `name` as a quoted SQL identifier. */
-export function quoteIdentifier(name: string): string {
-	return `"${name.replaceAll('"', '""')}"`;
 }

@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { PrismaPg } from '@prisma/adapter-pg';
 import test from 'ava';
-import { digestKey, PgStore } from '../src/index.js';
+import { PgStore } from '../src/index.js';
+import { digestKey } from '../src/key-digest.js';
 import { PrismaClient } from './fixtures/app-schema/generated/client.js';
 import { createDatabase } from './helpers/database.js';
 import { CookieJar, request, startApp } from './helpers/http.js';

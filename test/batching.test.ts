@@ -1,5 +1,6 @@
 import test from 'ava';
-import { DatabaseError, digestKey } from '../src/index.js';
+import { DatabaseError } from '../src/index.js';
+import { digestKey } from '../src/key-digest.js';
 import { createStore, sessionRows } from './helpers/store.js';
 
 // Calls made in the same turn of the event loop share statements; these tests start them all

@@ -1,6 +1,7 @@
 import test from 'ava';
 import type Koa from 'koa';
-import { digestKey, type PgStore } from '../src/index.js';
+import type { PgStore } from '../src/index.js';
+import { digestKey } from '../src/key-digest.js';
 import { CookieJar, request, startApp } from './helpers/http.js';
 import { createStore, sessionRows } from './helpers/store.js';
 

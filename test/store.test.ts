@@ -1,8 +1,9 @@
 import test from 'ava';
 import {
-	DatabaseError, digestKey, InvalidSessionError, isPgStoreError, PgStore, PgStoreError,
+	DatabaseError, InvalidSessionError, isPgStoreError, PgStore, PgStoreError,
 	SessionTooLargeError, StoreClosedError,
 } from '../src/index.js';
+import { digestKey } from '../src/key-digest.js';
 import { createStore, sessionRows } from './helpers/store.js';
 
 const hour = 3_600_000;
