@@ -63,7 +63,7 @@ export interface Cleanup {
 
 // Transaction-scoped advisory lock that lets one instance at a time sweep a database
 // (the bytes of "koapgst1").
-const cleanupLockId = 0x6b6f_6170_6773_7431n;
+export const cleanupLockId = 0x6b6f_6170_6773_7431n;
 
 /**
  * One sweep: deletes expired sessions in batches of `batchSize` rows until none are left or

@@ -7,11 +7,11 @@ import { countingClient } from './helpers/counting-client.js';
 import { createDatabase } from './helpers/database.js';
 import { CookieJar, request, startApp, type SetCookie } from './helpers/http.js';
 import { sessionRows } from './helpers/store.js';
+import { hour } from './helpers/time.js';
 
 const oldSecret = 'old-secret-0123456789-abcdefghijklmnop';
 const newSecret = 'new-secret-0123456789-abcdefghijklmnop';
 const sessionId = 'fixed-session-id';
-const hour = 3_600_000;
 
 test('createKeys signs with HMAC-SHA256 under the first secret and verifies all of them', (t) => {
 	const keys = createKeys([newSecret, oldSecret]);

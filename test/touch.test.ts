@@ -3,8 +3,8 @@ import type Koa from 'koa';
 import { PgStore } from '../src/index.js';
 import { CookieJar, request, startApp } from './helpers/http.js';
 import { createStore, sessionRows } from './helpers/store.js';
+import { hour } from './helpers/time.js';
 
-const hour = 3_600_000;
 const touchAfter = 60_000;
 
 const routes: Koa.Middleware = (ctx) => {
