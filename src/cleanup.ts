@@ -220,6 +220,11 @@ export function scheduleCleanup({ interval, sweep, signal, onError }: {
 /** Waits `ms`, or less if `signal` aborts first; keeps the process alive only with `keepAlive`. */
 export function pauseFor(ms: number, signal: AbortSignal | undefined, { keepAlive }: { keepAlive: boolean }): Promise<void> {
 	return new Promise((resolve) => {
+		// An abort during the batch before the pause ends the pause before it starts.
+		if (signal?.aborted === true) {
+			resolve();
+			return;
+		}
 		const done = () => {
 			clearTimeout(timer);
 			signal?.removeEventListener('abort', done);

@@ -3,7 +3,8 @@ export type PgStoreErrorCode =
 	| 'ERR_PGSTORE_SESSION_TOO_LARGE'
 	| 'ERR_PGSTORE_INVALID_SESSION'
 	| 'ERR_PGSTORE_DATABASE'
-	| 'ERR_PGSTORE_CLOSED';
+	| 'ERR_PGSTORE_CLOSED'
+	| 'ERR_PGSTORE_SESSION_ENDED';
 
 /**
  * Base class of every error koa-pgstore throws, apart from the `TypeError`s of bad arguments.
@@ -25,17 +26,20 @@ export class PgStoreError extends Error {
 	}
 }
 
-/** A session whose JSON is longer than the store's `maxLength`; nothing was written. */
+/** A session larger than the store's `maxLength`; nothing was written, the stored session is as it was. */
 export class SessionTooLargeError extends PgStoreError {
 	override name = 'SessionTooLargeError';
-	/** The session's size: bytes of its JSON in UTF-8. */
+	/**
+	 * The session's size in bytes of UTF-8: of its text in PostgreSQL (after merging, for a save
+	 * of changed fields), or of its JSON when it was rejected before it was sent (never more).
+	 */
 	readonly size: number;
 	/** The `maxLength` option in force. */
 	readonly maxLength: number;
 
 	constructor(size: number, maxLength: number) {
 		super(
-			`The session is ${size} bytes of JSON, more than the store's \`maxLength\` of ${maxLength}; it was not saved`,
+			`The session is ${size} bytes, more than the store's \`maxLength\` of ${maxLength}; it was not saved`,
 			'ERR_PGSTORE_SESSION_TOO_LARGE',
 		);
 		this.size = size;
@@ -43,7 +47,7 @@ export class SessionTooLargeError extends PgStoreError {
 	}
 }
 
-/** A session PostgreSQL cannot store (not a JSON object, or a string holding `\u0000`); nothing was written. */
+/** A session PostgreSQL cannot store (not a JSON object, or a string holding `\u0000` or a lone surrogate); nothing was written. */
 export class InvalidSessionError extends PgStoreError {
 	override name = 'InvalidSessionError';
 
@@ -98,6 +102,23 @@ export class DatabaseError extends PgStoreError {
 		this.sqlState = sqlState;
 		this.prismaCode = prismaCode;
 		this.driverErrorKind = driverErrorKind;
+	}
+}
+
+/**
+ * A request whose session was ended by something else while it ran (a logout in another tab,
+ * `destroyAll` elsewhere, expiry) tried to start a new session from it, as `regenerate()` does:
+ * that would sign the user in again. Answer 401 and let the user sign in anew. Nothing was
+ * written.
+ */
+export class SessionEndedError extends PgStoreError {
+	override name = 'SessionEndedError';
+
+	constructor() {
+		super(
+			'The session ended while this request ran (signed out elsewhere, or expired); it was not recreated under a new key',
+			'ERR_PGSTORE_SESSION_ENDED',
+		);
 	}
 }
 

@@ -45,8 +45,12 @@ export interface PgStoreOptions {
 	 */
 	schema?: string;
 	/**
-	 * Largest session accepted, in bytes of its JSON (UTF-8, `_expire` and `_maxAge` included).
-	 * A larger one rejects with `SessionTooLargeError` and nothing is written. `0` means no limit.
+	 * Largest session stored, in bytes: the UTF-8 length of PostgreSQL's text form of the stored
+	 * `jsonb` (`octet_length(data::text)`, koa-session's `_expire` and `_maxAge` included; about
+	 * two bytes per field more than compact JSON), checked in SQL after a save's fields are merged.
+	 * A save that would store a larger session rejects with `SessionTooLargeError` and leaves the
+	 * stored one as it was, unless it makes the stored session no larger (so a session over a
+	 * lowered limit can still shrink). `0` means no limit.
 	 * @default 4096
 	 */
 	maxLength?: number;
@@ -82,6 +86,13 @@ export interface PgStoreOptions {
 	 */
 	touchAfter?: number;
 	/**
+	 * Saves of a session the request loaded write only the top-level fields it changed (and delete
+	 * those it removed), so concurrent requests of one session keep each other's changes to other
+	 * fields. `false`: every save writes the whole session (the last save wins).
+	 * @default true
+	 */
+	fieldLevelWrites?: boolean;
+	/**
 	 * Receives the errors no request is waiting for: failed cleanup sweeps, idle connections of
 	 * the store's own pool. It is never given session data or keys.
 	 * @default logs `koa-pgstore: <source>: <message>` with `console.error`
@@ -100,6 +111,7 @@ export interface ResolvedOptions {
 	readonly sessionTtl: number;
 	readonly cleanupInterval: number;
 	readonly touchAfter: number;
+	readonly fieldLevelWrites: boolean;
 	readonly subject: ((session: Record<string, unknown>) => unknown) | undefined;
 	readonly onError: ErrorHandler;
 }
@@ -113,7 +125,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 	if (!isRecord(options)) {
 		invalid('options', 'an object with `prisma` or `connectionString`', options);
 	}
-	const { prisma, connectionString, pool, schema, preparedStatements, maxLength, sessionTtl, cleanupInterval, touchAfter, subject, onError } = options;
+	const { prisma, connectionString, pool, schema, preparedStatements, maxLength, sessionTtl, cleanupInterval, touchAfter, fieldLevelWrites, subject, onError } = options;
 	if ((prisma === undefined) === (connectionString === undefined)) {
 		invalid('options', 'an object with exactly one of `prisma` and `connectionString`', prisma === undefined ? 'neither' : 'both');
 	}
@@ -135,6 +147,9 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 	if (preparedStatements !== undefined && (typeof preparedStatements !== 'boolean' || prisma !== undefined)) {
 		invalid('preparedStatements', 'a boolean, with `connectionString`', preparedStatements);
 	}
+	if (fieldLevelWrites !== undefined && typeof fieldLevelWrites !== 'boolean') {
+		invalid('fieldLevelWrites', 'a boolean', fieldLevelWrites);
+	}
 	if (subject !== undefined && typeof subject !== 'function') {
 		invalid('subject', 'a function of the session', subject);
 	}
@@ -148,6 +163,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 		sessionTtl: integerAtLeast('sessionTtl', sessionTtl, 1, defaultSessionTtl),
 		cleanupInterval: integerAtLeast('cleanupInterval', cleanupInterval, 0, defaultCleanupInterval),
 		touchAfter: integerAtLeast('touchAfter', touchAfter, 0, defaultTouchAfter),
+		fieldLevelWrites: fieldLevelWrites ?? true,
 		subject: subject === undefined ? undefined : (session) => Reflect.apply(subject, undefined, [session]),
 		onError: onError === undefined ? logError : (error, context) => {
 			Reflect.apply(onError, undefined, [error, context]);

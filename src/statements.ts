@@ -67,8 +67,8 @@ export function sessionTable(client: object, connectionSchema: string | undefine
 	};
 }
 
-/** One row of a coalesced write: what `set` stores for one key. */
-export interface RowWrite {
+/** A whole session written under a key: a new one, or one that replaces whatever the key held. */
+export interface WholeWrite {
 	readonly digest: string;
 	/** The session as JSON text. */
 	readonly json: string;
@@ -78,14 +78,40 @@ export interface RowWrite {
 	readonly subject: string | null | undefined;
 }
 
+/** A save of a session whose row this request knows: applied to the live row only. */
+export interface LiveWrite {
+	readonly digest: string;
+	/**
+	 * `true`: `patch` is the whole session and replaces the stored one. `false`: the stored session
+	 * loses the fields in `removed` and takes those of `patch`, and keeps every other field.
+	 */
+	readonly replace: boolean;
+	/** A JSON object: the fields written. */
+	readonly patch: string;
+	/** A JSON array: the names of the fields removed. */
+	readonly removed: string;
+	readonly now: Date;
+	readonly expiresOn: Date;
+	/** Written only when defined; `null`: the session has none. */
+	readonly subject: string | null | undefined;
+}
+
 /** The store's statements on one table. Each takes named fields and returns its text with its values. */
 export interface SessionStatements {
-	/** Key, data and expiry of the live rows among `digests`. */
+	/** Key, data, expiry (and subject, with the option) of the live rows among `digests`. */
 	selectLive(fields: { digests: readonly string[]; now: Date }): Statement;
-	/** Updates the rows that are still live; returns the keys it updated. */
-	updateLive(rows: readonly RowWrite[]): Statement;
-	/** Inserts the rows, replacing a row of the same key. The digests must be distinct. */
-	upsert(rows: readonly RowWrite[]): Statement;
+	/**
+	 * Applies each write to its row if the row is still live and the session stored after it fits
+	 * `maxLength` (or is no larger than before). One result row per live row found: `key`, `size`
+	 * (bytes of the stored session's text after the write) and `written`.
+	 */
+	updateLive(writes: readonly LiveWrite[], maxLength: number): Statement;
+	/**
+	 * Inserts each session, replacing a row of the same key, if it fits `maxLength`. One result
+	 * row per write: `key`, `size`, `written`. The digests must be distinct.
+	 */
+	upsert(writes: readonly WholeWrite[], maxLength: number): Statement;
+	/** Deletes the rows of `digests`; returns the keys it deleted. */
 	delete(fields: { digests: readonly string[] }): Statement;
 	/** Present when the store keeps a subject per session. */
 	readonly bySubject: SubjectStatements | undefined;
@@ -95,24 +121,22 @@ export interface SessionStatements {
 
 /** Statements on a subject's sessions. */
 export interface SubjectStatements {
-	/** Deletes the subject's sessions but those in `keep`. */
+	/** Deletes the subject's sessions but those in `keep`; returns the keys it deleted. */
 	deleteAll(fields: { subject: string; keep: readonly string[] }): Statement;
 	/** The subject's live sessions, most recently written first. */
 	list(fields: { subject: string; now: Date }): Statement;
-	/** Deletes the subject's session of row `id`. */
+	/** Deletes the subject's session of row `id`; returns its key. */
 	deleteOne(fields: { subject: string; id: string }): Statement;
 }
 
-// Coalesced writes send one array per column; times go as ISO text and are cast in SQL.
-const columns = (rows: readonly RowWrite[]) => ({
-	digests: rows.map((row) => row.digest),
-	json: rows.map((row) => row.json),
-	now: rows.map((row) => row.now.toISOString()),
-	expires: rows.map((row) => row.expiresOn.toISOString()),
-	subjects: rows.map((row) => row.subject ?? null),
-});
-
-/** Builds the statements for `table`. Their texts are made once; each call only pairs values with them. */
+/**
+ * Builds the statements for `table`. Their texts are made once; each call only pairs values with
+ * them. Coalesced writes send one array per column (`unnest`), times as ISO text cast in SQL.
+ *
+ * The size a session is measured by, for `maxLength`, is the byte length of PostgreSQL's text
+ * form of the stored `jsonb` (`octet_length(data::text)`): the one measure that SQL can take of
+ * a session merged in the statement, so merges and whole writes are measured alike.
+ */
 export function sessionStatements(table: SessionTable): SessionStatements {
 	const { name: t, id, key, data, createdOn, modifiedOn, expiresOn, subject } = table;
 	const names = new Map<string, string>();
@@ -120,42 +144,63 @@ export function sessionStatements(table: SessionTable): SessionStatements {
 		names.set(text, name);
 		return (values: readonly unknown[]): Statement => ({ name, text, values });
 	};
+	const iso = (dates: readonly Date[]) => dates.map((date) => date.toISOString());
 
-	const selectLive = named('selectLive', `SELECT ${key} AS "key", ${data} AS "data", ${expiresOn} AS "expiresOn" FROM ${t} `
-		+ `WHERE ${key} = ANY($1::text[]) AND ${expiresOn} > $2`);
+	// $1 digests, $2 now.
+	const selectLive = named('selectLive', subject === undefined
+		? `SELECT ${key} AS "key", ${data} AS "data", ${expiresOn} AS "expiresOn" FROM ${t} `
+			+ `WHERE ${key} = ANY($1::text[]) AND ${expiresOn} > $2`
+		: `SELECT ${key} AS "key", ${data} AS "data", ${expiresOn} AS "expiresOn", ${subject} AS "subject" FROM ${t} `
+			+ `WHERE ${key} = ANY($1::text[]) AND ${expiresOn} > $2`);
 
-	const updateLive = named('updateLive', subject === undefined
-		? `UPDATE ${t} AS t SET ${data} = v.data::jsonb, ${modifiedOn} = v.now::timestamptz, ${expiresOn} = v.expires::timestamptz `
-			+ `FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS v(key, data, now, expires) `
-			+ `WHERE t.${key} = v.key AND t.${expiresOn} > v.now::timestamptz RETURNING t.${key} AS "key"`
-		: `UPDATE ${t} AS t SET ${data} = v.data::jsonb, ${modifiedOn} = v.now::timestamptz, ${expiresOn} = v.expires::timestamptz, ${subject} = v.subject `
-			+ `FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS v(key, data, now, expires, subject) `
-			+ `WHERE t.${key} = v.key AND t.${expiresOn} > v.now::timestamptz RETURNING t.${key} AS "key"`);
+	// $1 digests, $2 replace flags, $3 patches, $4 removed names, $5 now, $6 expiries, $7 maxLength
+	// (0: none), and with a subject $8 subjects, $9 whether to write the subject. The live row is
+	// locked first (FOR UPDATE), so the merge applies to its newest version even when another
+	// request wrote it meanwhile.
+	const updateLive = named('updateLive', `WITH v AS (`
+		+ `SELECT * FROM unnest($1::text[], $2::boolean[], $3::jsonb[], $4::jsonb[], $5::timestamptz[], $6::timestamptz[]`
+		+ `${subject === undefined ? '' : ', $8::text[], $9::boolean[]'}) `
+		+ `AS v(key, replace, patch, removed, now, expires${subject === undefined ? '' : ', subject, write_subject'})), `
+		+ `live AS (SELECT s.${key} AS key, octet_length(s.${data}::text) AS size_before, `
+		+ `CASE WHEN v.replace THEN v.patch ELSE (s.${data} - ARRAY(SELECT jsonb_array_elements_text(v.removed))) || v.patch END AS merged `
+		+ `FROM ${t} AS s JOIN v ON s.${key} = v.key WHERE s.${expiresOn} > v.now FOR UPDATE OF s), `
+		+ `written AS (UPDATE ${t} AS s SET ${data} = live.merged, ${modifiedOn} = v.now, ${expiresOn} = v.expires`
+		+ `${subject === undefined ? '' : `, ${subject} = CASE WHEN v.write_subject THEN v.subject ELSE s.${subject} END`} `
+		+ `FROM live JOIN v ON v.key = live.key WHERE s.${key} = live.key `
+		+ `AND ($7 = 0 OR octet_length(live.merged::text) <= $7 OR octet_length(live.merged::text) <= live.size_before) `
+		+ `RETURNING s.${key} AS key) `
+		+ `SELECT live.key AS "key", octet_length(live.merged::text) AS "size", written.key IS NOT NULL AS "written" `
+		+ `FROM live LEFT JOIN written ON written.key = live.key`);
 
+	// $1 digests, $2 sessions, $3 now, $4 expiries, $5 maxLength (0: none), and with a subject
+	// $6 subjects.
 	const upsert = named('upsert', subject === undefined
-		? `INSERT INTO ${t} (${key}, ${data}, ${createdOn}, ${modifiedOn}, ${expiresOn}) `
-			+ `SELECT v.key, v.data::jsonb, v.now::timestamptz, v.now::timestamptz, v.expires::timestamptz `
-			+ `FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS v(key, data, now, expires) `
-			+ `ON CONFLICT (${key}) DO UPDATE SET ${data} = EXCLUDED.${data}, ${modifiedOn} = EXCLUDED.${modifiedOn}, ${expiresOn} = EXCLUDED.${expiresOn}`
-		: `INSERT INTO ${t} (${key}, ${data}, ${createdOn}, ${modifiedOn}, ${expiresOn}, ${subject}) `
-			+ `SELECT v.key, v.data::jsonb, v.now::timestamptz, v.now::timestamptz, v.expires::timestamptz, v.subject `
-			+ `FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS v(key, data, now, expires, subject) `
-			+ `ON CONFLICT (${key}) DO UPDATE SET ${data} = EXCLUDED.${data}, ${modifiedOn} = EXCLUDED.${modifiedOn}, ${expiresOn} = EXCLUDED.${expiresOn}, ${subject} = EXCLUDED.${subject}`);
+		? `WITH v AS (SELECT * FROM unnest($1::text[], $2::jsonb[], $3::timestamptz[], $4::timestamptz[]) AS v(key, data, now, expires)), `
+			+ `written AS (INSERT INTO ${t} (${key}, ${data}, ${createdOn}, ${modifiedOn}, ${expiresOn}) `
+			+ `SELECT v.key, v.data, v.now, v.now, v.expires FROM v WHERE $5 = 0 OR octet_length(v.data::text) <= $5 `
+			+ `ON CONFLICT (${key}) DO UPDATE SET ${data} = EXCLUDED.${data}, ${modifiedOn} = EXCLUDED.${modifiedOn}, ${expiresOn} = EXCLUDED.${expiresOn} `
+			+ `RETURNING ${key} AS key) `
+			+ `SELECT v.key AS "key", octet_length(v.data::text) AS "size", written.key IS NOT NULL AS "written" FROM v LEFT JOIN written ON written.key = v.key`
+		: `WITH v AS (SELECT * FROM unnest($1::text[], $2::jsonb[], $3::timestamptz[], $4::timestamptz[], $6::text[]) AS v(key, data, now, expires, subject)), `
+			+ `written AS (INSERT INTO ${t} (${key}, ${data}, ${createdOn}, ${modifiedOn}, ${expiresOn}, ${subject}) `
+			+ `SELECT v.key, v.data, v.now, v.now, v.expires, v.subject FROM v WHERE $5 = 0 OR octet_length(v.data::text) <= $5 `
+			+ `ON CONFLICT (${key}) DO UPDATE SET ${data} = EXCLUDED.${data}, ${modifiedOn} = EXCLUDED.${modifiedOn}, ${expiresOn} = EXCLUDED.${expiresOn}, ${subject} = EXCLUDED.${subject} `
+			+ `RETURNING ${key} AS key) `
+			+ `SELECT v.key AS "key", octet_length(v.data::text) AS "size", written.key IS NOT NULL AS "written" FROM v LEFT JOIN written ON written.key = v.key`);
 
-	const deleteKeys = named('delete', `DELETE FROM ${t} WHERE ${key} = ANY($1::text[])`);
-
-	const rowValues = (rows: readonly RowWrite[]): unknown[] => {
-		const { digests, json, now, expires, subjects } = columns(rows);
-		return subject === undefined ? [digests, json, now, expires] : [digests, json, now, expires, subjects];
-	};
+	// $1 digests.
+	const deleteKeys = named('delete', `DELETE FROM ${t} WHERE ${key} = ANY($1::text[]) RETURNING ${key} AS "key"`);
 
 	let bySubject: SubjectStatements | undefined;
 	if (subject !== undefined) {
-		const deleteAll = named('deleteAllOfSubject', `DELETE FROM ${t} WHERE ${subject} = $1 AND NOT (${key} = ANY($2::text[]))`);
+		// $1 subject, $2 digests to keep.
+		const deleteAll = named('deleteAllOfSubject', `DELETE FROM ${t} WHERE ${subject} = $1 AND NOT (${key} = ANY($2::text[])) RETURNING ${key} AS "key"`);
+		// $1 subject, $2 now.
 		const list = named('listOfSubject', `SELECT ${id}::text AS "id", ${key} AS "key", ${createdOn} AS "createdOn", `
 			+ `${modifiedOn} AS "modifiedOn", ${expiresOn} AS "expiresOn" FROM ${t} `
 			+ `WHERE ${subject} = $1 AND ${expiresOn} > $2 ORDER BY ${modifiedOn} DESC, ${id} DESC`);
-		const deleteOne = named('deleteOneOfSubject', `DELETE FROM ${t} WHERE ${subject} = $1 AND ${id} = $2::bigint`);
+		// $1 subject, $2 row id.
+		const deleteOne = named('deleteOneOfSubject', `DELETE FROM ${t} WHERE ${subject} = $1 AND ${id} = $2::bigint RETURNING ${key} AS "key"`);
 		bySubject = {
 			deleteAll: ({ subject: who, keep }) => deleteAll([who, keep]),
 			list: ({ subject: who, now }) => list([who, now]),
@@ -165,8 +210,27 @@ export function sessionStatements(table: SessionTable): SessionStatements {
 
 	return {
 		selectLive: ({ digests, now }) => selectLive([digests, now]),
-		updateLive: (rows) => updateLive(rowValues(rows)),
-		upsert: (rows) => upsert(rowValues(rows)),
+		updateLive: (writes, maxLength) => updateLive([
+			writes.map((write) => write.digest),
+			writes.map((write) => write.replace),
+			writes.map((write) => write.patch),
+			writes.map((write) => write.removed),
+			iso(writes.map((write) => write.now)),
+			iso(writes.map((write) => write.expiresOn)),
+			maxLength,
+			...subject === undefined ? [] : [
+				writes.map((write) => write.subject ?? null),
+				writes.map((write) => write.subject !== undefined),
+			],
+		]),
+		upsert: (writes, maxLength) => upsert([
+			writes.map((write) => write.digest),
+			writes.map((write) => write.json),
+			iso(writes.map((write) => write.now)),
+			iso(writes.map((write) => write.expiresOn)),
+			maxLength,
+			...subject === undefined ? [] : [writes.map((write) => write.subject ?? null)],
+		]),
 		delete: ({ digests }) => deleteKeys([digests]),
 		bySubject,
 		names,

@@ -1,17 +1,17 @@
 import type DataLoader from 'dataloader';
 import { startSchedule, sweepExpired, type Cleanup, type CleanupOptions, type CleanupReport, type SweepOptions } from './cleanup.js';
-import { DatabaseError, StoreClosedError } from './errors.js';
-import { invalid } from './invalid.js';
+import { DatabaseError, SessionTooLargeError, StoreClosedError } from './errors.js';
+import { Described, invalid } from './invalid.js';
 import { digestKey } from './key-digest.js';
 import { applyMigrations } from './migrations.js';
 import { resolveOptions, type PgStoreOptions, type ResolvedOptions } from './options.js';
 import { createOwnedClient, type PgStorePrismaClient } from './prisma-client.js';
 import { createReadBatcher } from './read-batch.js';
 import { RequestSessions } from './request-sessions.js';
-import { serializeSession, subjectOf, type SessionData, type StoredRow } from './session-codec.js';
+import { assertShorterThan, encodeSession, isWellFormed, subjectOf, type SessionData, type StoredRow } from './session-codec.js';
 import { sessionStatements, sessionTable } from './statements.js';
 import { SubjectSessions, type SessionListing } from './subjects.js';
-import { createWriteBatcher, type SessionWrite } from './write-batch.js';
+import { createWriteBatcher, type SessionWrite, type WriteOutcome } from './write-batch.js';
 
 /** The third argument koa-session passes to `get`. */
 export interface GetOptions {
@@ -52,7 +52,7 @@ export class PgStore {
 	readonly #client: PgStorePrismaClient;
 	readonly #ownsClient: boolean;
 	readonly #reads: DataLoader<string, StoredRow | undefined>;
-	readonly #writes: DataLoader<SessionWrite, boolean>;
+	readonly #writes: DataLoader<SessionWrite, WriteOutcome>;
 	readonly #requests: RequestSessions;
 	readonly #subjects: SubjectSessions;
 	readonly #schedules = new Set<Cleanup>();
@@ -60,7 +60,7 @@ export class PgStore {
 
 	constructor(options: PgStoreOptions) {
 		this.#options = resolveOptions(options);
-		const { prisma, connectionString, pool, schema, onError, preparedStatements, subject, touchAfter } = this.#options;
+		const { prisma, connectionString, pool, schema, onError, preparedStatements, subject, touchAfter, fieldLevelWrites, maxLength } = this.#options;
 		this.#ownsClient = prisma === undefined;
 		// The statements depend on the client's data model, and the owned client on their names.
 		let names: ReadonlyMap<string, string> = new Map();
@@ -74,8 +74,8 @@ export class PgStore {
 		const statements = sessionStatements(sessionTable(this.#client, schema, subject !== undefined));
 		names = new Map([...statements.names].map(([text, name]) => [text, `koa_pgstore_${name}`]));
 		this.#reads = createReadBatcher(this.#client, statements);
-		this.#writes = createWriteBatcher(this.#client, statements);
-		this.#requests = new RequestSessions(touchAfter);
+		this.#writes = createWriteBatcher(this.#client, statements, maxLength);
+		this.#requests = new RequestSessions({ touchAfter, fieldLevelWrites });
 		this.#subjects = new SubjectSessions(this.#client, statements.bySubject, this.#requests);
 		if (this.#options.cleanupInterval > 0) {
 			this.startCleanup({ interval: this.#options.cleanupInterval });
@@ -127,29 +127,47 @@ export class PgStore {
 	async set(key: string, session: SessionData, maxAge?: number | 'session', options?: SetOptions): Promise<void> {
 		this.#assertOpen();
 		assertKey(key);
-		const json = serializeSession(session, this.#options.maxLength);
+		const encoded = encodeSession(session);
 		const lifetime = maxAge === undefined || maxAge === 'session' ? this.#options.sessionTtl : maxAge;
 		if (typeof lifetime !== 'number' || !Number.isFinite(lifetime) || lifetime < 0) {
 			invalid('maxAge', 'a number of milliseconds >= 0 or \'session\'', maxAge);
 		}
 		const now = new Date();
 		const expiresOn = new Date(now.getTime() + lifetime);
+		if (Number.isNaN(expiresOn.getTime())) {
+			invalid('maxAge', 'a number of milliseconds that gives an expiry date JavaScript can represent', maxAge);
+		}
 		const subject = subjectOf(this.#options.subject, session);
 		const ctx = options?.ctx;
-		const decision = this.#requests.decide(ctx, key, json, expiresOn, options?.changed);
-		if (decision === 'skip') {
+		const decision = this.#requests.decide(ctx, key, encoded, expiresOn, subject, options?.changed);
+		if (decision.kind === 'skip') {
 			return;
 		}
-		const touched = await this.#writes.load({ kind: decision, digest: digestKey(key), json, now, expiresOn, subject });
-		this.#requests.wrote(ctx, key, decision, touched, json, expiresOn);
+		const { maxLength } = this.#options;
+		const digest = digestKey(key);
+		let outcome: WriteOutcome;
+		if (decision.kind === 'upsert') {
+			assertShorterThan(encoded.json, maxLength);
+			outcome = await this.#writes.load({ kind: 'upsert', digest, json: encoded.json, now, expiresOn, subject });
+			if (!outcome.written) {
+				throw new SessionTooLargeError(outcome.size ?? Buffer.byteLength(encoded.json), maxLength);
+			}
+		} else {
+			const { replace, patch, removed, writeSubject } = decision;
+			outcome = await this.#writes.load({ kind: 'updateLive', digest, replace, patch, removed, now, expiresOn, subject: writeSubject ? subject : undefined });
+			if (!outcome.written && outcome.size !== undefined) {
+				throw new SessionTooLargeError(outcome.size, maxLength);
+			}
+		}
+		this.#requests.wrote(ctx, key, decision.kind, outcome.written, encoded, expiresOn, subject);
 	}
 
 	/** koa-session's `destroy`: deletes the session stored under `key`, if any. */
 	async destroy(key: string, options?: DestroyOptions): Promise<void> {
 		this.#assertOpen();
 		assertKey(key);
-		this.#requests.destroyed(options?.ctx, key);
-		await this.#writes.load({ kind: 'delete', digest: digestKey(key) });
+		const { written: existed } = await this.#writes.load({ kind: 'delete', digest: digestKey(key) });
+		this.#requests.destroyed(options?.ctx, key, existed);
 	}
 
 	/**
@@ -157,13 +175,17 @@ export class PgStore {
 	 * flight on one of them cannot bring it back (see `set`). Needs the `subject` option.
 	 *
 	 * @param options.except A request's `ctx`: its own session stays (sign out other devices).
+	 * @param options.ctx The request doing it, when its own session ends too: it may then start a
+	 * new one (`regenerate()`), as after a password reset. Without it, that request's later saves
+	 * treat its session as ended elsewhere.
 	 * @returns How many sessions ended.
 	 * @example
 	 * ```ts
 	 * await store.destroyAll(ctx.session.userId, { except: ctx }); // "sign out other devices"
+	 * await store.destroyAll(userId, { ctx }); await ctx.session.regenerate(); // password reset
 	 * ```
 	 */
-	destroyAll(subject: string | number, options: { except?: object } = {}): Promise<number> {
+	destroyAll(subject: string | number, options: { except?: object; ctx?: object } = {}): Promise<number> {
 		this.#assertOpen();
 		return this.#subjects.destroyAll(subject, options);
 	}
@@ -181,11 +203,12 @@ export class PgStore {
 
 	/**
 	 * Ends one of a subject's sessions, by the `id` that `list` gave ("sign out this device").
+	 * @param options.ctx The request doing it, in case the session is its own (see `destroyAll`).
 	 * @returns Whether a session ended (`false`: no such session of that subject).
 	 */
-	destroySession(subject: string | number, id: string | bigint): Promise<boolean> {
+	destroySession(subject: string | number, id: string | bigint, options: { ctx?: object } = {}): Promise<boolean> {
 		this.#assertOpen();
-		return this.#subjects.destroySession(subject, id);
+		return this.#subjects.destroySession(subject, id, options);
 	}
 
 	/**
@@ -248,5 +271,9 @@ export class PgStore {
 function assertKey(key: unknown): asserts key is string {
 	if (typeof key !== 'string' || key === '') {
 		invalid('key', 'a non-empty string', key);
+	}
+	// Ill-formed strings (lone surrogates) hash alike: '\ud800' and '\ud801' would share a row.
+	if (!isWellFormed(key)) {
+		invalid('key', 'a well-formed string (no lone UTF-16 surrogates)', new Described('an ill-formed string'));
 	}
 }

@@ -1,4 +1,4 @@
-import { execute, queryRows } from './database.js';
+import { queryRows } from './database.js';
 import { digestKey } from './key-digest.js';
 import { invalid, isRecord } from './invalid.js';
 import type { RawSqlClient } from './prisma-client.js';
@@ -35,17 +35,19 @@ export class SubjectSessions {
 	}
 
 	/** See `PgStore.destroyAll`. */
-	async destroyAll(subject: string | number, options: { except?: object } = {}): Promise<number> {
+	async destroyAll(subject: string | number, options: { except?: object; ctx?: object } = {}): Promise<number> {
 		const statements = this.#available();
-		const keep = this.#requests.keysOf(options.except).map(digestKey);
-		return execute(this.#client, statements.deleteAll({ subject: subjectArgument(subject), keep }), 'destroyAll');
+		const keep = this.#requests.liveKeysOf(options.except).map(digestKey);
+		const rows = await queryRows(this.#client, statements.deleteAll({ subject: subjectArgument(subject), keep }), 'destroyAll');
+		this.#endedBy(options.ctx, rows);
+		return rows.length;
 	}
 
 	/** See `PgStore.list`. */
 	async list(subject: string | number, options: { ctx?: object } = {}): Promise<SessionListing[]> {
 		const statements = this.#available();
 		const rows = await queryRows(this.#client, statements.list({ subject: subjectArgument(subject), now: new Date() }), 'list');
-		const current = new Set(this.#requests.keysOf(options.ctx).map(digestKey));
+		const current = new Set(this.#requests.liveKeysOf(options.ctx).map(digestKey));
 		return rows.filter(isRecord).map((row) => ({
 			id: String(row['id']),
 			createdOn: row['createdOn'] as Date,
@@ -56,13 +58,23 @@ export class SubjectSessions {
 	}
 
 	/** See `PgStore.destroySession`. */
-	async destroySession(subject: string | number, id: string | bigint): Promise<boolean> {
+	async destroySession(subject: string | number, id: string | bigint, options: { ctx?: object } = {}): Promise<boolean> {
 		const statements = this.#available();
 		if ((typeof id !== 'string' || !/^\d{1,19}$/.test(id)) && typeof id !== 'bigint') {
 			invalid('id', 'a session id from list() (a string of digits)', id);
 		}
-		const deleted = await execute(this.#client, statements.deleteOne({ subject: subjectArgument(subject), id: String(id) }), 'destroySession');
-		return deleted > 0;
+		const rows = await queryRows(this.#client, statements.deleteOne({ subject: subjectArgument(subject), id: String(id) }), 'destroySession');
+		this.#endedBy(options.ctx, rows);
+		return rows.length > 0;
+	}
+
+	// The request `ctx` ended these rows itself: it may start a new session afterwards.
+	#endedBy(ctx: object | undefined, rows: readonly unknown[]): void {
+		if (ctx === undefined || rows.length === 0) {
+			return;
+		}
+		const deleted = new Set(rows.filter(isRecord).map((row) => row['key']));
+		this.#requests.endedByRequest(ctx, this.#requests.liveKeysOf(ctx).filter((key) => deleted.has(digestKey(key))));
 	}
 
 	#available(): SubjectStatements {

@@ -1,60 +1,98 @@
 import type DataLoader from 'dataloader';
 import { coalesce } from './batching.js';
-import { execute, queryRows } from './database.js';
+import { queryRows } from './database.js';
 import { debug } from './debug.js';
+import { DatabaseError } from './errors.js';
 import { isRecord } from './invalid.js';
 import type { RawSqlClient } from './prisma-client.js';
-import type { RowWrite, SessionStatements } from './statements.js';
+import type { LiveWrite, SessionStatements, WholeWrite } from './statements.js';
 
 /** One write as `set` or `destroy` asks for it. */
 export type SessionWrite =
-	| (RowWrite & { readonly kind: 'updateLive' | 'upsert' })
+	| (LiveWrite & { readonly kind: 'updateLive' })
+	| (WholeWrite & { readonly kind: 'upsert' })
 	| { readonly kind: 'delete'; readonly digest: string };
 
 /**
- * Coalesces the writes of one turn of the event loop into at most three statements (one
- * UPDATE, one upsert, one DELETE, each for many rows). Each write resolves to whether it
- * touched a row (`updateLive` may find none) or rejects with its statement's error.
- *
- * Writes to distinct keys do not depend on each other, so their order within the batch does
- * not matter. A batch that writes one key twice (concurrent requests of one session) keeps
- * per-key order by running its writes one statement at a time, in the order they were asked for.
+ * What became of one write. `written: false` means: for `updateLive`, no live row (when `size`
+ * is absent) or a session too large to store (`size` says how large); for `upsert`, too large;
+ * for `delete`, no row to delete.
  */
-export function createWriteBatcher(client: RawSqlClient, statements: SessionStatements): DataLoader<SessionWrite, boolean> {
-	// Runs writes of one kind as one statement; resolves to the digests it touched.
-	const run = async (kind: SessionWrite['kind'], writes: readonly SessionWrite[]): Promise<Set<string>> => {
+export interface WriteOutcome {
+	readonly written: boolean;
+	readonly size?: number;
+}
+
+// Failures of a statement that certainly rolled back and that one row's data can cause: data
+// exceptions (22), integrity constraints of the app's own (23), program limits such as jsonb's
+// size limit (54). Their batch is retried row by row, so only the culprit fails. Timeouts and
+// lost connections are not retried: they would fail again for every row, slowly.
+const rowCausedClasses = new Set(['22', '23', '54']);
+
+/**
+ * Coalesces the writes of one turn of the event loop into at most three statements (one
+ * UPDATE, one upsert, one DELETE, each for many rows); each write gets its own outcome or its
+ * statement's error. One request's data never fails another's write: a batch that fails for a
+ * row-caused reason is retried one row per statement.
+ *
+ * Writes to distinct keys do not depend on each other, so their order within the batch does not
+ * matter. A batch that writes one key twice (concurrent requests of one session) keeps per-key
+ * order by running its writes one statement at a time, in the order they were asked for.
+ */
+export function createWriteBatcher(client: RawSqlClient, statements: SessionStatements, maxLength: number): DataLoader<SessionWrite, WriteOutcome> {
+	// Runs writes of one kind as one statement: the outcome of each, by digest.
+	const run = async (kind: SessionWrite['kind'], writes: readonly SessionWrite[]): Promise<Map<string, WriteOutcome>> => {
 		const digests = writes.map((write) => write.digest);
-		if (kind === 'delete') {
-			await execute(client, statements.delete({ digests }), 'destroy');
-			return new Set(digests);
+		const outcomes = new Map<string, WriteOutcome>(digests.map((digest) => [digest, { written: false }]));
+		const statement = kind === 'delete'
+			? statements.delete({ digests })
+			: kind === 'upsert'
+				? statements.upsert(writes as readonly WholeWrite[], maxLength)
+				: statements.updateLive(writes as readonly LiveWrite[], maxLength);
+		for (const row of await queryRows(client, statement, kind === 'delete' ? 'destroy' : 'set')) {
+			if (isRecord(row) && typeof row['key'] === 'string') {
+				outcomes.set(row['key'], kind === 'delete'
+					? { written: true }
+					: { written: row['written'] === true, size: Number(row['size']) });
+			}
 		}
-		const rows = writes as readonly RowWrite[];
-		if (kind === 'upsert') {
-			await execute(client, statements.upsert(rows), 'set');
-			return new Set(digests);
+		return outcomes;
+	};
+
+	// One statement for the group; when a row's data made it fail, one statement per row.
+	const runGroup = async (kind: SessionWrite['kind'], writes: readonly SessionWrite[]): Promise<(WriteOutcome | Error)[]> => {
+		try {
+			const outcomes = await run(kind, writes);
+			return writes.map((write) => outcomes.get(write.digest) ?? { written: false });
+		} catch (error) {
+			if (writes.length === 1 || !(error instanceof DatabaseError) || !rowCausedClasses.has(error.sqlState?.slice(0, 2) ?? '')) {
+				return writes.map(() => error as Error);
+			}
+			debug('write batch of %d failed for a row\'s data (SQLSTATE %s): retried row by row', writes.length, error.sqlState);
+			return Promise.all(writes.map((write) => run(kind, [write]).then(
+				(outcomes) => outcomes.get(write.digest) ?? { written: false },
+				(rowError: Error) => rowError,
+			)));
 		}
-		const updated = await queryRows(client, statements.updateLive(rows), 'set');
-		return new Set(updated.flatMap((row) => (isRecord(row) && typeof row['key'] === 'string' ? [row['key']] : [])));
 	};
 
 	return coalesce(async (writes: readonly SessionWrite[]) => {
 		debug('write batch: %d writes', writes.length);
 		if (new Set(writes.map((write) => write.digest)).size < writes.length) {
-			const results: (boolean | Error)[] = [];
+			const results: (WriteOutcome | Error)[] = [];
 			for (const write of writes) {
-				results.push(await run(write.kind, [write]).then((touched) => touched.has(write.digest), (error: Error) => error));
+				results.push(...await runGroup(write.kind, [write]));
 			}
 			return results;
 		}
-		const kinds = ['updateLive', 'upsert', 'delete'] as const;
-		const outcomes = new Map(await Promise.all(kinds.map(async (kind) => {
+		const results = new Map<SessionWrite, WriteOutcome | Error>();
+		await Promise.all((['updateLive', 'upsert', 'delete'] as const).map(async (kind) => {
 			const group = writes.filter((write) => write.kind === kind);
-			const outcome = group.length === 0 ? new Set<string>() : await run(kind, group).catch((error: Error) => error);
-			return [kind, outcome] as const;
-		})));
-		return writes.map((write) => {
-			const outcome = outcomes.get(write.kind);
-			return outcome instanceof Error ? outcome : outcome?.has(write.digest) === true;
-		});
+			if (group.length > 0) {
+				const outcomes = await runGroup(kind, group);
+				group.forEach((write, index) => results.set(write, outcomes[index] ?? { written: false }));
+			}
+		}));
+		return writes.map((write) => results.get(write) ?? { written: false });
 	});
 }

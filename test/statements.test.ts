@@ -1,7 +1,7 @@
 import { PrismaPg } from '@prisma/adapter-pg';
 import test from 'ava';
 import { PrismaClient } from '../src/generated/prisma/client.js';
-import { sessionStatements, sessionTable, type RowWrite } from '../src/statements.js';
+import { sessionStatements, sessionTable, type LiveWrite, type WholeWrite } from '../src/statements.js';
 import { PrismaClient as AppClient } from './fixtures/app-schema/generated/client.js';
 
 // The generated SQL, snapshot by snapshot: a reviewer reads each statement whole, with the
@@ -24,7 +24,10 @@ const appClientWithSubject = {
 
 const now = new Date('2026-12-01T10:00:00.000Z');
 const expiresOn = new Date('2026-12-02T10:00:00.000Z');
-const row = (digest: string, subject: string | null | undefined): RowWrite => ({ digest, json: `{"user":"${digest}"}`, now, expiresOn, subject });
+const whole = (digest: string, subject: string | null | undefined): WholeWrite => ({ digest, json: `{"user":"${digest}"}`, now, expiresOn, subject });
+const live = (digest: string, subject: string | null | undefined, replace = false): LiveWrite => ({
+	digest, replace, patch: `{"cart":"${digest}"}`, removed: '["coupon"]', now, expiresOn, subject,
+});
 
 for (const [title, client, schema] of [
 	['the package\'s own model (http_sessions, search_path)', packageClient, undefined],
@@ -35,8 +38,8 @@ for (const [title, client, schema] of [
 		const statements = sessionStatements(sessionTable(client, schema, false));
 		t.is(statements.bySubject, undefined);
 		t.snapshot(statements.selectLive({ digests: ['d1', 'd2'], now }), 'selectLive');
-		t.snapshot(statements.updateLive([row('d1', undefined), row('d2', undefined)]), 'updateLive');
-		t.snapshot(statements.upsert([row('d1', undefined)]), 'upsert');
+		t.snapshot(statements.updateLive([live('d1', undefined), live('d2', undefined, true)], 4096), 'updateLive');
+		t.snapshot(statements.upsert([whole('d1', undefined)], 4096), 'upsert');
 		t.snapshot(statements.delete({ digests: ['d1'] }), 'delete');
 	});
 }
@@ -47,8 +50,8 @@ for (const [title, client] of [
 ] as const) {
 	test(`statements with subject: ${title}`, (t) => {
 		const statements = sessionStatements(sessionTable(client, undefined, true));
-		t.snapshot(statements.updateLive([row('d1', 'ada'), row('d2', null)]), 'updateLive');
-		t.snapshot(statements.upsert([row('d1', 'ada')]), 'upsert');
+		t.snapshot(statements.updateLive([live('d1', 'ada'), live('d2', undefined)], 0), 'updateLive');
+		t.snapshot(statements.upsert([whole('d1', 'ada'), whole('d2', null)], 0), 'upsert');
 		t.snapshot(statements.bySubject?.deleteAll({ subject: 'ada', keep: ['d1'] }), 'deleteAll');
 		t.snapshot(statements.bySubject?.list({ subject: 'ada', now }), 'list');
 		t.snapshot(statements.bySubject?.deleteOne({ subject: 'ada', id: '42' }), 'deleteOne');
