@@ -19,7 +19,8 @@ export interface CreateKeysOptions {
 	algorithm?: HmacAlgorithm;
 	/**
 	 * To move from `app.keys = [...]` (Keygrip's default, HMAC-SHA1) without logging anyone out:
-	 * the secrets that array held, as an array or a comma-separated string. Cookies whose SHA-1
+	 * the secrets that array held, as an array or a comma-separated string (split at commas and
+	 * trimmed: pass an array if an old secret holds a comma or edge spaces). Cookies whose SHA-1
 	 * signature verifies with one of them keep their session and get a new signature from
 	 * `secrets[0]` with `algorithm`; nothing is ever signed with SHA-1. Their length is not checked,
 	 * as they only verify what was already issued. Drop them after one session lifetime.
@@ -46,9 +47,9 @@ export interface CreateKeysOptions {
  * app.keys = createKeys(process.env.SESSION_KEYS); // "newest-secret,older-secret"
  * ```
  *
- * @example Moving from `app.keys = [process.env.COOKIE_SECRET]` (HMAC-SHA1):
+ * @example Moving from `app.keys = process.env.COOKIE_SECRETS.split(',')` (HMAC-SHA1):
  * ```ts
- * app.keys = createKeys(process.env.SESSION_KEYS, { legacySha1Secrets: [process.env.COOKIE_SECRET] });
+ * app.keys = createKeys(process.env.SESSION_KEYS, { legacySha1Secrets: process.env.COOKIE_SECRETS });
  * ```
  */
 export function createKeys(secrets: string | readonly string[] | undefined, options: CreateKeysOptions = {}): Keygrip {
