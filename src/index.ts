@@ -15,7 +15,9 @@ export {
 	type StoreOperation,
 	type ErrorContext,
 	type ErrorHandler,
+	type DatabaseErrorCause,
+	SessionEndedError,
 } from './errors.js';
 export type { KoaSession, SessionFields } from './koa.js';
-export { createKeys } from './keys.js';
+export { createKeys, type CreateKeysOptions, type HmacAlgorithm } from './keys.js';
 export { reissueOnRotation, type ReissueOptions } from './rotation.js';
