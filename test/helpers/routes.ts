@@ -1,5 +1,5 @@
 import type Koa from 'koa';
-import type { PgStore } from '../../src/index.js';
+import { SessionEndedError, type PgStore } from '../../src/index.js';
 import type { Gate } from './gate.js';
 import { day } from './time.js';
 
@@ -11,6 +11,22 @@ import { day } from './time.js';
  * @param options.gate `/slow-write` waits there after loading its session, before changing it.
  */
 export function sessionRoutes({ store, gate }: { store?: PgStore; gate?: Gate } = {}): Koa.Middleware {
+	const routes = handle(store, gate);
+	return async (ctx, next) => {
+		try {
+			await routes(ctx, next);
+		} catch (error) {
+			// What an app does when its session ended while the request ran: ask to sign in again.
+			if (!(error instanceof SessionEndedError)) {
+				throw error;
+			}
+			ctx.status = 401;
+			ctx.body = { ended: true };
+		}
+	};
+}
+
+function handle(store: PgStore | undefined, gate: Gate | undefined): Koa.Middleware {
 	return async (ctx) => {
 		const session = ctx.session;
 		if (session === null) {
@@ -56,6 +72,50 @@ export function sessionRoutes({ store, gate }: { store?: PgStore; gate?: Gate } 
 			case '/slow-write': {
 				await gate?.wait();
 				session['lastSeen'] = 'slow tab';
+				break;
+			}
+			case '/later': {
+				// Loads the session, waits at the gate, then sets the query's fields (`-name` deletes
+				// one) and does what `then` says: `save`, `save-twice`, `regenerate`.
+				await gate?.wait();
+				const query = new URLSearchParams(ctx.querystring);
+				for (const [name, value] of query) {
+					if (name === 'then') {
+						continue;
+					}
+					if (name.startsWith('-')) {
+						delete session[name.slice(1)];
+					} else {
+						session[name] = value;
+					}
+				}
+				const then = query.get('then');
+				if (then === 'save' || then === 'save-twice') {
+					await session.save();
+				}
+				if (then === 'save-twice') {
+					await session.save();
+				}
+				if (then === 'regenerate') {
+					await session.regenerate();
+				}
+				break;
+			}
+			case '/password-reset': {
+				// Ends every session of the user, this one included, and signs in on a fresh key.
+				if (typeof user === 'string' && store !== undefined) {
+					await store.destroyAll(user, { ctx });
+				}
+				await session.regenerate();
+				Object.assign(ctx.session ?? {}, { userId: user, reset: true });
+				break;
+			}
+			case '/set-json': {
+				let text = '';
+				for await (const chunk of ctx.req) {
+					text += String(chunk);
+				}
+				Object.assign(session, JSON.parse(text) as object);
 				break;
 			}
 			case '/devices': {
