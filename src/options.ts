@@ -1,6 +1,7 @@
 import { defaultCleanupInterval, defaultMaxLength, defaultSessionTtl, defaultTouchAfter } from './defaults.js';
 import type { ErrorContext, ErrorHandler } from './errors.js';
-import { integerAtLeast, invalid, isRecord } from './invalid.js';
+import { Described, integerAtLeast, invalid, isRecord } from './invalid.js';
+import type { SessionFields } from './koa.js';
 import type { PgStorePrismaClient, PoolOptions } from './prisma-client.js';
 
 /**
@@ -68,7 +69,7 @@ export interface PgStoreOptions {
 	 * @default none: sessions have no subject
 	 * @example `subject: (session) => session.userId`
 	 */
-	subject?: (session: Record<string, unknown>) => string | number | null | undefined;
+	subject?: (session: SessionFields & Record<string, unknown>) => string | number | null | undefined;
 	/**
 	 * Milliseconds between sweeps that delete expired sessions, started with the store and
 	 * stopped by `close()`; `0` leaves cleanup to you (`startCleanup()`, `cleanup()`). Reads
@@ -125,9 +126,21 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 	if (!isRecord(options)) {
 		invalid('options', 'an object with `prisma` or `connectionString`', options);
 	}
+	for (const name of Object.keys(options)) {
+		if (!knownOptions.has(name)) {
+			const instead = insteadOf[name];
+			throw new TypeError(`Unknown option \`${name}\` of PgStore${instead === undefined ? '' : `: ${instead}`}`);
+		}
+	}
 	const { prisma, connectionString, pool, schema, preparedStatements, maxLength, sessionTtl, cleanupInterval, touchAfter, fieldLevelWrites, subject, onError } = options;
-	if ((prisma === undefined) === (connectionString === undefined)) {
-		invalid('options', 'an object with exactly one of `prisma` and `connectionString`', prisma === undefined ? 'neither' : 'both');
+	if (prisma === undefined && connectionString === undefined) {
+		throw new TypeError('Expected exactly one of `prisma` and `connectionString`, got neither: pass `connectionString: process.env.DATABASE_URL` (is DATABASE_URL set?) or your Prisma 7 client as `prisma`');
+	}
+	if (prisma !== undefined && connectionString !== undefined) {
+		invalid('options', 'an object with exactly one of `prisma` and `connectionString`', new Described('both'));
+	}
+	if (isRecord(pool) && typeof pool['connect'] === 'function' && typeof pool['query'] === 'function') {
+		throw new TypeError('Expected `pool` to be node-postgres pool options such as `{ max: 10 }`, got a pool: the store builds its own from `connectionString`; to share one, pass your Prisma client (on `new PrismaPg(pool)`) as `prisma`');
 	}
 	if (prisma !== undefined && !isPrismaClient(prisma)) {
 		invalid('prisma', 'a Prisma 7 client whose schema has the `PGSession` model', prisma);
@@ -170,6 +183,28 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 		},
 	};
 }
+
+const knownOptions = new Set([
+	'prisma', 'connectionString', 'pool', 'schema', 'preparedStatements', 'maxLength', 'sessionTtl',
+	'cleanupInterval', 'touchAfter', 'fieldLevelWrites', 'subject', 'onError',
+]);
+
+// Options of the stores people come from (connect-pg-simple, koa-redis, prisma-session-store),
+// and what to use here.
+const insteadOf: Record<string, string> = {
+	tableName: 'the table is the one the `PGSession` model maps to (`http_sessions`, or your model\'s `@@map` with `prisma`)',
+	schemaName: 'use `schema`',
+	conString: 'use `connectionString`',
+	conObject: 'use `connectionString` and `pool`',
+	client: 'pass your Prisma client as `prisma`',
+	ttl: 'the expiry comes from koa-session\'s `maxAge`; `sessionTtl` is for `maxAge: \'session\'`',
+	prefix: 'keys are stored as SHA-256 digests in their own table; no prefix is needed',
+	pruneSessionInterval: 'use `cleanupInterval` (milliseconds; 0 turns it off)',
+	checkPeriod: 'use `cleanupInterval` (milliseconds; 0 turns it off)',
+	createTableIfMissing: 'call `await store.ensureSchema()`, or apply the shipped migrations with `prisma migrate deploy`',
+	disableTouch: 'use `touchAfter`',
+	errorLog: 'use `onError`',
+};
 
 function isPrismaClient(value: unknown): value is PgStorePrismaClient {
 	if (typeof value !== 'object' || value === null) {

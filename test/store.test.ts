@@ -222,3 +222,22 @@ test('a database error keeps its SQLSTATE', async (t) => {
 	t.is(missingTable?.sqlState, '42P01');
 	t.is(missingTable?.operation, 'get');
 });
+
+test('options from other session stores, a pg.Pool as `pool`, and a missing DATABASE_URL get TypeErrors that say what to do', async (t) => {
+	const url = 'postgresql://localhost/none';
+	for (const [options, message] of [
+		[{ connectionString: url, tableName: 'sessions' }, /Unknown option `tableName`.*`@@map`/],
+		[{ connectionString: url, ttl: 3600 }, /Unknown option `ttl`.*`maxAge`/],
+		[{ connectionString: url, prefix: 'sess:' }, /Unknown option `prefix`.*digests/],
+		[{ connectionString: url, pruneSessionInterval: 60 }, /Unknown option `pruneSessionInterval`.*`cleanupInterval`/],
+		[{ connectionString: url, createTableIfMissing: true }, /Unknown option `createTableIfMissing`.*ensureSchema/],
+		[{ connectionString: url, maxlength: 10 }, /Unknown option `maxlength`/],
+		[{ connectionString: process.env['PGSTORE_NO_SUCH_VARIABLE'] }, /got neither: pass `connectionString: process.env.DATABASE_URL`/],
+	] as const) {
+		t.throws(() => new PgStore(options as never), { instanceOf: TypeError, message }, JSON.stringify(options));
+	}
+	const { default: pg } = await import('pg');
+	const pool = new pg.Pool({ connectionString: url });
+	t.teardown(() => pool.end());
+	t.throws(() => new PgStore({ connectionString: url, pool: pool as never }), { instanceOf: TypeError, message: /got a pool.*as `prisma`/ });
+});
