@@ -1,8 +1,9 @@
 import { debug } from './debug.js';
-import { defaultBatchSize, defaultCleanupInterval } from './defaults.js';
+import { defaultBatchSize, defaultCleanupInterval, defaultLockWait } from './defaults.js';
 import { DatabaseError, type ErrorHandler } from './errors.js';
 import { integerAtLeast, invalid } from './invalid.js';
 import type { PgStorePrismaClient } from './prisma-client.js';
+import type { SessionStatements } from './statements.js';
 
 /** What one sweep did. */
 export interface CleanupReport {
@@ -12,7 +13,10 @@ export interface CleanupReport {
 	readonly batches: number;
 	/** Wall-clock duration of the sweep in milliseconds. */
 	readonly ms: number;
-	/** `true` when another instance was sweeping the same database, so this one left it the turn. */
+	/**
+	 * `true` when another instance held the sweep lock: a scheduled sweep leaves it the turn at
+	 * once; `store.cleanup()` waits for it up to `lockWait` first. Expired rows may remain.
+	 */
 	readonly skipped: boolean;
 }
 
@@ -31,6 +35,13 @@ export interface SweepOptions {
 	pause?: number;
 	/** Ends the sweep after the batch in flight. */
 	signal?: AbortSignal;
+	/**
+	 * With `store.cleanup()`: milliseconds to keep trying for the sweep lock while another instance
+	 * holds it (every 250 ms), so that an awaited sweep deletes every expired row rather than
+	 * stopping halfway. Scheduled sweeps never wait: they skip their turn.
+	 * @default 60_000
+	 */
+	lockWait?: number;
 }
 
 /** Options of `store.startCleanup()`. */
@@ -66,49 +77,41 @@ export interface Cleanup {
 export const cleanupLockId = 0x6b6f_6170_6773_7431n;
 
 /**
- * One sweep: deletes expired sessions in batches of `batchSize` rows until none are left or
- * `signal` aborts. Each batch is one short transaction holding an advisory lock, so of many
- * instances sharing a database only one deletes at a time; one that finds the lock taken
- * returns at once with `skipped: true`. Needs no session state on the connection, so it works
- * behind PgBouncer's transaction pooling.
+ * One sweep: deletes sessions expired by PostgreSQL's clock, in batches of `batchSize` rows,
+ * until none are left or `signal` aborts. Each batch is one short transaction holding an advisory
+ * lock, so of many instances sharing a database only one deletes at a time. Needs no session
+ * state on the connection, so it works behind PgBouncer's transaction pooling.
+ *
+ * @param scheduled A scheduled sweep skips its turn when the lock is taken and never keeps the
+ * process alive; an awaited one (`store.cleanup()`) waits up to `lockWait` for the lock and keeps
+ * the process alive until it is done.
  */
 export async function sweepExpired(
 	client: PgStorePrismaClient,
+	statements: Pick<SessionStatements, 'deleteExpired'>,
 	options: SweepOptions,
 	{ scheduled }: { scheduled: boolean },
 ): Promise<CleanupReport> {
 	const batchSize = integerAtLeast('batchSize', options.batchSize, 1, defaultBatchSize);
 	const fixedPause = options.pause === undefined ? undefined : integerAtLeast('pause', options.pause, 0, 0);
+	const lockWait = scheduled ? 0 : integerAtLeast('lockWait', options.lockWait, 0, defaultLockWait);
 	const started = performance.now();
 	let deleted = 0;
 	let batches = 0;
-	let skipped = false;
+	let lockWanted: number | undefined;
 	while (options.signal?.aborted !== true) {
 		const batchStarted = performance.now();
-		const expiredBefore = new Date();
-		let count: number | undefined;
-		try {
-			count = await client.$transaction(async (transaction) => {
-				const [lock] = await transaction.$queryRawUnsafe(
-					`SELECT pg_try_advisory_xact_lock(${cleanupLockId}) AS "locked"`,
-				) as [{ locked: boolean }?];
-				if (lock?.locked !== true) {
-					return undefined;
-				}
-				const result = await transaction.pGSession.deleteMany({
-					where: { expiresOn: { lt: expiredBefore } },
-					limit: batchSize,
-				});
-				return result.count;
-			}, { maxWait: 10_000, timeout: 60_000 });
-		} catch (error) {
-			throw new DatabaseError('cleanup', error);
-		}
+		const count = await deleteBatch(client, statements, batchSize);
 		if (count === undefined) {
-			debug('sweep skipped: another instance holds the sweep lock');
-			skipped = true;
-			break;
+			lockWanted ??= performance.now();
+			if (performance.now() - lockWanted >= lockWait) {
+				debug('sweep skipped: another instance holds the sweep lock');
+				return { deleted, batches, ms: performance.now() - started, skipped: true };
+			}
+			await pauseFor(lockRetryInterval, options.signal, { keepAlive: !scheduled });
+			continue;
 		}
+		lockWanted = undefined;
 		batches += 1;
 		deleted += count;
 		debug('sweep batch %d: %d rows deleted', batches, count);
@@ -121,7 +124,29 @@ export async function sweepExpired(
 		// through its pauses; a scheduled one never does.
 		await pauseFor(fixedPause ?? 2 * (performance.now() - batchStarted), options.signal, { keepAlive: !scheduled });
 	}
-	return { deleted, batches, ms: performance.now() - started, skipped };
+	return { deleted, batches, ms: performance.now() - started, skipped: false };
+}
+
+const lockRetryInterval = 250;
+
+// One batch in its own transaction: the rows deleted, or `undefined` when another instance holds
+// the sweep lock.
+async function deleteBatch(client: PgStorePrismaClient, statements: Pick<SessionStatements, 'deleteExpired'>, limit: number): Promise<number | undefined> {
+	try {
+		return await client.$transaction(async (transaction) => {
+			const [lock] = await transaction.$queryRawUnsafe(
+				`SELECT pg_try_advisory_xact_lock(${cleanupLockId}) AS "locked"`,
+			) as [{ locked: boolean }?];
+			if (lock?.locked !== true) {
+				return undefined;
+			}
+			const { text, values } = statements.deleteExpired({ limit });
+			const [result] = await transaction.$queryRawUnsafe(text, ...values) as [{ deleted: number }?];
+			return result?.deleted ?? 0;
+		}, { maxWait: 10_000, timeout: 60_000 });
+	} catch (error) {
+		throw new DatabaseError('cleanup', error);
+	}
 }
 
 /**

@@ -186,12 +186,11 @@ export class RequestSessions {
 
 	// A save that changes nothing but the expiry, while the stored expiry is recent enough, is
 	// skipped (touchAfter). Only a later expiry may be skipped: one that moves earlier shortens
-	// the session.
+	// the session. The window is never more than a quarter of the session's lifetime, so that a
+	// session shorter than touchAfter still lives as long as it is used.
 	#isFreshTouch(known: Known, expiresOn: Date): boolean {
-		if (this.#touchAfter === 0) {
-			return false;
-		}
+		const window = Math.min(this.#touchAfter, (expiresOn.getTime() - Date.now()) / 4);
 		const extension = expiresOn.getTime() - known.expiresOn.getTime();
-		return extension >= 0 && extension < this.#touchAfter;
+		return extension >= 0 && extension < window;
 	}
 }

@@ -113,6 +113,11 @@ export interface SessionStatements {
 	upsert(writes: readonly WholeWrite[], maxLength: number): Statement;
 	/** Deletes the rows of `digests`; returns the keys it deleted. */
 	delete(fields: { digests: readonly string[] }): Statement;
+	/**
+	 * Deletes up to `limit` rows expired by PostgreSQL's clock, skipping rows another transaction
+	 * holds; returns the number deleted as `deleted`.
+	 */
+	deleteExpired(fields: { limit: number }): Statement;
 	/** Present when the store keeps a subject per session. */
 	readonly bySubject: SubjectStatements | undefined;
 	/** Statement text to name, for the client that prepares them. */
@@ -191,6 +196,12 @@ export function sessionStatements(table: SessionTable): SessionStatements {
 	// $1 digests.
 	const deleteKeys = named('delete', `DELETE FROM ${t} WHERE ${key} = ANY($1::text[]) RETURNING ${key} AS "key"`);
 
+	// $1 limit. The sweep goes by the database's clock: one app server whose clock runs ahead must
+	// not delete sessions that are live for every other.
+	const deleteExpired = named('deleteExpired', `WITH expired AS (SELECT ${id} FROM ${t} WHERE ${expiresOn} < now() `
+		+ `LIMIT $1 FOR UPDATE SKIP LOCKED), deleted AS (DELETE FROM ${t} WHERE ${id} IN (SELECT ${id} FROM expired) RETURNING 1) `
+		+ `SELECT count(*)::int AS "deleted" FROM deleted`);
+
 	let bySubject: SubjectStatements | undefined;
 	if (subject !== undefined) {
 		// $1 subject, $2 digests to keep.
@@ -232,6 +243,7 @@ export function sessionStatements(table: SessionTable): SessionStatements {
 			...subject === undefined ? [] : [writes.map((write) => write.subject ?? null)],
 		]),
 		delete: ({ digests }) => deleteKeys([digests]),
+		deleteExpired: ({ limit }) => deleteExpired([limit]),
 		bySubject,
 		names,
 	};

@@ -9,7 +9,7 @@ import { createOwnedClient, type PgStorePrismaClient } from './prisma-client.js'
 import { createReadBatcher } from './read-batch.js';
 import { RequestSessions } from './request-sessions.js';
 import { assertShorterThan, encodeSession, isWellFormed, subjectOf, type SessionData, type StoredRow } from './session-codec.js';
-import { sessionStatements, sessionTable } from './statements.js';
+import { sessionStatements, sessionTable, type SessionStatements } from './statements.js';
 import { SubjectSessions, type SessionListing } from './subjects.js';
 import { createWriteBatcher, type SessionWrite, type WriteOutcome } from './write-batch.js';
 
@@ -55,6 +55,7 @@ export class PgStore {
 	readonly #writes: DataLoader<SessionWrite, WriteOutcome>;
 	readonly #requests: RequestSessions;
 	readonly #subjects: SubjectSessions;
+	readonly #statements: SessionStatements;
 	readonly #schedules = new Set<Cleanup>();
 	#closing: Promise<void> | undefined;
 
@@ -72,6 +73,7 @@ export class PgStore {
 			(sql) => (preparedStatements ? names.get(sql) : undefined),
 		);
 		const statements = sessionStatements(sessionTable(this.#client, schema, subject !== undefined));
+		this.#statements = statements;
 		names = new Map([...statements.names].map(([text, name]) => [text, `koa_pgstore_${name}`]));
 		this.#reads = createReadBatcher(this.#client, statements);
 		this.#writes = createWriteBatcher(this.#client, statements, maxLength);
@@ -212,13 +214,14 @@ export class PgStore {
 	}
 
 	/**
-	 * Deletes expired sessions now, in batches of `batchSize` rows, until none are left or
-	 * `signal` aborts. Of many instances sharing a database only one deletes at a time; one that
-	 * finds another sweeping returns at once with `skipped: true`.
+	 * Deletes expired sessions now (by PostgreSQL's clock), in batches of `batchSize` rows, until
+	 * none are left or `signal` aborts, keeping the process alive until it is done. Of many
+	 * instances sharing a database only one deletes at a time: while another sweeps, this one
+	 * waits for the lock up to `lockWait`, then returns with `skipped: true`.
 	 */
 	async cleanup(options: SweepOptions = {}): Promise<CleanupReport> {
 		this.#assertOpen();
-		return sweepExpired(this.#client, options, { scheduled: false });
+		return sweepExpired(this.#client, this.#statements, options, { scheduled: false });
 	}
 
 	/**
@@ -234,7 +237,7 @@ export class PgStore {
 	 */
 	startCleanup(options: CleanupOptions = {}): Cleanup {
 		this.#assertOpen();
-		const schedule = startSchedule(options, this.#options.onError, (sweep) => sweepExpired(this.#client, sweep, { scheduled: true }));
+		const schedule = startSchedule(options, this.#options.onError, (sweep) => sweepExpired(this.#client, this.#statements, sweep, { scheduled: true }));
 		this.#schedules.add(schedule);
 		return {
 			stop: () => schedule.stop().finally(() => this.#schedules.delete(schedule)),

@@ -8,7 +8,8 @@ import { createStore, sessionRows } from './helpers/store.js';
 import { day } from './helpers/time.js';
 
 async function app(t: Parameters<typeof createStore>[0], sessionOptions: Record<string, unknown> = {}, handler: Koa.Middleware = sessionRoutes()) {
-	const { store, database } = await createStore(t);
+	// touchAfter: 0, so that every save these tests make reaches the table.
+	const { store, database } = await createStore(t, { touchAfter: 0 });
 	const { url } = await startApp(t, { session: { store, ...sessionOptions }, handler });
 	return { store, database, url };
 }

@@ -41,6 +41,7 @@ for (const [title, client, schema] of [
 		t.snapshot(statements.updateLive([live('d1', undefined), live('d2', undefined, true)], 4096), 'updateLive');
 		t.snapshot(statements.upsert([whole('d1', undefined)], 4096), 'upsert');
 		t.snapshot(statements.delete({ digests: ['d1'] }), 'delete');
+		t.snapshot(statements.deleteExpired({ limit: 1000 }), 'deleteExpired');
 	});
 }
 
@@ -61,7 +62,7 @@ for (const [title, client] of [
 test('every statement has a name of its own, for preparing it', (t) => {
 	const statements = sessionStatements(sessionTable(packageClient, undefined, true));
 	t.deepEqual([...statements.names.values()].sort(), [
-		'deleteAllOfSubject', 'deleteOneOfSubject', 'delete', 'listOfSubject', 'selectLive', 'updateLive', 'upsert',
+		'deleteAllOfSubject', 'deleteOneOfSubject', 'delete', 'deleteExpired', 'listOfSubject', 'selectLive', 'updateLive', 'upsert',
 	].sort());
 });
 
