@@ -80,10 +80,11 @@ export interface PgStoreOptions {
 	/**
 	 * Milliseconds within which an unchanged session is not written again: with koa-session's
 	 * `rolling` (or `save()` on an unchanged session), a save whose data equal what the request
-	 * loaded, `_maxAge` included, and whose new expiry is less than `touchAfter` past the stored
-	 * one costs no statement. The stored expiry, and so the session, may then end up to
-	 * `touchAfter` earlier than the cookie says. `0` writes every save.
-	 * @default 0
+	 * loaded, `_maxAge` included, and whose new expiry is less than `touchAfter` (and less than a
+	 * quarter of the session's lifetime) past the stored one costs no statement. The stored
+	 * expiry, and so the session, may then end up to `touchAfter` earlier than the cookie says.
+	 * `0` writes every save, and every rolling request then leaves a dead row (see the README).
+	 * @default 60_000 (a minute)
 	 */
 	touchAfter?: number;
 	/**
