@@ -3,7 +3,7 @@ import { coalesce } from './batching.js';
 import { queryRows } from './database.js';
 import { debug } from './debug.js';
 import type { RawSqlClient } from './prisma-client.js';
-import { storedRow, type StoredRow } from './session-codec.js';
+import { copyOf, storedRow, type StoredRow } from './session-codec.js';
 import type { SessionStatements } from './statements.js';
 
 /**
@@ -35,7 +35,7 @@ export function createReadBatcher(client: RawSqlClient, statements: SessionState
 				handedOut.add(digest);
 				return row;
 			}
-			return { ...row, data: structuredClone(row.data) };
+			return copyOf(row);
 		});
 	});
 }

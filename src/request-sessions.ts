@@ -1,6 +1,6 @@
 import { debug } from './debug.js';
 import { SessionEndedError } from './errors.js';
-import { fieldsOf, type EncodedSession, type StoredRow } from './session-codec.js';
+import { fieldsOf, type EncodedSession, type SessionData, type StoredRow } from './session-codec.js';
 
 /** How `set` writes a session. */
 export type WriteDecision =
@@ -29,8 +29,14 @@ interface Known {
 	state: 'live' | 'ended';
 	/** The expiry of the stored row, as loaded or last written. */
 	expiresOn: Date;
-	/** Each top-level field's JSON as loaded or last written by this request: what the next save is compared with. */
-	fields: ReadonlyMap<string, string>;
+	/**
+	 * Each top-level field's JSON as loaded or last written by this request: what the next save is
+	 * compared with. Taken from `loadedJson` only when a save needs it, so a request that only
+	 * reads pays nothing for it.
+	 */
+	fields: ReadonlyMap<string, string> | undefined;
+	/** The stored JSON text as loaded, until `fields` is taken from it. */
+	loadedJson?: string;
 	/** The subject column as loaded or last written (`undefined`: the store keeps none). */
 	subject: string | null | undefined;
 }
@@ -73,7 +79,7 @@ export class RequestSessions {
 	/** The request read `row` under `key`. */
 	loaded(ctx: object | undefined, key: string, row: StoredRow): void {
 		if (ctx !== undefined) {
-			this.#of(ctx).sessions.set(key, { state: 'live', expiresOn: row.expiresOn, fields: fieldsOf(row.data), subject: row.subject });
+			this.#of(ctx).sessions.set(key, { state: 'live', expiresOn: row.expiresOn, fields: undefined, loadedJson: row.json, subject: row.subject });
 		}
 	}
 
@@ -98,8 +104,10 @@ export class RequestSessions {
 			return { kind: 'skip', reason: 'ended' };
 		}
 		const writeSubject = subject !== known.subject;
-		const changedNames = [...session.fields].filter(([name, json]) => known.fields.get(name) !== json).map(([name]) => name);
-		const removed = [...known.fields.keys()].filter((name) => !session.fields.has(name));
+		known.fields ??= fieldsOf(JSON.parse(known.loadedJson ?? '{}') as SessionData);
+		const before = known.fields;
+		const changedNames = [...session.fields].filter(([name, json]) => before.get(name) !== json).map(([name]) => name);
+		const removed = [...before.keys()].filter((name) => !session.fields.has(name));
 		const onlyExpiry = !writeSubject && removed.length === 0 && changedNames.every((name) => name === '_expire');
 		if (changed !== true && onlyExpiry && this.#isFreshTouch(known, expiresOn)) {
 			debug('save skipped: unchanged, and the stored expiry is within touchAfter');

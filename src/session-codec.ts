@@ -7,6 +7,9 @@ export type SessionData = Record<string, unknown>;
 /** A live row as the read statement returns it. */
 export interface StoredRow {
 	readonly key: string;
+	/** The stored session as PostgreSQL's text of the jsonb. */
+	readonly json: string;
+	/** The session parsed from `json`: an object of this reader's own. */
 	readonly data: SessionData;
 	readonly expiresOn: Date;
 	/** With the `subject` option: the subject column. */
@@ -91,13 +94,21 @@ export function fieldsOf(data: SessionData): Map<string, string> {
 
 /** The row as the read statement gave it, or `undefined` when it has another shape. */
 export function storedRow(row: unknown): StoredRow | undefined {
-	if (!isRecord(row) || typeof row['key'] !== 'string' || !isRecord(row['data']) || !(row['expiresOn'] instanceof Date)) {
+	if (!isRecord(row) || typeof row['key'] !== 'string' || typeof row['json'] !== 'string' || !(row['expiresOn'] instanceof Date)) {
+		return undefined;
+	}
+	const data: unknown = JSON.parse(row['json']);
+	if (!isRecord(data)) {
 		return undefined;
 	}
 	const subject = row['subject'];
-	return typeof subject === 'string' || subject === null
-		? { key: row['key'], data: row['data'], expiresOn: row['expiresOn'], subject }
-		: { key: row['key'], data: row['data'], expiresOn: row['expiresOn'] };
+	const stored = { key: row['key'], json: row['json'], data, expiresOn: row['expiresOn'] };
+	return typeof subject === 'string' || subject === null ? { ...stored, subject } : stored;
+}
+
+/** Another reader's copy of `row`: the same row with data of its own. */
+export function copyOf(row: StoredRow): StoredRow {
+	return { ...row, data: JSON.parse(row.json) as SessionData };
 }
 
 /**

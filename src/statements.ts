@@ -98,7 +98,7 @@ export interface LiveWrite {
 
 /** The store's statements on one table. Each takes named fields and returns its text with its values. */
 export interface SessionStatements {
-	/** Key, data, expiry (and subject, with the option) of the live rows among `digests`. */
+	/** Key, data as JSON text, expiry (and subject, with the option) of the live rows among `digests`. */
 	selectLive(fields: { digests: readonly string[]; now: Date }): Statement;
 	/**
 	 * Applies each write to its row if the row is still live and the session stored after it fits
@@ -151,11 +151,12 @@ export function sessionStatements(table: SessionTable): SessionStatements {
 	};
 	const iso = (dates: readonly Date[]) => dates.map((date) => date.toISOString());
 
-	// $1 digests, $2 now.
+	// $1 digests, $2 now. The data come as text: each reader parses its own copy, and the text is
+	// what a later save is compared with, field by field, only if there is a save.
 	const selectLive = named('selectLive', subject === undefined
-		? `SELECT ${key} AS "key", ${data} AS "data", ${expiresOn} AS "expiresOn" FROM ${t} `
+		? `SELECT ${key} AS "key", ${data}::text AS "json", ${expiresOn} AS "expiresOn" FROM ${t} `
 			+ `WHERE ${key} = ANY($1::text[]) AND ${expiresOn} > $2`
-		: `SELECT ${key} AS "key", ${data} AS "data", ${expiresOn} AS "expiresOn", ${subject} AS "subject" FROM ${t} `
+		: `SELECT ${key} AS "key", ${data}::text AS "json", ${expiresOn} AS "expiresOn", ${subject} AS "subject" FROM ${t} `
 			+ `WHERE ${key} = ANY($1::text[]) AND ${expiresOn} > $2`);
 
 	// $1 digests, $2 replace flags, $3 patches, $4 removed names, $5 now, $6 expiries, $7 maxLength
