@@ -127,8 +127,8 @@ export class SchemaMismatchError extends PgStoreError {
 	/** What is missing or wrong, one entry each (`column "subject"`, `unique index on "key"`, …). */
 	readonly missing: readonly string[];
 
-	constructor(message: string, table: string, missing: readonly string[]) {
-		super(message, 'ERR_PGSTORE_SCHEMA');
+	constructor(message: string, table: string, missing: readonly string[], options?: ErrorOptions) {
+		super(message, 'ERR_PGSTORE_SCHEMA', options);
 		this.table = table;
 		this.missing = missing;
 	}
