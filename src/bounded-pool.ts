@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { createConnection } from 'node:net';
 import pg from 'pg';
 import type { DatabaseFailure } from './errors.js';
 
@@ -129,6 +130,8 @@ export class BoundedPool extends pg.Pool {
 			let fail: (failure: ConnectionFailure) => void = () => {};
 			const timer = setTimeout(() => {
 				settled = true;
+				// Stop the statement in PostgreSQL too, or it may still take its locks and write later.
+				sendCancelRequest(client, timeout);
 				fail(new ConnectionFailure('query-timeout', `no answer to the statement within ${timeout} ms `
 					+ `(${transaction ? 'the bound of ensureSchema() and cleanup(), ten times pool.query_timeout' : 'pool.query_timeout'}); its connection was closed`));
 				// end() destroys the socket of a connection with a statement in flight, fails what
@@ -176,6 +179,32 @@ export class BoundedPool extends pg.Pool {
 		};
 		Object.defineProperty(client, 'query', { value: bounded, configurable: true, writable: true });
 	}
+}
+
+/**
+ * Asks PostgreSQL (or PgBouncer, which forwards it) to cancel what `client`'s connection is
+ * running, over a new connection as the protocol wants: the 16-byte CancelRequest with the
+ * backend's process id and secret key. Best effort and bounded: when the network is gone the
+ * attempt is given up after `giveUpAfterMs`; it never keeps the process alive.
+ */
+function sendCancelRequest(client: pg.PoolClient, giveUpAfterMs: number): void {
+	const processId: unknown = Reflect.get(client, 'processID');
+	const secretKey: unknown = Reflect.get(client, 'secretKey');
+	const host: unknown = Reflect.get(client, 'host');
+	const port: unknown = Reflect.get(client, 'port');
+	if (typeof processId !== 'number' || typeof secretKey !== 'number' || typeof host !== 'string' || typeof port !== 'number') {
+		return;
+	}
+	const request = Buffer.alloc(16);
+	request.writeInt32BE(16, 0);
+	request.writeInt32BE(80_877_102, 4); // the CancelRequest code
+	request.writeInt32BE(processId, 8);
+	request.writeInt32BE(secretKey, 12);
+	const socket = host.startsWith('/') ? createConnection(`${host}/.s.PGSQL.${port}`) : createConnection({ host, port });
+	socket.unref();
+	socket.setTimeout(giveUpAfterMs, () => socket.destroy());
+	socket.once('connect', () => socket.end(request));
+	socket.on('error', () => {});
 }
 
 // PostgreSQL answered (an ErrorResponse has a severity): the connection itself is fine.
