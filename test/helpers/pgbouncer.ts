@@ -24,13 +24,16 @@ export interface PgBouncer {
 // Debian installs it in /usr/sbin, which is not on every user's PATH.
 const searchPath = [...(process.env['PATH'] ?? '').split(path.delimiter), '/usr/sbin', '/usr/local/sbin', '/usr/local/bin'];
 
-/** The `pgbouncer` binary (PGBOUNCER, else the PATH and sbin directories), or `undefined` when there is none. */
+/**
+ * The `pgbouncer` binary: the file PGBOUNCER names (only that one, when set), else the first on
+ * the PATH or in the sbin directories; `undefined` when there is none.
+ */
 export function pgbouncerBinary(): string | undefined {
-	const candidates = [process.env['PGBOUNCER'], ...searchPath.filter(Boolean).map((directory) => path.join(directory, 'pgbouncer'))];
-	return candidates.find((candidate): candidate is string => {
-		if (candidate === undefined || candidate === '') {
-			return false;
-		}
+	const chosen = process.env['PGBOUNCER'];
+	const candidates = chosen === undefined || chosen === ''
+		? searchPath.filter(Boolean).map((directory) => path.join(directory, 'pgbouncer'))
+		: [chosen];
+	return candidates.find((candidate) => {
 		try {
 			accessSync(candidate, constants.X_OK);
 			return true;
