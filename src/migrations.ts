@@ -104,6 +104,41 @@ export async function applyMigrations(
 	}
 }
 
+/** What `koa-pgstore status` reports about this package's table. */
+export interface SchemaStatus {
+	/** The table, as `"schema"."table"`. */
+	readonly table: string;
+	readonly exists: boolean;
+	/** What the catalog shows is missing for the store (and this package's migrations). */
+	readonly missing: readonly string[];
+	/** Migrations recorded in `_prisma_migrations`; `undefined` when this role may not read it. */
+	readonly applied: readonly string[] | undefined;
+	/** Shipped migrations not recorded (empty when `applied` is unknown). */
+	readonly pending: readonly string[];
+}
+
+/** Reads what `applyMigrations` would do, changing nothing. */
+export async function schemaStatus(client: PgStorePrismaClient, schema: string | undefined): Promise<SchemaStatus> {
+	const table = sessionTableOf(client, schema);
+	const missing = await missingFromCatalog(client, table, {});
+	const migrations = await shippedMigrations();
+	let applied: Set<string> | undefined;
+	try {
+		applied = await appliedMigrationNames(client, schema);
+	} catch (error) {
+		if (sqlStateOf(error) !== '42501') {
+			throw error;
+		}
+	}
+	return {
+		table: table.display,
+		exists: !missing.some((item) => item.table === true),
+		missing: missing.map((item) => item.what),
+		applied: applied === undefined ? undefined : migrations.map((migration) => migration.name).filter((name) => applied.has(name)),
+		pending: applied === undefined ? [] : migrations.map((migration) => migration.name).filter((name) => !applied.has(name)),
+	};
+}
+
 async function migrate(client: PgStorePrismaClient, schema: string | undefined, migrations: ShippedMigration[]): Promise<string[]> {
 	// A migration may wait for another instance's (an index build on a large table): its
 	// statements are bounded by the transaction's own timeout, not by the short request bounds.
@@ -185,13 +220,15 @@ interface Missing {
 	readonly what: string;
 	/** The shipped migration that adds it. */
 	readonly migration: 'init' | 'subject';
+	/** The whole table is missing. */
+	readonly table?: true;
 }
 
 // Reads pg_catalog only: every role may, whatever its grants on the table.
 async function missingFromCatalog(client: RawSqlClient, table: SessionTable, requirements: SchemaRequirements): Promise<Missing[]> {
 	const [found] = await client.$queryRawUnsafe(`SELECT to_regclass($1)::oid::int8::text AS "oid"`, table.sqlName) as [{ oid: string | null }?];
 	if (found?.oid === null || found?.oid === undefined) {
-		return [{ what: `the table itself (${table.display} does not exist)`, migration: 'init' }];
+		return [{ what: `the table itself (${table.display} does not exist)`, migration: 'init', table: true }];
 	}
 	const columns = await client.$queryRawUnsafe(
 		`SELECT attname AS "name", format_type(atttypid, NULL) AS "type" FROM pg_catalog.pg_attribute
