@@ -82,7 +82,7 @@ export class BoundedPool extends pg.Pool {
 				? new ConnectionFailure('pool-exhausted', `no pooled connection became free within ${connectionTimeoutMillis} ms (pool.connectionTimeoutMillis; pool.max is ${this.options.max})`, { cause: error })
 				: new ConnectionFailure('connect-timeout', `no connection to PostgreSQL within ${connectionTimeoutMillis} ms (pool.connectionTimeoutMillis)`, { cause: error });
 		}
-		return new ConnectionFailure('connection-lost', `could not connect to PostgreSQL: ${error.message}`, { cause: error });
+		return codeless(error, 'could not connect to PostgreSQL');
 	}
 
 	override connect(): Promise<pg.PoolClient>;
@@ -138,12 +138,9 @@ export class BoundedPool extends pg.Pool {
 				// else was queued on it, and makes the pool drop it when it comes back.
 				void client.end().catch(() => {});
 			}, timeout);
-			const lost = (error: unknown): unknown => {
-				if (error instanceof Error && !isServerError(error) && !(error instanceof ConnectionFailure)) {
-					return new ConnectionFailure('connection-lost', `the connection to PostgreSQL broke: ${error.message}`, { cause: error });
-				}
-				return error;
-			};
+			const lost = (error: unknown): unknown => (error instanceof Error && !isServerError(error) && !(error instanceof ConnectionFailure)
+				? codeless(error, 'the connection to PostgreSQL broke')
+				: error);
 			if (callbackAt !== -1) {
 				const callback = args[callbackAt] as QueryCallback;
 				fail = (failure) => callback(failure, undefined);
@@ -205,6 +202,15 @@ function sendCancelRequest(client: pg.PoolClient, giveUpAfterMs: number): void {
 	socket.setTimeout(giveUpAfterMs, () => socket.destroy());
 	socket.once('connect', () => socket.end(request));
 	socket.on('error', () => {});
+}
+
+// A socket error (ECONNREFUSED, ECONNRESET, …) keeps its code, which Prisma's adapter maps to a
+// kind and Prisma to its own code (P1001, …); pg's errors without a code ("Connection terminated
+// unexpectedly") would reach the store unexplained, so they become a connection-lost failure.
+function codeless(error: Error, what: string): Error {
+	return typeof Reflect.get(error, 'code') === 'string'
+		? error
+		: new ConnectionFailure('connection-lost', `${what}: ${error.message}`, { cause: error });
 }
 
 // PostgreSQL answered (an ErrorResponse has a severity): the connection itself is fine.
