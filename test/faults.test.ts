@@ -206,3 +206,12 @@ test('a black hole in the middle of a cleanup sweep: the sweep fails within its 
 	t.false(report.skipped);
 	t.deepEqual(await database.query(`SELECT count(*)::int AS n FROM http_sessions WHERE expires_on < now()`), [{ n: 0 }]);
 });
+
+test('a DatabaseError from an answering server has no failure, and PostgreSQL\'s own message', async (t) => {
+	const { store, database } = await storeBehindProxy(t);
+	await database.query('ALTER TABLE http_sessions RENAME TO gone');
+	const error = await t.throwsAsync(store.get('k', hour, {}), { instanceOf: DatabaseError });
+	t.is(error?.failure, undefined);
+	t.is(error?.sqlState, '42P01');
+	t.regex(error?.message ?? '', /SQLSTATE 42P01.*: relation "http_sessions" does not exist$/);
+});
