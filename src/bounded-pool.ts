@@ -29,6 +29,12 @@ export interface PoolLimits {
 	readonly transactionStatementTimeoutMillis: number;
 }
 
+/**
+ * Statements in a transaction (ensureSchema(), cleanup()) may take this many times the request
+ * bound: they may wait on a migration lock or a long batch.
+ */
+export const transactionStatementFactor = 10;
+
 const statementTimeoutOfCall = new AsyncLocalStorage<number>();
 
 /**
@@ -133,7 +139,7 @@ export class BoundedPool extends pg.Pool {
 				// Stop the statement in PostgreSQL too, or it may still take its locks and write later.
 				sendCancelRequest(client, timeout);
 				fail(new ConnectionFailure('query-timeout', `no answer to the statement within ${timeout} ms `
-					+ `(${transaction ? 'the bound of ensureSchema() and cleanup(), ten times pool.query_timeout' : 'pool.query_timeout'}); its connection was closed`));
+					+ `(${transaction ? `the bound of ensureSchema() and cleanup(), ${transactionStatementFactor} times pool.query_timeout` : 'pool.query_timeout'}); its connection was closed`));
 				// end() destroys the socket of a connection with a statement in flight, fails what
 				// else was queued on it, and makes the pool drop it when it comes back.
 				void client.end().catch(() => {});
@@ -141,6 +147,15 @@ export class BoundedPool extends pg.Pool {
 			const lost = (error: unknown): unknown => (error instanceof Error && !isServerError(error) && !(error instanceof ConnectionFailure)
 				? codeless(error, 'the connection to PostgreSQL broke')
 				: error);
+			// A statement pg refuses at once (a bad argument) throws here and needs no timer.
+			const started = <T>(send: () => T): T => {
+				try {
+					return send();
+				} catch (error) {
+					clearTimeout(timer);
+					throw error;
+				}
+			};
 			if (callbackAt !== -1) {
 				const callback = args[callbackAt] as QueryCallback;
 				fail = (failure) => callback(failure, undefined);
@@ -152,11 +167,11 @@ export class BoundedPool extends pg.Pool {
 						callback(error === undefined || error === null ? undefined : lost(error) as Error, result);
 					}
 				};
-				return Reflect.apply(query, client, wrapped);
+				return started(() => Reflect.apply(query, client, wrapped));
 			}
 			return new Promise((resolve, reject) => {
 				fail = reject;
-				(Reflect.apply(query, client, args) as Promise<unknown>).then(
+				(started(() => Reflect.apply(query, client, args)) as Promise<unknown>).then(
 					(result) => {
 						clearTimeout(timer);
 						if (!settled) {

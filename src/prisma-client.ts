@@ -1,6 +1,6 @@
 import { PrismaPg } from '@prisma/adapter-pg';
 import type { PoolConfig } from 'pg';
-import { BoundedPool, type PoolLimits } from './bounded-pool.js';
+import { BoundedPool, transactionStatementFactor, type PoolLimits } from './bounded-pool.js';
 import { PrismaClient } from './generated/prisma/client.js';
 
 /**
@@ -58,12 +58,6 @@ export const defaultQueryTimeout = 3_000;
  * and gets a connection, where a shorter wait would fail every queued request first.
  */
 export const defaultConnectionTimeout = 5_000;
-
-/**
- * Statements in a transaction (ensureSchema(), cleanup()) may take this many times
- * `query_timeout`: they may wait on a migration lock or a long batch.
- */
-export const transactionStatementFactor = 10;
 
 /** The bounds of the owned pool: `pool`'s own, else the defaults. */
 export function poolLimits(pool: PoolOptions): PoolLimits {
