@@ -78,12 +78,12 @@ export class BoundedPool extends pg.Pool {
 
 	// The connect or acquire failure that `error` was, or `error` itself when the server answered
 	// (a wrong password, too many connections).
-	#connectFailure(error: unknown, waitedMs: number, waitedInQueue: boolean): unknown {
+	#connectFailure(error: unknown, timedOut: boolean, waitedInQueue: boolean): unknown {
 		if (!(error instanceof Error) || isServerError(error) || error instanceof ConnectionFailure) {
 			return error;
 		}
 		const { connectionTimeoutMillis } = this.#limits;
-		if (connectionTimeoutMillis > 0 && waitedMs >= connectionTimeoutMillis) {
+		if (timedOut) {
 			return waitedInQueue
 				? new ConnectionFailure('pool-exhausted', `no pooled connection became free within ${connectionTimeoutMillis} ms (pool.connectionTimeoutMillis; pool.max is ${this.options.max})`, { cause: error })
 				: new ConnectionFailure('connect-timeout', `no connection to PostgreSQL within ${connectionTimeoutMillis} ms (pool.connectionTimeoutMillis)`, { cause: error });
@@ -94,25 +94,34 @@ export class BoundedPool extends pg.Pool {
 	override connect(): Promise<pg.PoolClient>;
 	override connect(callback: ConnectCallback): void;
 	override connect(callback?: ConnectCallback): Promise<pg.PoolClient> | void {
-		const started = performance.now();
 		// pg queues the request when every connection is busy, else it opens one (or takes an idle one).
 		const waitedInQueue = this.totalCount >= (this.options.max ?? 10) && this.idleCount === 0;
+		// Due together with pg's own timers (set in this same call, so on the same loop time) and
+		// run before them: when pg's timeout error arrives, this has fired. Elapsed wall time would
+		// not tell, as timers run on libuv's cached loop time and may look early.
+		let timedOut = false;
+		const { connectionTimeoutMillis } = this.#limits;
+		const timer = connectionTimeoutMillis > 0 ? setTimeout(() => { timedOut = true; }, connectionTimeoutMillis) : undefined;
+		timer?.unref();
 		// pg's `pool.query` (a statement of a request) calls connect() with a callback; the adapter
 		// starts its transactions with the promise.
 		if (callback !== undefined) {
 			super.connect((error, client, done) => {
+				clearTimeout(timer);
 				if (client !== undefined) {
 					this.#inTransaction.set(client, false);
 				}
-				callback(error === undefined ? undefined : this.#connectFailure(error, performance.now() - started, waitedInQueue) as Error, client, done);
+				callback(error === undefined ? undefined : this.#connectFailure(error, timedOut, waitedInQueue) as Error, client, done);
 			});
 			return;
 		}
 		return super.connect().then((client) => {
+			clearTimeout(timer);
 			this.#inTransaction.set(client, true);
 			return client;
 		}, (error: unknown) => {
-			throw this.#connectFailure(error, performance.now() - started, waitedInQueue);
+			clearTimeout(timer);
+			throw this.#connectFailure(error, timedOut, waitedInQueue);
 		});
 	}
 
