@@ -190,8 +190,8 @@ test('a role that may not migrate gets a SchemaMismatchError naming the missing 
 
 test('ensureSchema waits for another migrator longer than the statement bounds of requests and sweeps', async (t) => {
 	const database = await createDatabase(t, { migrate: false });
-	// Statements of requests may take 200 ms here, those of sweeps ten times that.
-	const store = new PgStore({ connectionString: database.url, cleanupInterval: 0, pool: { query_timeout: 200 } });
+	// Statements of requests may take 400 ms here, those of sweeps ten times that.
+	const store = new PgStore({ connectionString: database.url, cleanupInterval: 0, pool: { query_timeout: 400 } });
 	t.teardown(() => store.close());
 	const { default: pg } = await import('pg');
 	const migrator = new pg.Client({ connectionString: database.url });
@@ -200,7 +200,7 @@ test('ensureSchema waits for another migrator longer than the statement bounds o
 	// `prisma migrate`'s advisory lock, as a deploy running elsewhere holds it.
 	await migrator.query('SELECT pg_advisory_lock(72707369)');
 	const applying = store.ensureSchema();
-	await new Promise((resolve) => setTimeout(resolve, 3_000));
+	await new Promise((resolve) => setTimeout(resolve, 5_000));
 	await migrator.query('SELECT pg_advisory_unlock(72707369)');
 	t.deepEqual(await applying, (await migrationFiles()).map((migration) => migration.name));
 });
