@@ -4,7 +4,8 @@ export type PgStoreErrorCode =
 	| 'ERR_PGSTORE_INVALID_SESSION'
 	| 'ERR_PGSTORE_DATABASE'
 	| 'ERR_PGSTORE_CLOSED'
-	| 'ERR_PGSTORE_SESSION_ENDED';
+	| 'ERR_PGSTORE_SESSION_ENDED'
+	| 'ERR_PGSTORE_SCHEMA';
 
 /**
  * Base class of every error koa-pgstore throws, apart from the `TypeError`s of bad arguments.
@@ -113,6 +114,21 @@ export class DatabaseError extends PgStoreError {
 	 * `'UniqueConstraintViolation'`, `'postgres'` for other server errors, …), when it said.
 	 */
 	readonly driverErrorKind: string | undefined;
+	/**
+	 * Which limit was hit or what broke, when the database did not answer:
+	 *
+	 * - `'connect-timeout'`: no connection could be opened within `pool.connectionTimeoutMillis`;
+	 * - `'pool-exhausted'`: every pooled connection stayed busy for `pool.connectionTimeoutMillis`;
+	 * - `'query-timeout'`: a statement got no answer within `pool.query_timeout` (its connection
+	 *   was closed);
+	 * - `'connection-lost'`: the connection broke, was refused or was closed by the server
+	 *   (SQLSTATE class 08, 57P01–57P03).
+	 *
+	 * `undefined` when PostgreSQL answered with an error (see `sqlState`). The limits are those
+	 * of the store's own client (`connectionString`); with `prisma`, only `'connection-lost'` is
+	 * told apart.
+	 */
+	readonly failure: DatabaseFailure | undefined;
 
 	/** @param error The driver's or Prisma's error; only its codes, names and primary message are kept. */
 	constructor(operation: StoreOperation, error: unknown) {
@@ -122,9 +138,11 @@ export class DatabaseError extends PgStoreError {
 		const sqlState = [stringProperty(adapterCause, 'originalCode'), stringProperty(adapterCause, 'code'), prismaCode ? undefined : code]
 			.find((candidate) => candidate !== undefined && sqlStatePattern.test(candidate));
 		const driverErrorKind = stringProperty(adapterCause, 'kind');
-		const codes = [prismaCode, sqlState && `SQLSTATE ${sqlState}`, driverErrorKind !== 'postgres' && driverErrorKind].filter(Boolean).join(', ');
+		const failure = failureOf(error, sqlState, driverErrorKind);
+		const codes = [failure, prismaCode, sqlState && `SQLSTATE ${sqlState}`, driverErrorKind !== 'postgres' && driverErrorKind].filter(Boolean).join(', ');
+		const reason = databaseMessage(error, adapterCause);
 		super(
-			`The session store's ${operation} failed in the database${codes ? ` (${codes})` : ''}`,
+			`The session store's ${operation} failed in the database${codes ? ` (${codes})` : ''}${reason ? `: ${reason}` : ''}`,
 			'ERR_PGSTORE_DATABASE',
 			{ cause: sanitizedCause(error, adapterCause, sqlState) },
 		);
@@ -132,8 +150,32 @@ export class DatabaseError extends PgStoreError {
 		this.sqlState = sqlState;
 		this.prismaCode = prismaCode;
 		this.driverErrorKind = driverErrorKind;
+		this.failure = failure;
 	}
 }
+
+/** What {@link DatabaseError.failure} says. */
+export type DatabaseFailure = 'connect-timeout' | 'pool-exhausted' | 'query-timeout' | 'connection-lost';
+
+/**
+ * The session table lacks what the store needs (a table, a column, `jsonb`, the unique index on
+ * `key`): `ensureSchema()` found it in the catalog before any request. Its message names what is
+ * missing and how to add it.
+ */
+export class SchemaMismatchError extends PgStoreError {
+	override name = 'SchemaMismatchError';
+	/** The table, as `schema.table`. */
+	readonly table: string;
+	/** What is missing or wrong, one entry each (`column "subject"`, `unique index on "key"`, …). */
+	readonly missing: readonly string[];
+
+	constructor(message: string, table: string, missing: readonly string[], options?: ErrorOptions) {
+		super(message, 'ERR_PGSTORE_SCHEMA', options);
+		this.table = table;
+		this.missing = missing;
+	}
+}
+
 
 /**
  * A request whose session was ended by something else while it ran (a logout in another tab,
@@ -239,3 +281,38 @@ export interface ErrorContext {
 
 /** Receives the errors no request waits for (the store's `onError` option). */
 export type ErrorHandler = (error: Error, context: ErrorContext) => void;
+
+const databaseFailures: ReadonlySet<string> = new Set<DatabaseFailure>(['connect-timeout', 'pool-exhausted', 'query-timeout', 'connection-lost']);
+// The adapter's kinds for a connection that closed or was never made.
+const connectionKinds: ReadonlySet<string> = new Set(['ConnectionClosed', 'DatabaseNotReachable', 'SocketTimeout', 'TlsConnectionError']);
+
+// The store's own pool raises errors with a `failure` (Prisma passes them through unchanged);
+// otherwise a connection failure shows in SQLSTATE (class 08, server shutting down) or in the
+// adapter's kind of error.
+function failureOf(cause: unknown, sqlState: string | undefined, driverErrorKind: string | undefined): DatabaseFailure | undefined {
+	for (let error = cause, depth = 0; typeof error === 'object' && error !== null && depth < 5; error = Reflect.get(error, 'cause'), depth++) {
+		const failure = stringProperty(error, 'failure');
+		if (failure !== undefined && databaseFailures.has(failure)) {
+			return failure as DatabaseFailure;
+		}
+	}
+	if (sqlState !== undefined && (sqlState.startsWith('08') || ['57P01', '57P02', '57P03'].includes(sqlState))) {
+		return 'connection-lost';
+	}
+	return driverErrorKind !== undefined && connectionKinds.has(driverErrorKind) ? 'connection-lost' : undefined;
+}
+
+// PostgreSQL's own words (or the pool's), without Prisma's "Invalid `prisma.$queryRawUnsafe()`
+// invocation" preamble.
+function databaseMessage(cause: unknown, adapterCause: unknown): string | undefined {
+	const fromServer = stringProperty(adapterCause, 'originalMessage') ?? stringProperty(adapterCause, 'message');
+	if (fromServer !== undefined) {
+		return fromServer;
+	}
+	const message = cause instanceof Error ? cause.message.trim() : undefined;
+	if (message === undefined || message === '') {
+		return undefined;
+	}
+	// Prisma's messages end with the database's reason after a blank line.
+	return message.split(/\n\s*\n/).at(-1)?.trim();
+}

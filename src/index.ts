@@ -17,6 +17,8 @@ export {
 	type ErrorHandler,
 	type DatabaseErrorCause,
 	SessionEndedError,
+	SchemaMismatchError,
+	type DatabaseFailure,
 } from './errors.js';
 export type { KoaSession, SessionFields } from './koa.js';
 export { createKeys, type CreateKeysOptions, type HmacAlgorithm } from './keys.js';

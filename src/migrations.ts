@@ -1,5 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
+import { withStatementTimeout } from './bounded-pool.js';
+import { SchemaMismatchError } from './errors.js';
 import type { PgStorePrismaClient, RawSqlClient } from './prisma-client.js';
 import { quoteIdentifier } from './sql.js';
 
@@ -28,42 +30,132 @@ export async function shippedMigrations(): Promise<ShippedMigration[]> {
 	}));
 }
 
-async function appliedMigrationNames(client: RawSqlClient): Promise<Set<string>> {
+async function appliedMigrationNames(client: RawSqlClient, schema: string | undefined): Promise<Set<string>> {
+	const migrationsTable = qualified(schema, '_prisma_migrations');
 	const [table] = await client.$queryRawUnsafe(
-		`SELECT to_regclass('_prisma_migrations') IS NOT NULL AS "exists"`,
+		`SELECT to_regclass($1) IS NOT NULL AS "exists"`, migrationsTable,
 	) as [{ exists: boolean }];
 	if (!table?.exists) {
 		return new Set();
 	}
 	const rows = await client.$queryRawUnsafe(
-		`SELECT migration_name FROM _prisma_migrations WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL`,
+		`SELECT migration_name FROM ${migrationsTable} WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL`,
 	) as { migration_name: string }[];
 	return new Set(rows.map((row) => row.migration_name));
 }
 
+/** What the store needs of its table besides the table itself. */
+export interface SchemaRequirements {
+	/** The store has a `subject` option, so the table needs the `subject` column. */
+	readonly subject?: boolean;
+}
+
 /**
- * Applies the shipped migrations that the database has not recorded yet, recording each in
- * `_prisma_migrations` as `prisma migrate deploy` does, and returns the names applied.
+ * Makes sure the session table has what the store needs, reading only the catalog first (which
+ * needs no grant): when everything is there it returns `[]` and touches nothing, not even
+ * `_prisma_migrations`, so a role that may only use the table can call it at every start.
  *
- * A database that is already up to date is only read, so a user without CREATE privilege can
- * call this at every start. Otherwise all pending migrations run in one transaction, under
- * Prisma's migration lock, so instances starting together apply each migration once.
+ * When something is missing: this package's own table (`http_sessions` with its column names,
+ * in the connection's schema) gets the shipped migrations that the database has not recorded,
+ * recorded in `_prisma_migrations` as `prisma migrate deploy` does, all in one transaction under
+ * Prisma's migration lock, so instances starting together apply each migration once. A table
+ * the app maps the model to (`@@map`, `@@schema`, `@map`) belongs to the app's own migrations:
+ * it is never migrated, and the app's migration history is never written.
+ *
+ * @returns The names of the migrations applied.
+ * @throws {SchemaMismatchError} The app's table lacks something, or this package's table does
+ * and the role may not migrate it.
  */
-export async function applyMigrations(client: PgStorePrismaClient, schema: string | undefined): Promise<string[]> {
-	const migrations = await shippedMigrations();
-	const applied = await appliedMigrationNames(client);
-	if (migrations.every((migration) => applied.has(migration.name))) {
+export async function applyMigrations(
+	client: PgStorePrismaClient,
+	schema: string | undefined,
+	requirements: SchemaRequirements = {},
+): Promise<string[]> {
+	const table = sessionTableOf(client, schema);
+	const missing = await missingFromCatalog(client, table, requirements);
+	if (missing.length === 0) {
 		return [];
 	}
-	return client.$transaction(async (transaction) => {
+	const migrations = await shippedMigrations();
+	if (!table.ownedByPackage) {
+		throw new SchemaMismatchError(
+			`The session table ${table.display} lacks ${missing.map((item) => item.what).join(', ')}. `
+			+ 'Your Prisma schema maps the PGSession model there, so your app\'s migrations own that table: '
+			+ `copy what is missing from this package's migration${missingMigrations(missing, migrations)} into your model and run \`prisma migrate dev\` `
+			+ '(or `prisma migrate deploy` in production); ensureSchema() only migrates this package\'s own `http_sessions`',
+			table.display,
+			missing.map((item) => item.what),
+		);
+	}
+	try {
+		return await migrate(client, schema, migrations);
+	} catch (error) {
+		if (sqlStateOf(error) === '42501') {
+			throw new SchemaMismatchError(
+				`The session table ${table.display} lacks ${missing.map((item) => item.what).join(', ')} `
+				+ `(this package's migration${missingMigrations(missing, migrations)}), and this role may not migrate it (permission denied). `
+				+ 'Apply the migrations as the table\'s owner: `prisma migrate deploy --config node_modules/koa-pgstore/prisma.config.ts`, '
+				+ 'or `ensureSchema()` (or `npx koa-pgstore migrate`) with that role\'s connection string',
+				table.display,
+				missing.map((item) => item.what),
+				{ cause: error },
+			);
+		}
+		throw error;
+	}
+}
+
+/** What `koa-pgstore status` reports about this package's table. */
+export interface SchemaStatus {
+	/** The table, as `"schema"."table"`. */
+	readonly table: string;
+	readonly exists: boolean;
+	/** What the catalog shows is missing for the store (and this package's migrations). */
+	readonly missing: readonly string[];
+	/** Migrations recorded in `_prisma_migrations`; `undefined` when this role may not read it. */
+	readonly applied: readonly string[] | undefined;
+	/** Shipped migrations not recorded (empty when `applied` is unknown). */
+	readonly pending: readonly string[];
+}
+
+/** Reads what `applyMigrations` would do, changing nothing. */
+export async function schemaStatus(client: PgStorePrismaClient, schema: string | undefined): Promise<SchemaStatus> {
+	const table = sessionTableOf(client, schema);
+	const missing = await missingFromCatalog(client, table, {});
+	const migrations = await shippedMigrations();
+	let applied: Set<string> | undefined;
+	try {
+		applied = await appliedMigrationNames(client, schema);
+	} catch (error) {
+		if (sqlStateOf(error) !== '42501') {
+			throw error;
+		}
+	}
+	return {
+		table: table.display,
+		exists: !missing.some((item) => item.table === true),
+		missing: missing.map((item) => item.what),
+		applied: applied === undefined ? undefined : migrations.map((migration) => migration.name).filter((name) => applied.has(name)),
+		pending: applied === undefined ? [] : migrations.map((migration) => migration.name).filter((name) => !applied.has(name)),
+	};
+}
+
+async function migrate(client: PgStorePrismaClient, schema: string | undefined, migrations: ShippedMigration[]): Promise<string[]> {
+	// A migration may wait for another instance's (an index build on a large table): its
+	// statements are bounded by the transaction's own timeout, not by the short request bounds.
+	return withStatementTimeout(migrationTimeout, () => client.$transaction(async (transaction) => {
 		await transaction.$executeRawUnsafe(`SELECT pg_advisory_xact_lock(${prismaMigrateLockId})`);
 		if (schema !== undefined) {
-			// As `prisma migrate deploy` does for the schema named in its URL.
+			// As `prisma migrate deploy` does for the schema named in its URL. The migration SQL names
+			// no schema: search_path says where it goes, for this transaction only (a startup
+			// parameter would not pass PgBouncer, and SET without LOCAL would leak to the next
+			// client of a pooled server connection).
 			await transaction.$executeRawUnsafe(`CREATE SCHEMA IF NOT EXISTS ${quoteIdentifier(schema)}`);
+			await transaction.$executeRawUnsafe(`SET LOCAL search_path TO ${quoteIdentifier(schema)}`);
 		}
 		await transaction.$executeRawUnsafe(createMigrationsTable);
 		// Another instance may have finished while this one waited for the lock.
-		const appliedNow = await appliedMigrationNames(transaction);
+		const appliedNow = await appliedMigrationNames(transaction, schema);
 		const pending = migrations.filter((migration) => !appliedNow.has(migration.name));
 		for (const migration of pending) {
 			const startedAt = new Date();
@@ -75,7 +167,132 @@ export async function applyMigrations(client: PgStorePrismaClient, schema: strin
 			);
 		}
 		return pending.map((migration) => migration.name);
-	}, { maxWait: 10_000, timeout: 120_000 });
+	}, { maxWait: 10_000, timeout: migrationTimeout }));
+}
+
+const migrationTimeout = 120_000;
+
+/** The table the client's `PGSession` model maps to, and its column names. */
+interface SessionTable {
+	/** `schema.table` as SQL (quoted), or the table alone when the search path decides. */
+	readonly sqlName: string;
+	/** For messages: `"schema"."table"`. */
+	readonly display: string;
+	readonly columns: Readonly<Record<SessionField, string>>;
+	/** `http_sessions` with this package's column names, in the connection's schema. */
+	readonly ownedByPackage: boolean;
+}
+
+type SessionField = 'id' | 'key' | 'data' | 'createdOn' | 'modifiedOn' | 'expiresOn' | 'subject';
+
+// This package's table, as prisma/schema.prisma maps it.
+const packageColumns: Readonly<Record<SessionField, string>> = {
+	id: 'id', key: 'key', data: 'data', createdOn: 'created_on', modifiedOn: 'modified_on', expiresOn: 'expires_on', subject: 'subject',
+};
+
+// Prisma 7 clients carry their data model as `_runtimeDataModel` (read the same way by
+// session-table.ts, which builds the statements on it).
+function sessionTableOf(client: object, connectionSchema: string | undefined): SessionTable {
+	const dataModel: unknown = Reflect.get(client, '_runtimeDataModel');
+	const models: unknown = isObject(dataModel) ? Reflect.get(dataModel, 'models') : undefined;
+	const model: unknown = isObject(models) ? Reflect.get(models, 'PGSession') : undefined;
+	const name = isObject(model) ? stringOf(model, 'dbName') ?? 'PGSession' : 'http_sessions';
+	const modelSchema = isObject(model) ? stringOf(model, 'schema') : undefined;
+	const fields: unknown = isObject(model) ? Reflect.get(model, 'fields') : undefined;
+	const columnOf = (field: SessionField): string => {
+		const found: unknown = Array.isArray(fields)
+			? fields.find((candidate: unknown) => isObject(candidate) && Reflect.get(candidate, 'name') === field)
+			: undefined;
+		return (isObject(found) ? stringOf(found, 'dbName') : undefined) ?? (fields === undefined ? packageColumns[field] : field);
+	};
+	const columns = Object.fromEntries((Object.keys(packageColumns) as SessionField[]).map((field) => [field, columnOf(field)])) as Record<SessionField, string>;
+	const schema = modelSchema ?? connectionSchema;
+	return {
+		sqlName: qualified(schema, name),
+		display: schema === undefined ? quoteIdentifier(name) : `${quoteIdentifier(schema)}.${quoteIdentifier(name)}`,
+		columns,
+		ownedByPackage: name === 'http_sessions' && modelSchema === undefined
+			&& (Object.keys(packageColumns) as SessionField[]).every((field) => columns[field] === packageColumns[field]),
+	};
+}
+
+interface Missing {
+	/** For the message: `table "x"`, `column "subject"`, `jsonb type of column "data"`, … */
+	readonly what: string;
+	/** The shipped migration that adds it. */
+	readonly migration: 'init' | 'subject';
+	/** The whole table is missing. */
+	readonly table?: true;
+}
+
+// Reads pg_catalog only: every role may, whatever its grants on the table.
+async function missingFromCatalog(client: RawSqlClient, table: SessionTable, requirements: SchemaRequirements): Promise<Missing[]> {
+	const [found] = await client.$queryRawUnsafe(`SELECT to_regclass($1)::oid::int8::text AS "oid"`, table.sqlName) as [{ oid: string | null }?];
+	if (found?.oid === null || found?.oid === undefined) {
+		return [{ what: `the table itself (${table.display} does not exist)`, migration: 'init', table: true }];
+	}
+	const columns = await client.$queryRawUnsafe(
+		`SELECT attname AS "name", format_type(atttypid, NULL) AS "type" FROM pg_catalog.pg_attribute
+		 WHERE attrelid = $1::oid AND attnum > 0 AND NOT attisdropped`,
+		found.oid,
+	) as { name: string; type: string }[];
+	const typeOf = new Map(columns.map((column) => [column.name, column.type]));
+	const missing: Missing[] = [];
+	const needed: SessionField[] = ['id', 'key', 'data', 'createdOn', 'modifiedOn', 'expiresOn'];
+	if (requirements.subject === true || table.ownedByPackage) {
+		needed.push('subject');
+	}
+	for (const field of needed) {
+		const column = table.columns[field];
+		if (!typeOf.has(column)) {
+			missing.push({ what: `column ${quoteIdentifier(column)}`, migration: field === 'subject' ? 'subject' : 'init' });
+		}
+	}
+	const dataType = typeOf.get(table.columns.data);
+	if (dataType !== undefined && dataType !== 'jsonb') {
+		missing.push({ what: `column ${quoteIdentifier(table.columns.data)} of type jsonb (it is ${dataType})`, migration: 'init' });
+	}
+	// ON CONFLICT (key) needs a valid unique index on exactly that column, not a partial one.
+	const [unique] = await client.$queryRawUnsafe(
+		`SELECT EXISTS (
+			SELECT FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+			WHERE i.indrelid = $1::oid AND i.indisunique AND i.indisvalid AND i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL
+			  AND a.attname = $2
+		) AS "exists"`,
+		found.oid, table.columns.key,
+	) as [{ exists: boolean }?];
+	if (typeOf.has(table.columns.key) && unique?.exists !== true) {
+		missing.push({ what: `a unique index on ${quoteIdentifier(table.columns.key)}`, migration: 'init' });
+	}
+	return missing;
+}
+
+function missingMigrations(missing: Missing[], migrations: ShippedMigration[]): string {
+	const names = [...new Set(missing.map((item) => item.migration))].map((kind) => migrations.find((migration) => (kind === 'subject'
+		? migration.name.endsWith('_session_subject')
+		: migration.name.endsWith('_init')))?.name ?? kind);
+	return `${names.length > 1 ? 's' : ''} ${names.map((name) => `\`${name}\``).join(' and ')}`;
+}
+
+function qualified(schema: string | undefined, name: string): string {
+	return schema === undefined ? quoteIdentifier(name) : `${quoteIdentifier(schema)}.${quoteIdentifier(name)}`;
+}
+
+function isObject(value: unknown): value is object {
+	return typeof value === 'object' && value !== null;
+}
+
+function stringOf(value: object, name: string): string | undefined {
+	const property: unknown = Reflect.get(value, name);
+	return typeof property === 'string' ? property : undefined;
+}
+
+// PostgreSQL's SQLSTATE as Prisma reports it for a raw query (meta.driverAdapterError.cause).
+function sqlStateOf(error: unknown): string | undefined {
+	const meta: unknown = isObject(error) ? Reflect.get(error, 'meta') : undefined;
+	const adapterError: unknown = isObject(meta) ? Reflect.get(meta, 'driverAdapterError') : undefined;
+	const cause: unknown = isObject(adapterError) ? Reflect.get(adapterError, 'cause') : undefined;
+	return isObject(cause) ? stringOf(cause, 'originalCode') : undefined;
 }
 
 // The table exactly as Prisma's migration engine creates it.

@@ -30,11 +30,14 @@ export interface PgStoreOptions {
 	 */
 	pool?: PoolOptions;
 	/**
-	 * With `connectionString`: prepare the store's statements once per connection, so PostgreSQL
-	 * does not parse and plan them on every call. Turn off behind a pooler that cannot keep
-	 * prepared statements (PgBouncer before 1.21, or with `max_prepared_statements = 0`, in
-	 * transaction mode).
-	 * @default true
+	 * With `connectionString`: prepare the store's statements once per connection (named
+	 * statements), so PostgreSQL does not parse and plan them on every call. Off by default: since
+	 * reads and writes are coalesced it saves nothing measurable (README, "Deploying"), and named
+	 * statements break behind poolers in transaction mode (PgBouncer before 1.21 or with
+	 * `max_prepared_statements = 0`, Supavisor-style poolers: `42P05 prepared statement … already
+	 * exists` after an app restart, `26000` with several processes). Turn on only for direct
+	 * connections.
+	 * @default false
 	 */
 	preparedStatements?: boolean;
 	/**
@@ -172,7 +175,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 		connectionString,
 		pool: { ...pool },
 		schema: schema ?? schemaParameter(connectionString),
-		preparedStatements: preparedStatements ?? true,
+		preparedStatements: preparedStatements ?? false,
 		maxLength: integerAtLeast('maxLength', maxLength, 0, defaultMaxLength),
 		sessionTtl: integerAtLeast('sessionTtl', sessionTtl, 1, defaultSessionTtl),
 		cleanupInterval: integerAtLeast('cleanupInterval', cleanupInterval, 0, defaultCleanupInterval),

@@ -1,5 +1,6 @@
 import { PrismaPg } from '@prisma/adapter-pg';
 import type { PoolConfig } from 'pg';
+import { BoundedPool, transactionStatementFactor, type PoolLimits } from './bounded-pool.js';
 import { PrismaClient } from './generated/prisma/client.js';
 import { quoteIdentifier } from './sql.js';
 
@@ -41,9 +42,33 @@ export interface PgStorePrismaClient extends RawSqlClient {
 
 /**
  * Pool settings of the client the store builds from `connectionString`: node-postgres' pool
- * options (`max`, `ssl`, `connectionTimeoutMillis`, `idleTimeoutMillis`, `statement_timeout`, …).
+ * options (`max`, `ssl`, `connectionTimeoutMillis`, `idleTimeoutMillis`, `query_timeout`, …).
  */
 export type PoolOptions = Omit<PoolConfig, 'connectionString'>;
+
+/**
+ * Default bound on each statement of a request, in ms (`pool.query_timeout`). A session
+ * statement takes about a millisecond; three seconds means the database or the network is gone.
+ */
+export const defaultQueryTimeout = 3_000;
+
+/**
+ * Default bound on opening a connection and on waiting for a pooled one, in ms
+ * (`pool.connectionTimeoutMillis`; node-postgres has one setting for both). At least the
+ * statement bound: a request queued behind stuck statements then outlives their cancellation
+ * and gets a connection, where a shorter wait would fail every queued request first.
+ */
+export const defaultConnectionTimeout = 5_000;
+
+/** The bounds of the owned pool: `pool`'s own, else the defaults. */
+export function poolLimits(pool: PoolOptions): PoolLimits {
+	const statementTimeoutMillis = pool.query_timeout ?? defaultQueryTimeout;
+	return {
+		statementTimeoutMillis,
+		transactionStatementTimeoutMillis: statementTimeoutMillis * transactionStatementFactor,
+		connectionTimeoutMillis: pool.connectionTimeoutMillis ?? Math.max(defaultConnectionTimeout, statementTimeoutMillis),
+	};
+}
 
 /** Builds the Prisma client a store owns: this package's generated client on `@prisma/adapter-pg`. */
 export function createOwnedClient(
@@ -53,19 +78,17 @@ export function createOwnedClient(
 	onPoolError: (error: Error) => void,
 	preparedStatementName: (sql: string) => string | undefined,
 ): PgStorePrismaClient {
-	const config: PoolConfig = { allowExitOnIdle: true, ...pool, connectionString };
-	if (schema !== undefined) {
-		// Prisma's queries name the schema themselves; ensureSchema()'s migration SQL does not,
-		// so the connection's search_path must point there too.
-		config.options = [pool.options, `-c search_path=${quoteIdentifier(schema).replaceAll('\\', '\\\\').replaceAll(' ', '\\ ')}`]
-			.filter(Boolean).join(' ');
-	}
+	// The statement bound is the pool's own (see BoundedPool); pg's query_timeout would fire too.
+	const { query_timeout: _statementBound, ...settings } = pool;
 	// An idle pool must not keep the process alive (allowExitOnIdle): a server that closes exits.
-	const adapter = new PrismaPg(config, {
+	// No startup parameters beyond pg's: PgBouncer refuses `options` (so no search_path there; the
+	// store's SQL names its schema, and ensureSchema() sets search_path in its own transaction).
+	const driverPool = new BoundedPool({ allowExitOnIdle: true, ...settings, connectionString }, poolLimits(pool));
+	const adapter = new PrismaPg(driverPool, {
 		...(schema === undefined ? {} : { schema }),
+		disposeExternalPool: true,
 		onPoolError,
-		// The store's own statements are prepared once per connection: PostgreSQL then skips
-		// parsing and planning them on every call.
+		// With `preparedStatements`, the store's own statements are prepared once per connection.
 		statementNameGenerator: (query) => preparedStatementName(query.sql) as string,
 	});
 	return new PrismaClient({ adapter });

@@ -1,6 +1,6 @@
 import type DataLoader from 'dataloader';
 import { startSchedule, sweepExpired, type Cleanup, type CleanupOptions, type CleanupReport, type SweepOptions } from './cleanup.js';
-import { DatabaseError, SessionTooLargeError, StoreClosedError } from './errors.js';
+import { DatabaseError, PgStoreError, SessionTooLargeError, StoreClosedError } from './errors.js';
 import { Described, invalid } from './invalid.js';
 import { digestKey } from './key-digest.js';
 import { applyMigrations } from './migrations.js';
@@ -63,7 +63,8 @@ export class PgStore {
 		this.#options = resolveOptions(options);
 		const { prisma, connectionString, pool, schema, onError, preparedStatements, subject, touchAfter, fieldLevelWrites, maxLength } = this.#options;
 		this.#ownsClient = prisma === undefined;
-		// The statements depend on the client's data model, and the owned client on their names.
+		// The statements depend on the client's data model, and the owned client (with
+		// `preparedStatements`) on their names.
 		let names: ReadonlyMap<string, string> = new Map();
 		this.#client = prisma ?? createOwnedClient(
 			connectionString ?? '',
@@ -85,18 +86,27 @@ export class PgStore {
 	}
 
 	/**
-	 * Creates the session table from the migrations in this package's `prisma/migrations` if the
-	 * database lacks any of them, recording them as `prisma migrate deploy` does; either may run
-	 * first, or both. Safe to call from many instances at once. Only for the table this package
-	 * owns (`http_sessions`); a model copied into your schema is migrated by your own migrations.
+	 * Makes sure the session table has what the store needs, before any request. It reads the
+	 * catalog first (which needs no grants): when the table the client's `PGSession` model maps to
+	 * has every column the store uses (`subject` too, with that option), `data` as `jsonb` and a
+	 * unique index on `key`, it touches nothing, so an app role without `CREATE` or access to
+	 * `_prisma_migrations` may call it at every start. Otherwise this package's own table
+	 * (`http_sessions`) gets the shipped migrations that are missing, recorded as
+	 * `prisma migrate deploy` does (either may run first, or both; safe from many instances at once).
+	 * A table your app's migrations own is never migrated: it rejects with `SchemaMismatchError`.
 	 *
-	 * @returns The names of the migrations it applied (empty when all were there).
+	 * @returns The names of the migrations it applied (empty when none were needed).
+	 * @throws {SchemaMismatchError} The table is missing or incomplete and cannot be migrated here;
+	 * the message names what is missing and the migration or command that adds it.
 	 */
 	async ensureSchema(): Promise<string[]> {
 		this.#assertOpen();
 		try {
-			return await applyMigrations(this.#client, this.#options.schema);
+			return await applyMigrations(this.#client, this.#options.schema, { subject: this.#options.subject !== undefined });
 		} catch (error) {
+			if (error instanceof PgStoreError) {
+				throw error;
+			}
 			throw new DatabaseError('ensureSchema', error);
 		}
 	}

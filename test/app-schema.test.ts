@@ -1,8 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import { PrismaPg } from '@prisma/adapter-pg';
 import test from 'ava';
+import { SchemaMismatchError } from '../src/errors.js';
 import { PgStore } from '../src/index.js';
 import { digestKey } from '../src/key-digest.js';
+import { applyMigrations } from '../src/migrations.js';
 import { PrismaClient } from './fixtures/app-schema/generated/client.js';
 import { createDatabase } from './helpers/database.js';
 import { CookieJar, request, startApp } from './helpers/http.js';
@@ -56,4 +58,46 @@ test('an $extends-ed client of the app is accepted as `prisma`, and the store wo
 	t.deepEqual(await store.get('k', 60_000, {}), { n: 1 });
 	const rows = await database.query('SELECT key FROM auth.user_sessions');
 	t.deepEqual(rows, [{ key: digestKey('k') }]);
+});
+
+test('ensureSchema on the app\'s complete table touches nothing: no migration history, no http_sessions', async (t) => {
+	const { database, prisma } = await appDatabase(t);
+	const store = new PgStore({ prisma, cleanupInterval: 0 });
+	t.deepEqual(await store.ensureSchema(), []);
+	t.deepEqual(await database.query(
+		`SELECT table_schema, table_name FROM information_schema.tables WHERE table_name IN ('http_sessions', '_prisma_migrations')`,
+	), []);
+});
+
+test('an app-owned table that is missing gets a SchemaMismatchError, and nothing is created or recorded', async (t) => {
+	// The app's own migration was never applied: only its schema exists.
+	const database = await createDatabase(t, { migrate: false });
+	await database.query('CREATE SCHEMA auth');
+	const prisma = new PrismaClient({ adapter: new PrismaPg({ connectionString: database.url }) });
+	t.teardown(() => prisma.$disconnect());
+	const error = await t.throwsAsync(applyMigrations(prisma, undefined), { instanceOf: SchemaMismatchError });
+	t.is(error?.code, 'ERR_PGSTORE_SCHEMA');
+	t.is(error?.table, '"auth"."user_sessions"');
+	t.regex(error?.message ?? '', /"auth"\."user_sessions" does not exist/);
+	t.regex(error?.message ?? '', /your app's migrations own that table/);
+	t.regex(error?.message ?? '', /prisma migrate dev/);
+	const store = new PgStore({ prisma, cleanupInterval: 0 });
+	await t.throwsAsync(store.ensureSchema(), { message: /user_sessions/ });
+	t.deepEqual(await database.query(
+		`SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema')`,
+	), [], 'no http_sessions, no _prisma_migrations, in any schema');
+});
+
+test('an incomplete app-owned table is reported item by item: a json data column, no unique index on key', async (t) => {
+	const database = await createDatabase(t, { migrate: false });
+	await database.query(`CREATE SCHEMA auth;
+		CREATE TABLE auth.user_sessions (id BIGSERIAL PRIMARY KEY, key TEXT NOT NULL, data JSON NOT NULL,
+			created_on TIMESTAMPTZ(3) NOT NULL, modified_on TIMESTAMPTZ(3) NOT NULL, expires_on TIMESTAMPTZ(3) NOT NULL);
+		CREATE INDEX user_sessions_key_idx ON auth.user_sessions (key)`);
+	const prisma = new PrismaClient({ adapter: new PrismaPg({ connectionString: database.url }) });
+	t.teardown(() => prisma.$disconnect());
+	const error = await t.throwsAsync(applyMigrations(prisma, undefined), { instanceOf: SchemaMismatchError });
+	t.deepEqual(error?.missing, ['column "data" of type jsonb (it is json)', 'a unique index on "key"']);
+	await database.query('ALTER TABLE auth.user_sessions ALTER COLUMN data TYPE jsonb; CREATE UNIQUE INDEX ON auth.user_sessions (key)');
+	t.deepEqual(await applyMigrations(prisma, undefined), []);
 });

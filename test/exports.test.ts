@@ -7,6 +7,7 @@ test('the package exports what an app writes, and no internal helper', (t) => {
 		'InvalidSessionError',
 		'PgStore',
 		'PgStoreError',
+		'SchemaMismatchError',
 		'SessionEndedError',
 		'SessionTooLargeError',
 		'StoreClosedError',

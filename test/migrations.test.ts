@@ -1,6 +1,9 @@
 import { createHash } from 'node:crypto';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
+import { SchemaMismatchError } from '../src/errors.js';
 import { PgStore } from '../src/index.js';
+import { applyMigrations } from '../src/migrations.js';
+import { createOwnedClient } from '../src/prisma-client.js';
 import { createDatabase, migrationFiles, type TestDatabase } from './helpers/database.js';
 
 // What prisma/schema.prisma says, as PostgreSQL reports it.
@@ -96,14 +99,25 @@ test('after `prisma migrate deploy` ensureSchema applies nothing, and the revers
 	t.deepEqual(await second.ensureSchema(), []);
 	t.deepEqual(await deployed.query('SELECT id, finished_at FROM _prisma_migrations ORDER BY id'), recordedBefore);
 
-	// A database whose table was made by hand from migration.sql, never recorded: applied and recorded.
+	// A database whose table was made by hand from migration.sql, never recorded: the catalog
+	// shows everything is there, so nothing is applied and no migration history is started.
 	const byHand = await createDatabase(t);
 	await byHand.query(`INSERT INTO http_sessions (key, data, created_on, modified_on, expires_on)
 		VALUES ('digest', '{"kept":true}', now(), now(), now() + interval '1 hour')`);
 	const store = new PgStore({ connectionString: byHand.url });
 	t.teardown(() => store.close());
-	t.is((await store.ensureSchema()).length, (await migrationFiles()).length);
+	t.deepEqual(await store.ensureSchema(), []);
+	t.deepEqual(await byHand.query(`SELECT to_regclass('_prisma_migrations') AS found`), [{ found: null }]);
 	t.deepEqual(await byHand.query('SELECT data FROM http_sessions'), [{ data: { kept: true } }], 'existing sessions survive');
+
+	// One made by hand from the first migration only gets the rest, and both are recorded.
+	const older = await createDatabase(t, { migrate: false });
+	const [init] = await migrationFiles();
+	await older.query(init?.sql ?? '');
+	const upgrading = new PgStore({ connectionString: older.url });
+	t.teardown(() => upgrading.close());
+	t.is((await upgrading.ensureSchema()).length, (await migrationFiles()).length);
+	t.deepEqual((await describeTable(older)).columns, expectedColumns);
 });
 
 test('instances starting together apply each migration once', async (t) => {
@@ -116,14 +130,11 @@ test('instances starting together apply each migration once', async (t) => {
 	t.deepEqual(count, { n: (await migrationFiles()).length });
 });
 
-test('ensureSchema succeeds for a user without CREATE privilege once everything exists', async (t) => {
-	const database = await createDatabase(t, { migrate: false });
-	const owner = new PgStore({ connectionString: database.url });
-	t.teardown(() => owner.close());
-	await owner.ensureSchema();
+/** A login role of the test's own that may only read and write the session table. */
+async function tableUserUrl(t: ExecutionContext, database: TestDatabase): Promise<string> {
 	const role = `app_${database.name.slice(-8)}`;
 	await database.query(`CREATE ROLE ${role} LOGIN PASSWORD 'app'`);
-	// Roles belong to the whole server: drop it again (teardowns run last-registered first, after app.close()).
+	// Roles belong to the whole server: drop it again (teardowns run last-registered first, after the stores close).
 	t.teardown(async () => {
 		await database.query(`DROP OWNED BY ${role}`);
 		await database.query(`DROP ROLE ${role}`);
@@ -131,18 +142,65 @@ test('ensureSchema succeeds for a user without CREATE privilege once everything 
 	await database.query(`REVOKE CREATE ON SCHEMA public FROM PUBLIC`);
 	await database.query(`REVOKE CREATE ON DATABASE ${database.name} FROM PUBLIC`);
 	await database.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON http_sessions TO ${role}`);
-	await database.query(`GRANT SELECT ON _prisma_migrations TO ${role}`);
 	await database.query(`GRANT USAGE ON SEQUENCE http_sessions_id_seq TO ${role}`);
 	const url = new URL(database.url);
 	url.username = role;
 	url.password = 'app';
-	const app = new PgStore({ connectionString: url.toString() });
+	return url.toString();
+}
+
+test('ensureSchema succeeds for a role that may only use the table, without reading _prisma_migrations', async (t) => {
+	const database = await createDatabase(t, { migrate: false });
+	const owner = new PgStore({ connectionString: database.url });
+	t.teardown(() => owner.close());
+	await owner.ensureSchema();
+	const url = await tableUserUrl(t, database);
+	await database.query('REVOKE ALL ON _prisma_migrations FROM PUBLIC');
+	const app = new PgStore({ connectionString: url, subject: (session) => session['userId'] as string });
 	t.teardown(() => app.close());
 	t.deepEqual(await app.ensureSchema(), []);
-	await app.set('k', { n: 1 }, 60_000);
-	t.deepEqual(await app.get('k', 60_000, {}), { n: 1 });
-	// The same user on a database that lacks the table gets a DatabaseError, not a silent pass.
-	await database.query('DELETE FROM _prisma_migrations');
-	const error = await t.throwsAsync(app.ensureSchema(), { name: 'DatabaseError' });
-	t.is(error && Reflect.get(error, 'sqlState'), '42501');
+	await app.set('k', { n: 1, userId: 'ada' }, 60_000);
+	t.deepEqual(await app.get('k', 60_000, {}), { n: 1, userId: 'ada' });
+	// The role really may not read the history: what ensureSchema() used to fail on.
+	const [denied] = await database.query(`SELECT has_table_privilege($1, '_prisma_migrations', 'SELECT') AS allowed`, [new URL(url).username]);
+	t.deepEqual(denied, { allowed: false });
+});
+
+test('a role that may not migrate gets a SchemaMismatchError naming the missing column, its migration and the command', async (t) => {
+	const database = await createDatabase(t, { migrate: false });
+	// What the previous release left: the first migration only, no `subject` column.
+	const [init] = await migrationFiles();
+	await database.query(init?.sql ?? '');
+	const url = await tableUserUrl(t, database);
+	const client = createOwnedClient(url, {}, undefined, () => {}, () => undefined);
+	t.teardown(() => client.$disconnect());
+	const error = await t.throwsAsync(applyMigrations(client, undefined, { subject: true }), { instanceOf: SchemaMismatchError });
+	t.is(error?.code, 'ERR_PGSTORE_SCHEMA');
+	t.is(error?.table, '"http_sessions"');
+	t.deepEqual(error?.missing, ['column "subject"']);
+	t.regex(error?.message ?? '', /lacks column "subject" \(this package's migration `20261122010000_session_subject`\)/);
+	t.regex(error?.message ?? '', /prisma migrate deploy --config node_modules\/koa-pgstore\/prisma\.config\.ts/);
+	t.regex(error?.message ?? '', /ensureSchema\(\)/);
+	// Through the store: it rejects at ensureSchema(), before any request.
+	const store = new PgStore({ connectionString: url, cleanupInterval: 0, subject: (session) => session['userId'] as string });
+	t.teardown(() => store.close());
+	await t.throwsAsync(store.ensureSchema(), { message: /subject/ });
+	t.deepEqual(await database.query(`SELECT to_regclass('_prisma_migrations') AS found`), [{ found: null }]);
+});
+
+test('ensureSchema waits for another migrator longer than the statement bounds of requests and sweeps', async (t) => {
+	const database = await createDatabase(t, { migrate: false });
+	// Statements of requests may take 400 ms here, those of sweeps ten times that.
+	const store = new PgStore({ connectionString: database.url, cleanupInterval: 0, pool: { query_timeout: 400 } });
+	t.teardown(() => store.close());
+	const { default: pg } = await import('pg');
+	const migrator = new pg.Client({ connectionString: database.url });
+	await migrator.connect();
+	t.teardown(() => migrator.end());
+	// `prisma migrate`'s advisory lock, as a deploy running elsewhere holds it.
+	await migrator.query('SELECT pg_advisory_lock(72707369)');
+	const applying = store.ensureSchema();
+	await new Promise((resolve) => setTimeout(resolve, 5_000));
+	await migrator.query('SELECT pg_advisory_unlock(72707369)');
+	t.deepEqual(await applying, (await migrationFiles()).map((migration) => migration.name));
 });

@@ -1,0 +1,215 @@
+#!/usr/bin/env node
+// `koa-pgstore`: the operator's command for cron jobs and deploy pipelines where the Prisma CLI is
+// not installed. Connects with DATABASE_URL to this package's own table (`http_sessions`).
+import { parseArgs } from 'node:util';
+import { SchemaMismatchError } from './errors.js';
+import { PgStore, type CleanupReport } from './index.js';
+import { schemaStatus, type SchemaStatus } from './migrations.js';
+import { createOwnedClient } from './prisma-client.js';
+import { qualifiedName } from './sql.js';
+
+/** Exit codes a scheduler can act on. */
+const exitCodes = {
+	/** Done: swept, migrated, or the status is complete. */
+	ok: 0,
+	/** The database failed or could not be reached. */
+	databaseError: 1,
+	/** Bad arguments or no DATABASE_URL. */
+	usage: 2,
+	/** `cleanup`: another instance was sweeping the same table, so this one left it the turn. */
+	skipped: 3,
+	/** `status`: the table lacks something the store needs; `migrate`: it could not add it. */
+	schemaIncomplete: 4,
+} as const;
+
+const help = `Usage: koa-pgstore <command> [options]
+
+Commands:
+  cleanup   Delete every expired session now (one full sweep) and print what was done
+  migrate   Apply this package's migrations that are missing (what ensureSchema() does)
+  status    Show the migrations applied or missing, live and expired sessions, table size
+
+Options:
+  --schema <name>       PostgreSQL schema of the table (default: DATABASE_URL's ?schema=, else
+                        the search_path)
+  --batch-size <rows>   cleanup: rows per DELETE (default 1000)
+  --lock-wait <ms>      cleanup: how long to keep trying while another instance sweeps
+                        (default 60000; 0: give up at once)
+  --json                Print the result as JSON
+  -h, --help            Show this help
+
+Environment:
+  DATABASE_URL          PostgreSQL connection string (required)
+
+Exit codes:
+  0  done (status: everything is there)
+  1  the database failed or could not be reached
+  2  bad arguments or no DATABASE_URL
+  3  cleanup: another instance was sweeping past --lock-wait; expired rows may remain
+  4  status: the table lacks something the store needs; migrate: could not add it
+
+Statements of cleanup and migrate may wait ten times pool.query_timeout (30 s): they are not
+held to the short bounds of requests.`;
+
+/** Runs the command line `args` (without `node` and the script); resolves to the exit code. */
+async function main(args: string[], env: NodeJS.ProcessEnv, out: (line: string) => void, err: (line: string) => void): Promise<number> {
+	let parsed;
+	try {
+		parsed = parseArgs({
+			args,
+			allowPositionals: true,
+			options: {
+				'schema': { type: 'string' },
+				'lock-wait': { type: 'string' },
+				'batch-size': { type: 'string' },
+				'json': { type: 'boolean', default: false },
+				'help': { type: 'boolean', short: 'h', default: false },
+			},
+		});
+	} catch (error) {
+		err(`koa-pgstore: ${error instanceof Error ? error.message : String(error)}\n\n${help}`);
+		return exitCodes.usage;
+	}
+	const { values, positionals } = parsed;
+	if (values.help) {
+		out(help);
+		return exitCodes.ok;
+	}
+	const [command, ...extra] = positionals;
+	if (command === undefined || !['cleanup', 'migrate', 'status'].includes(command) || extra.length > 0) {
+		err(`koa-pgstore: ${command === undefined ? 'no command given' : `unknown command or argument: ${[command, ...extra].join(' ')}`}\n\n${help}`);
+		return exitCodes.usage;
+	}
+	const connectionString = env['DATABASE_URL'];
+	if (connectionString === undefined || connectionString === '') {
+		err('koa-pgstore: DATABASE_URL is not set: export the PostgreSQL connection string, e.g. DATABASE_URL=postgresql://user:password@host:5432/app');
+		return exitCodes.usage;
+	}
+	const batchSize = values['batch-size'] === undefined ? undefined : Number(values['batch-size']);
+	if (batchSize !== undefined && (!Number.isSafeInteger(batchSize) || batchSize < 1)) {
+		err(`koa-pgstore: --batch-size must be a whole number >= 1, got ${JSON.stringify(values['batch-size'])}`);
+		return exitCodes.usage;
+	}
+	const lockWait = values['lock-wait'] === undefined ? undefined : Number(values['lock-wait']);
+	if (lockWait !== undefined && (!Number.isSafeInteger(lockWait) || lockWait < 0)) {
+		err(`koa-pgstore: --lock-wait must be a whole number of milliseconds >= 0, got ${JSON.stringify(values['lock-wait'])}`);
+		return exitCodes.usage;
+	}
+	const print = (json: unknown, text: string) => out(values.json ? JSON.stringify(json) : text);
+
+	const store = new PgStore({
+		connectionString,
+		cleanupInterval: 0,
+		...values.schema === undefined ? {} : { schema: values.schema },
+		// An operator's one-off command has no request waiting: report on stderr what the pool says.
+		onError: (error) => err(`koa-pgstore: ${error.message}`),
+	});
+	try {
+		switch (command) {
+			case 'cleanup': {
+				const report = await store.cleanup({
+					...batchSize === undefined ? {} : { batchSize },
+					...lockWait === undefined ? {} : { lockWait },
+				});
+				print(report, describeReport(report));
+				return report.skipped ? exitCodes.skipped : exitCodes.ok;
+			}
+			case 'migrate': {
+				const applied = await store.ensureSchema();
+				print({ applied }, applied.length === 0 ? 'Up to date: nothing to apply' : `Applied ${applied.join(', ')}`);
+				return exitCodes.ok;
+			}
+			default: {
+				const status = await readStatus(connectionString, values.schema);
+				print(status, describeStatus(status));
+				// The catalog decides, as for ensureSchema(): a table made by hand from the migration SQL
+				// is complete though nothing is recorded.
+				return status.missing.length === 0 ? exitCodes.ok : exitCodes.schemaIncomplete;
+			}
+		}
+	} catch (error) {
+		const mismatch = error instanceof SchemaMismatchError ? error : error instanceof Error && error.cause instanceof SchemaMismatchError ? error.cause : undefined;
+		if (mismatch !== undefined) {
+			err(`koa-pgstore: ${mismatch.message}`);
+			return exitCodes.schemaIncomplete;
+		}
+		err(`koa-pgstore: ${command} failed: ${error instanceof Error ? lastParagraph(error.message) : String(error)}`);
+		return exitCodes.databaseError;
+	} finally {
+		await store.close();
+	}
+}
+
+/** What `status` prints. */
+interface Status extends SchemaStatus {
+	readonly live?: number;
+	readonly expired?: number;
+	/** Table, indexes and TOAST, in bytes. */
+	readonly bytes?: number;
+}
+
+async function readStatus(connectionString: string, schemaOption: string | undefined): Promise<Status> {
+	const schema = schemaOption ?? (URL.canParse(connectionString) ? new URL(connectionString).searchParams.get('schema') || undefined : undefined);
+	const client = createOwnedClient(connectionString, {}, schema, () => {}, () => undefined);
+	try {
+		const status = await schemaStatus(client, schema);
+		if (!status.exists) {
+			return status;
+		}
+		const table = qualifiedName(schema, 'http_sessions');
+		// A count of a large table takes a while: in a transaction, it has the longer bound of maintenance work.
+		const [row] = await client.$transaction(async (transaction) => transaction.$queryRawUnsafe(
+			`SELECT count(*) FILTER (WHERE expires_on > now())::int8::text AS "live", count(*) FILTER (WHERE expires_on <= now())::int8::text AS "expired",
+			        pg_total_relation_size($1::regclass)::text AS "bytes" FROM ${table}`,
+			table,
+		), { timeout: 60_000 }) as [{ live: string; expired: string; bytes: string }?];
+		return { ...status, live: Number(row?.live ?? 0), expired: Number(row?.expired ?? 0), bytes: Number(row?.bytes ?? 0) };
+	} finally {
+		await client.$disconnect();
+	}
+}
+
+function describeReport(report: CleanupReport): string {
+	if (report.skipped) {
+		return `Skipped: another instance was sweeping (this one deleted ${report.deleted} expired sessions in ${report.batches} batches first)`;
+	}
+	return `Deleted ${report.deleted} expired sessions in ${report.batches} batch${report.batches === 1 ? '' : 'es'} (${Math.round(report.ms)} ms)`;
+}
+
+function describeStatus(status: Status): string {
+	const lines = [
+		`Table: ${status.table}`,
+		`Migrations applied: ${status.applied === undefined ? 'unknown (no access to _prisma_migrations)' : status.applied.join(', ') || 'none recorded'}`,
+		`Migrations missing: ${status.pending.join(', ') || 'none'}`,
+		`Table complete: ${status.missing.length === 0 ? 'yes' : `no, it lacks ${status.missing.join(', ')}`}`,
+	];
+	if (status.live !== undefined) {
+		lines.push(`Live sessions: ${status.live}`, `Expired sessions: ${status.expired ?? 0}`, `Size: ${formatBytes(status.bytes ?? 0)} (table, indexes and TOAST)`);
+	}
+	return lines.join('\n');
+}
+
+function formatBytes(bytes: number): string {
+	const units = ['bytes', 'kB', 'MB', 'GB', 'TB'];
+	let value = bytes;
+	let unit = 0;
+	while (value >= 1024 && unit < units.length - 1) {
+		value /= 1024;
+		unit += 1;
+	}
+	return unit === 0 ? `${value} bytes` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+// Prisma's messages end with the database's reason after a blank line.
+function lastParagraph(message: string): string {
+	return message.trim().split(/\n\s*\n/).at(-1)?.trim() ?? message;
+}
+
+// The store's timers never keep a process alive (a sweep's pause between batches included): this
+// command is waited for, so it holds the event loop itself until its work is done.
+const keepAlive = setInterval(() => {}, 60_000);
+try {
+	process.exitCode = await main(process.argv.slice(2), process.env, console.log, console.error);
+} finally {
+	clearInterval(keepAlive);
+}

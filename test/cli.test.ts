@@ -1,0 +1,110 @@
+import { spawn } from 'node:child_process';
+import test from 'ava';
+import { createDatabase, migrationFiles } from './helpers/database.js';
+
+// The `koa-pgstore` bin, from its TypeScript source, as a scheduler would run it.
+async function cli(args: string[], env: Record<string, string | undefined>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+	const child = spawn(process.execPath, ['--import=tsx', 'src/cli.ts', ...args], {
+		env: { ...process.env, DATABASE_URL: undefined, ...env },
+		stdio: ['ignore', 'pipe', 'pipe'],
+	});
+	let stdout = '';
+	let stderr = '';
+	child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString(); });
+	child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+	const code = await new Promise<number | null>((resolve) => {
+		const timer = setTimeout(() => { child.kill(); resolve(null); }, 40_000);
+		child.on('exit', (exitCode) => { clearTimeout(timer); resolve(exitCode); });
+	});
+	return { code, stdout: stdout.trim(), stderr: stderr.trim() };
+}
+
+// The sweep's advisory lock (the bytes of "koapgst1"), as another instance would hold it.
+const cleanupLockId = 0x6b6f_6170_6773_7431n;
+
+test('cleanup deletes every expired session in one run, prints the report and exits 0', async (t) => {
+	const database = await createDatabase(t);
+	await database.query(`INSERT INTO http_sessions (key, data, created_on, modified_on, expires_on)
+		SELECT 'expired-' || n, '{}'::jsonb, now(), now(), now() - interval '1 hour' FROM generate_series(1, 2500) AS n
+		UNION ALL SELECT 'live', '{}'::jsonb, now(), now(), now() + interval '1 hour'`);
+	const { code, stdout } = await cli(['cleanup', '--batch-size', '1000', '--json'], { DATABASE_URL: database.url });
+	t.is(code, 0);
+	t.like(JSON.parse(stdout), { deleted: 2500, batches: 3, skipped: false });
+	t.deepEqual(await database.query('SELECT key FROM http_sessions'), [{ key: 'live' }]);
+	const text = await cli(['cleanup'], { DATABASE_URL: database.url });
+	t.is(text.code, 0);
+	t.regex(text.stdout, /^Deleted 0 expired sessions in 1 batch \(\d+ ms\)$/);
+});
+
+test('cleanup exits 3 when another instance is sweeping', async (t) => {
+	const database = await createDatabase(t);
+	await database.query(`INSERT INTO http_sessions (key, data, created_on, modified_on, expires_on)
+		VALUES ('expired', '{}', now(), now(), now() - interval '1 hour')`);
+	const { default: pg } = await import('pg');
+	const other = new pg.Client({ connectionString: database.url });
+	await other.connect();
+	t.teardown(() => other.end());
+	await other.query('SELECT pg_advisory_lock($1)', [cleanupLockId.toString()]);
+	const { code, stdout } = await cli(['cleanup', '--lock-wait', '500'], { DATABASE_URL: database.url });
+	t.is(code, 3);
+	t.regex(stdout, /^Skipped: another instance was sweeping/);
+	t.deepEqual(await database.query('SELECT count(*)::int AS n FROM http_sessions'), [{ n: 1 }]);
+});
+
+test('migrate applies the missing migrations, then has nothing to do', async (t) => {
+	const database = await createDatabase(t, { migrate: false });
+	const first = await cli(['migrate', '--schema', 'sessions'], { DATABASE_URL: database.url });
+	t.is(first.code, 0, first.stderr);
+	t.is(first.stdout, `Applied ${(await migrationFiles()).map((migration) => migration.name).join(', ')}`);
+	t.deepEqual(await database.query(`SELECT to_regclass('sessions.http_sessions') IS NOT NULL AS found`), [{ found: true }]);
+	const again = await cli(['migrate', '--schema', 'sessions', '--json'], { DATABASE_URL: database.url });
+	t.is(again.code, 0);
+	t.deepEqual(JSON.parse(again.stdout), { applied: [] });
+});
+
+test('status shows migrations, live and expired sessions and the table size; exits 4 while the table is incomplete', async (t) => {
+	const database = await createDatabase(t, { migrate: false });
+	const missing = await cli(['status'], { DATABASE_URL: database.url });
+	t.is(missing.code, 4);
+	t.regex(missing.stdout, /Table complete: no, it lacks the table itself \("http_sessions" does not exist\)/);
+
+	const [init] = await migrationFiles();
+	await database.query(init?.sql ?? '');
+	const older = await cli(['status', '--json'], { DATABASE_URL: database.url });
+	t.is(older.code, 4);
+	t.like(JSON.parse(older.stdout), { exists: true, missing: ['column "subject"'], applied: [], live: 0, expired: 0 });
+
+	t.is((await cli(['migrate'], { DATABASE_URL: database.url })).code, 0);
+	await database.query(`INSERT INTO http_sessions (key, data, created_on, modified_on, expires_on)
+		VALUES ('a', '{}', now(), now(), now() + interval '1 hour'), ('b', '{}', now(), now(), now() - interval '1 hour'),
+		       ('c', '{}', now(), now(), now() - interval '1 hour')`);
+	const { code, stdout } = await cli(['status', '--json'], { DATABASE_URL: database.url });
+	t.is(code, 0);
+	const status = JSON.parse(stdout) as Record<string, unknown>;
+	t.like(status, { table: '"http_sessions"', missing: [], pending: [], live: 1, expired: 2 });
+	t.deepEqual(status['applied'], (await migrationFiles()).map((migration) => migration.name));
+	t.true(Number(status['bytes']) > 0);
+	const text = await cli(['status'], { DATABASE_URL: database.url });
+	t.regex(text.stdout, /Live sessions: 1\nExpired sessions: 2\nSize: [\d.]+ kB/);
+});
+
+test('--help, usage errors and a missing DATABASE_URL have exit codes of their own', async (t) => {
+	const helpText = await cli(['--help'], {});
+	t.is(helpText.code, 0);
+	t.regex(helpText.stdout, /Usage: koa-pgstore <command>/);
+	t.regex(helpText.stdout, /3 {2}cleanup: another instance was sweeping/);
+	const unknown = await cli(['vacuum'], { DATABASE_URL: 'postgresql://127.0.0.1:1/none' });
+	t.is(unknown.code, 2);
+	t.regex(unknown.stderr, /unknown command or argument: vacuum/);
+	const noUrl = await cli(['cleanup'], {});
+	t.is(noUrl.code, 2);
+	t.regex(noUrl.stderr, /DATABASE_URL is not set/);
+	const badBatch = await cli(['cleanup', '--batch-size', 'many'], { DATABASE_URL: 'postgresql://127.0.0.1:1/none' });
+	t.is(badBatch.code, 2);
+});
+
+test('an unreachable database exits 1 with the reason', async (t) => {
+	const { code, stderr } = await cli(['cleanup'], { DATABASE_URL: 'postgresql://postgres:postgres@127.0.0.1:1/none' });
+	t.is(code, 1);
+	t.regex(stderr, /cleanup failed: .*connection-lost/);
+});

@@ -1,0 +1,63 @@
+// A Koa app with koa-session on a PgStore, run as a process of its own by tests that need several
+// (test/pgbouncer.test.ts): `node --import=tsx test/helpers/session-app.ts`, with DATABASE_URL.
+// Prints its port once listening; answers 500 with the error's name and `failure` on a store
+// error; stops on SIGTERM after closing the store.
+import type { AddressInfo } from 'node:net';
+import Koa from 'koa';
+import session from 'koa-session';
+import { DatabaseError, PgStore } from '../../src/index.js';
+
+const store = new PgStore({
+	connectionString: process.env['DATABASE_URL'] ?? '',
+	cleanupInterval: 0,
+	...process.env['PGSTORE_SCHEMA'] ? { schema: process.env['PGSTORE_SCHEMA'] } : {},
+});
+const app = new Koa();
+app.keys = ['a test secret that is long enough to sign with'];
+app.silent = true;
+app.use(async (ctx, next) => {
+	try {
+		await next();
+	} catch (error) {
+		ctx.status = 500;
+		ctx.body = { error: error instanceof Error ? error.name : String(error), failure: error instanceof DatabaseError ? error.failure : undefined, sqlState: error instanceof DatabaseError ? error.sqlState : undefined };
+	}
+});
+app.use(session({ store, key: 'sid', maxAge: 3_600_000 }, app));
+app.use(async (ctx) => {
+	const current = ctx.session;
+	if (current === null) {
+		throw new Error('koa-session always gives a session');
+	}
+	switch (ctx.path) {
+		case '/login': {
+			await current.regenerate();
+			if (ctx.session) {
+				ctx.session['user'] = ctx.query['user'];
+			}
+			break;
+		}
+		case '/visit': {
+			current['views'] = Number(current['views'] ?? 0) + 1;
+			break;
+		}
+		case '/logout': {
+			ctx.session = null;
+			ctx.body = { pid: process.pid };
+			return;
+		}
+		default:
+			break;
+	}
+	ctx.body = { pid: process.pid, session: ctx.session?.toJSON() };
+});
+
+const server = app.listen(0, '127.0.0.1');
+await new Promise((resolve) => server.once('listening', resolve));
+process.stdout.write(`${(server.address() as AddressInfo).port}\n`);
+process.once('SIGTERM', async () => {
+	server.closeAllConnections();
+	server.close();
+	await store.close();
+	process.exit(0);
+});

@@ -1,0 +1,174 @@
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import test, { type ExecutionContext } from 'ava';
+import pg from 'pg';
+import { DatabaseError, PgStore } from '../src/index.js';
+import { runScript } from './helpers/child-process.js';
+import { createDatabase } from './helpers/database.js';
+import { CookieJar, request } from './helpers/http.js';
+import { needsPgBouncer, startPgBouncer } from './helpers/pgbouncer.js';
+
+// Real PgBouncer in transaction pooling mode, with fewer server connections than the app
+// processes have client connections, so that processes share server connections as they do in
+// production. Statements prepared on a server connection stay there for whoever gets it next.
+const bouncerTest = needsPgBouncer(test);
+const hour = 3_600_000;
+
+/** Starts test/helpers/session-app.ts as a process of its own; killed when the test ends. */
+async function startAppProcess(t: ExecutionContext, env: Record<string, string>): Promise<string> {
+	const child = spawn(process.execPath, ['--import=tsx', 'test/helpers/session-app.ts'], {
+		env: { ...process.env, ...env },
+		stdio: ['ignore', 'pipe', 'inherit'],
+	});
+	t.teardown(() => new Promise<void>((resolve) => {
+		if (child.exitCode !== null) {
+			resolve();
+			return;
+		}
+		child.once('exit', () => resolve());
+		child.kill('SIGTERM');
+	}));
+	const first = await createInterface({ input: child.stdout })[Symbol.asyncIterator]().next();
+	if (first.done === true) {
+		throw new Error('the app process exited before listening');
+	}
+	return `http://127.0.0.1:${String(first.value).trim()}`;
+}
+
+bouncerTest('sessions created in one process are read, updated, regenerated and destroyed in others, behind PgBouncer', async (t) => {
+	const database = await createDatabase(t);
+	const bouncer = await startPgBouncer(t, database.url, { poolSize: 2 });
+	const apps = await Promise.all([1, 2, 3].map(() => startAppProcess(t, { DATABASE_URL: bouncer.url })));
+	const [a, b, c] = apps as [string, string, string];
+	const pids = new Set<unknown>();
+	const visit = async (app: string, path: string, jar: CookieJar) => {
+		const response = await request(`${app}${path}`, jar);
+		t.is(response.status, 200, JSON.stringify(response.body));
+		pids.add((response.body as { pid?: number }).pid);
+		return (response.body as { session?: Record<string, unknown> }).session;
+	};
+
+	const jar = new CookieJar();
+	t.like(await visit(a, '/login?user=ada', jar), { user: 'ada' });
+	t.like(await visit(b, '/', jar), { user: 'ada' });
+	t.like(await visit(c, '/visit', jar), { user: 'ada', views: 1 });
+	t.like(await visit(a, '/visit', jar), { user: 'ada', views: 2 });
+	// regenerate() in one process moves the data to a new key and ends the old one for all of them.
+	const before = jar.clone();
+	t.like(await visit(b, '/login?user=grace', jar), { user: 'grace', views: 2 });
+	t.notDeepEqual(jar.cookies.get('sid'), before.cookies.get('sid'));
+	t.deepEqual(await visit(c, '/', before), {}, 'the session before regenerate() is gone in another process');
+	t.like(await visit(c, '/visit', jar), { user: 'grace', views: 3 });
+	await visit(a, '/logout', jar);
+	t.deepEqual(await visit(b, '/', jar), {});
+	t.is(pids.size, 3, 'three processes served the requests');
+
+	// Many visitors at once, each signing in at one process and coming back at the next two.
+	const visitors = await Promise.all(Array.from({ length: 60 }, async (_, index) => {
+		const visitor = new CookieJar();
+		const user = `user-${index}`;
+		await visit(apps[index % 3] ?? a, `/login?user=${user}`, visitor);
+		const second = await visit(apps[(index + 1) % 3] ?? a, '/visit', visitor);
+		const third = await visit(apps[(index + 2) % 3] ?? a, '/visit', visitor);
+		return second?.['user'] === user && third?.['user'] === user && third['views'] === 2;
+	}));
+	t.deepEqual(new Set(visitors), new Set([true]));
+	t.deepEqual(await database.query('SELECT count(*)::int AS n FROM http_sessions'), [{ n: 60 }]);
+});
+
+// What one app process does before it exits: bursts of writes and reads, counting errors.
+const burst = `
+	import { PgStore } from './src/index.ts';
+	const store = new PgStore({
+		connectionString: process.env.URL,
+		cleanupInterval: 0,
+		pool: { max: 4 },
+		...process.env.PREPARED ? { preparedStatements: true } : {},
+	});
+	const errors = {};
+	let operations = 0;
+	const run = async (operation) => {
+		operations += 1;
+		try { await operation(); } catch (error) { errors[error.sqlState ?? error.failure ?? error.name] = (errors[error.sqlState ?? error.failure ?? error.name] ?? 0) + 1; }
+	};
+	for (let round = 0; round < 10; round++) {
+		await Promise.all(Array.from({ length: 10 }, async (_, index) => {
+			const key = process.env.RUN + '-' + round + '-' + index;
+			await run(() => store.set(key, { round }, 60_000));
+			await run(() => store.get(key, 60_000, {}));
+			await run(() => store.destroy(key));
+		}));
+		// Let each burst go out as statements of its own turn of the event loop.
+		await new Promise((resolve) => setTimeout(resolve, 5));
+	}
+	await store.close();
+	console.log(JSON.stringify({ operations, errors }));
+`;
+
+bouncerTest('an app restart behind the same PgBouncer causes no errors with the defaults', async (t) => {
+	const database = await createDatabase(t);
+	const bouncer = await startPgBouncer(t, database.url, { poolSize: 2 });
+	// Each run is a new process on the server connections PgBouncer kept from the one before.
+	for (const run of ['first', 'second']) {
+		const { code, output } = await runScript(burst, { URL: bouncer.url, RUN: run }, 45_000);
+		t.is(code, 0);
+		t.deepEqual(JSON.parse(output), { operations: 300, errors: {} }, `${run} run`);
+	}
+	// Two processes at once, sharing the two server connections.
+	const together = await Promise.all(['third', 'fourth'].map((run) => runScript(burst, { URL: bouncer.url, RUN: run }, 45_000)));
+	t.deepEqual(together.map(({ output }) => JSON.parse(output)), [{ operations: 300, errors: {} }, { operations: 300, errors: {} }]);
+});
+
+bouncerTest('with preparedStatements: true the same restart fails with 42P05, which is why it is off by default', async (t) => {
+	const database = await createDatabase(t);
+	const bouncer = await startPgBouncer(t, database.url, { poolSize: 2 });
+	const first = await runScript(burst, { URL: bouncer.url, RUN: 'first', PREPARED: '1' }, 45_000);
+	t.deepEqual(JSON.parse(first.output), { operations: 300, errors: {} }, 'a fresh PgBouncer has no statements prepared yet');
+	const second = await runScript(burst, { URL: bouncer.url, RUN: 'second', PREPARED: '1' }, 45_000);
+	const { errors } = JSON.parse(second.output) as { errors: Record<string, number> };
+	t.true((errors['42P05'] ?? 0) > 0, `errors: ${JSON.stringify(errors)}`);
+});
+
+bouncerTest('the schema option and ?schema= work through PgBouncer: no startup parameter it refuses', async (t) => {
+	const database = await createDatabase(t, { migrate: false });
+	const bouncer = await startPgBouncer(t, database.url, { poolSize: 2 });
+	const store = new PgStore({ connectionString: bouncer.url, schema: 'web sessions', cleanupInterval: 0 });
+	t.teardown(() => store.close());
+	t.deepEqual(await store.ensureSchema(), ['20261122000000_init', '20261122010000_session_subject']);
+	await store.set('k', { n: 1 }, hour);
+	t.deepEqual(await store.get('k', hour, {}), { n: 1 });
+	t.deepEqual(await database.query('SELECT count(*)::int AS n FROM "web sessions".http_sessions'), [{ n: 1 }]);
+	t.like(await store.cleanup(), { deleted: 0, skipped: false });
+	// SET LOCAL in ensureSchema()'s transaction did not leak to the server connections (both of
+	// them, by two statements at once) that other clients get next.
+	const other = new pg.Pool({ connectionString: bouncer.url, max: 2 });
+	t.teardown(() => other.end());
+	const paths = await Promise.all([1, 2].map(() => other.query<{ path: string }>(`SELECT current_setting('search_path') AS path, pg_sleep(0.2)::text`)));
+	t.deepEqual(paths.map((result) => result.rows[0]?.path), ['"$user", public', '"$user", public']);
+
+	const url = new URL(bouncer.url);
+	url.searchParams.set('schema', 'auth');
+	const fromUrl = new PgStore({ connectionString: url.toString(), cleanupInterval: 0 });
+	t.teardown(() => fromUrl.close());
+	await fromUrl.ensureSchema();
+	await fromUrl.set('k', { n: 2 }, hour);
+	t.deepEqual(await database.query('SELECT data FROM auth.http_sessions'), [{ data: { n: 2 } }]);
+});
+
+bouncerTest('a PgBouncer restart (all server connections new) is survived by the next requests', async (t) => {
+	const database = await createDatabase(t);
+	const bouncer = await startPgBouncer(t, database.url, { poolSize: 2 });
+	const store = new PgStore({ connectionString: bouncer.url, cleanupInterval: 0, onError: () => {} });
+	t.teardown(() => store.close());
+	await store.set('k', { n: 1 }, hour);
+	await bouncer.restart();
+	// The pooled connections died with the old process: a request on one of them may fail once,
+	// as connection-lost, never hang.
+	const first = await store.get('k', hour, {}).catch((error: unknown) => error);
+	if (first instanceof DatabaseError) {
+		t.is(first.failure, 'connection-lost');
+	} else {
+		t.deepEqual(first, { n: 1 });
+	}
+	t.deepEqual(await store.get('k', hour, {}), { n: 1 });
+});
