@@ -1,0 +1,116 @@
+// What bench/run.ts and bench/profile.ts share: a throwaway PostgreSQL with the session table,
+// the benchmark app servers (child processes), session cookies and autocannon requests.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readdir, readFile } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import type autocannon from 'autocannon';
+import pg from 'pg';
+import { startPostgres, type PostgresServer } from '../scripts/embedded-postgres.js';
+import type { ServerPorts, StoreKind } from './protocol.js';
+
+export interface BenchDatabase {
+	readonly server: PostgresServer;
+	/** The `bench` database, with this package's migrations applied. */
+	readonly url: string;
+	/** A small pool on it, for the harness' own queries. */
+	readonly pool: pg.Pool;
+	readonly version: string;
+	close(): Promise<void>;
+}
+
+export async function startDatabase(options: { statementStats?: boolean } = {}): Promise<BenchDatabase> {
+	const server = await startPostgres({
+		postgresFlags: options.statementStats === true
+			? ['-c', 'shared_preload_libraries=pg_stat_statements', '-c', 'pg_stat_statements.track=all']
+			: [],
+	});
+	const admin = new pg.Client({ connectionString: server.url });
+	await admin.connect();
+	await admin.query('CREATE DATABASE bench');
+	await admin.end();
+	const url = server.url.replace(/\/postgres$/, '/bench');
+	const pool = new pg.Pool({ connectionString: url, max: 2 });
+	if (options.statementStats === true) {
+		await pool.query('CREATE EXTENSION pg_stat_statements');
+	}
+	const migrations = (await readdir('prisma/migrations', { withFileTypes: true }))
+		.filter((entry) => entry.isDirectory()).map((entry) => entry.name).sort();
+	for (const name of migrations) {
+		await pool.query(await readFile(`prisma/migrations/${name}/migration.sql`, 'utf8'));
+	}
+	const { rows: [row] } = await pool.query<{ version: string }>("SELECT current_setting('server_version') AS version");
+	return {
+		server,
+		url,
+		pool,
+		version: row?.version ?? '?',
+		async close() {
+			await pool.end();
+			await server.stop();
+		},
+	};
+}
+
+export interface AppServer {
+	readonly kind: StoreKind;
+	readonly ports: ServerPorts;
+	readonly child: ChildProcess;
+	stop(): Promise<void>;
+}
+
+/**
+ * Starts bench/server.ts for one store in a child process, so that the load generator and the
+ * app do not share an event loop (nor a CPU profile).
+ * @param ipc Opens an IPC channel (bench/profile.ts drives the child's profiler through it).
+ */
+export async function startAppServer(kind: StoreKind, databaseUrl: string, options: { ipc?: boolean; env?: Record<string, string> } = {}): Promise<AppServer> {
+	const child = spawn(process.execPath, ['--import=tsx', 'bench/server.ts', kind], {
+		env: { ...process.env, ...options.env, BENCH_DATABASE_URL: databaseUrl },
+		stdio: ['ignore', 'pipe', 'inherit', ...options.ipc === true ? ['ipc' as const] : []],
+	});
+	const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+	const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+	const first = await lines.next();
+	if (first.done === true) {
+		throw new Error(`The ${kind} benchmark server exited before listening`);
+	}
+	return {
+		kind,
+		ports: JSON.parse(first.value) as ServerPorts,
+		child,
+		async stop() {
+			if (child.exitCode === null && child.signalCode === null) {
+				child.kill('SIGTERM');
+			}
+			await exited;
+		},
+	};
+}
+
+/** `count` new sessions of the app on `port` (each made by a GET of `/write`), as Cookie headers. */
+export async function sessionCookies(port: number, count: number): Promise<string[]> {
+	return Promise.all(Array.from({ length: count }, async () => {
+		const response = await fetch(`http://127.0.0.1:${port}/write`);
+		await response.arrayBuffer();
+		return response.headers.getSetCookie().map((cookie) => cookie.split(';')[0]).join('; ');
+	}));
+}
+
+/** GETs of `path`, each with the next of `cookies` (a session per cookie), or with none. */
+export function requestsWith(path: string, cookies: readonly string[] | undefined): autocannon.Request[] {
+	let next = 0;
+	return [{
+		method: 'GET',
+		path,
+		setupRequest: (request) => cookies === undefined
+			? request
+			: { ...request, headers: { ...request.headers, cookie: cookies[next++ % cookies.length] ?? '' } },
+	}];
+}
+
+export const median = (values: readonly number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? Number.NaN;
+
+/** A comma-separated environment variable, e.g. `BENCH_CONNECTIONS=8,32`. */
+export function listFromEnv(name: string, fallback: string): string[] {
+	return (process.env[name] ?? fallback).split(',').map((item) => item.trim()).filter((item) => item !== '');
+}
