@@ -1,12 +1,26 @@
 // What bench/run.ts and bench/profile.ts share: a throwaway PostgreSQL with the session table,
 // the benchmark app servers (child processes), session cookies and autocannon requests.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import type autocannon from 'autocannon';
 import pg from 'pg';
 import { startPostgres, type PostgresServer } from '../scripts/embedded-postgres.js';
 import type { ServerPorts, StoreKind } from './protocol.js';
+
+/**
+ * Builds dist/ (`npm run build`), which bench/server.ts imports unless BENCH_SOURCE=src, so that
+ * the benchmark measures the code as published, from the src/ of this checkout.
+ */
+export function buildPackage(): void {
+	if (process.env['BENCH_SOURCE'] === 'src') {
+		return;
+	}
+	const build = spawnSync('npm', ['run', 'build'], { stdio: ['ignore', 'ignore', 'inherit'] });
+	if (build.status !== 0) {
+		throw new Error(`\`npm run build\` failed (exit ${build.status ?? build.signal}); BENCH_SOURCE=src runs src/ through tsx instead`);
+	}
+}
 
 export interface BenchDatabase {
 	readonly server: PostgresServer;

@@ -18,10 +18,11 @@
 //   BENCH_EXPIRED_ROWS    expired rows for the cleanup sweep, 0 skips it (default 1000000)
 //   BENCH_LIVE_ROWS       live rows beside them (default 100000)
 //   BENCH_TOUCH_AFTER     koa-pgstore's `touchAfter` in ms (default 60000; read by bench/server.ts)
+//   BENCH_SOURCE          "dist" (default: `npm run build` first, then the compiled package) or "src" (through tsx)
 import os from 'node:os';
 import autocannon from 'autocannon';
 import { PgStore } from '../src/index.js';
-import { listFromEnv, median, requestsWith, sessionCookies, startAppServer, startDatabase, type AppServer } from './harness.js';
+import { buildPackage, listFromEnv, median, requestsWith, sessionCookies, startAppServer, startDatabase, type AppServer } from './harness.js';
 import { storeKinds, type StoreKind } from './protocol.js';
 
 const seconds = Number(process.env['BENCH_SECONDS'] ?? 3);
@@ -64,6 +65,7 @@ for (const workload of workloads) {
 }
 
 const startedAt = performance.now();
+buildPackage();
 const database = await startDatabase({ statementStats: true });
 const db = database.pool;
 
@@ -98,7 +100,8 @@ const load = () => os.loadavg().map((value) => value.toFixed(1)).join(' ');
 console.log(`koa-pgstore benchmark — ${new Date().toISOString().slice(0, 10)}, Node ${process.version}, PostgreSQL ${database.version}, `
 	+ `${cpu.length} × ${cpu[0]?.model.trim() ?? 'unknown CPU'}, load average at start ${load()}`);
 console.log(`${connectionCounts.join(' and ')} connections, ${rounds} interleaved rounds of ${seconds} s per cell; `
-	+ 'the app server of each store is its own process, the load generator another, PostgreSQL on the same machine\n');
+	+ 'the app server of each store is its own process, the load generator another, PostgreSQL on the same machine; '
+	+ `koa-pgstore from ${process.env['BENCH_SOURCE'] === 'src' ? 'src/ through tsx' : 'dist/ (compiled by tsc)'}\n`);
 
 const servers = new Map<StoreKind, AppServer>();
 for (const kind of kinds) {

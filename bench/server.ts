@@ -7,10 +7,11 @@
 // counters. With an IPC channel (bench/profile.ts) it also measures its own CPU on request.
 import { writeFile } from 'node:fs/promises';
 import { Session } from 'node:inspector/promises';
+import { findSourceMap } from 'node:module';
 import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import Koa from 'koa';
 import session from 'koa-session';
-import { PgStore } from '../src/index.js';
 import { MapStore } from './map-store.js';
 import { NaivePgStore } from './naive-pg-store.js';
 import { storeKinds, type ProfileCommand, type ProfileReport, type StoreKind } from './protocol.js';
@@ -20,6 +21,12 @@ if (!storeKinds.includes(kind)) {
 	throw new TypeError(`Expected a store kind (${storeKinds.join(', ')}), got ${String(kind)}`);
 }
 const connectionString = process.env['BENCH_DATABASE_URL'] ?? '';
+// The package as users run it (dist/, compiled by tsc; bench/harness.ts builds it first), unless
+// BENCH_SOURCE=src: tsx's on-the-fly compilation adds a `__name` call to every function
+// expression it evaluates (esbuild's keepNames), a cost the published package does not have.
+const { PgStore } = (process.env['BENCH_SOURCE'] === 'src'
+	? await import('../src/index.js')
+	: await import('../dist/index.js' as string)) as typeof import('../src/index.js');
 const touchAfter = Number(process.env['BENCH_TOUCH_AFTER'] ?? 60_000);
 
 const store = kind === 'koa-pgstore' || kind === 'koa-pgstore-unprepared'
@@ -83,6 +90,24 @@ await Promise.all(servers.map((server) => new Promise((resolve) => server.once('
 const [plain, rolling] = servers.map((server) => (server.address() as AddressInfo).port);
 process.stdout.write(`${JSON.stringify({ plain, rolling })}\n`);
 
+// Where each profiled function is in its source: tsx compiles src/ and bench/ with source maps
+// (and enables them), Prisma's minified runtime ships its own. Only this process can ask.
+function originalPositions(nodes: readonly { id: number; callFrame: { url: string; lineNumber: number; columnNumber: number } }[]) {
+	const positions: Record<string, { source: string; line: number; name?: string }> = {};
+	for (const { id, callFrame: { url, lineNumber, columnNumber } } of nodes) {
+		if (!url.startsWith('file://') || lineNumber < 0) {
+			continue;
+		}
+		const entry = findSourceMap(fileURLToPath(url))?.findEntry(lineNumber, columnNumber);
+		if (entry !== undefined && 'originalSource' in entry) {
+			// Node 20 gives the mapping's name too, which @types/node 20 does not declare yet.
+			const name: unknown = Reflect.get(entry, 'name');
+			positions[id] = { source: entry.originalSource, line: entry.originalLine, ...typeof name === 'string' ? { name } : {} };
+		}
+	}
+	return positions;
+}
+
 // Profiling through the inspector of this process (not --cpu-prof): the profile then covers the
 // measured requests only, not start-up, warm-up and Prisma's first compilations.
 let measuring: { cpu: NodeJS.CpuUsage; started: number; inspector?: Session } | undefined;
@@ -106,6 +131,7 @@ process.on('message', async (command: ProfileCommand) => {
 			measuring.inspector.disconnect();
 			if (command.profilePath !== undefined) {
 				await writeFile(command.profilePath, JSON.stringify(profile));
+				await writeFile(`${command.profilePath}.positions.json`, JSON.stringify(originalPositions(profile.nodes)));
 			}
 		}
 		measuring = undefined;
