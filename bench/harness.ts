@@ -44,6 +44,14 @@ export async function startDatabase(options: { statementStats?: boolean } = {}):
 	await admin.end();
 	const url = server.url.replace(/\/postgres$/, '/bench');
 	const pool = new pg.Pool({ connectionString: url, max: 2 });
+	// pg-pool's end() resolves before its clients' sockets have closed; PostgreSQL stopping right
+	// after then ends them (57P01) and an idle client reports that on the pool. Only then is it
+	// expected.
+	pool.on('error', (error) => {
+		if (!pool.ending) {
+			throw error;
+		}
+	});
 	if (options.statementStats === true) {
 		await pool.query('CREATE EXTENSION pg_stat_statements');
 	}
