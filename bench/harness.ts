@@ -1,6 +1,7 @@
 // What bench/run.ts and bench/profile.ts share: a throwaway PostgreSQL with the session table,
 // the benchmark app servers (child processes), session cookies and autocannon requests.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import type autocannon from 'autocannon';
@@ -29,7 +30,58 @@ export interface BenchDatabase {
 	/** A small pool on it, for the harness' own queries. */
 	readonly pool: pg.Pool;
 	readonly version: string;
+	/** CPU time all of PostgreSQL's processes have used so far, in µs (Linux only). */
+	cpuMicros(): number | undefined;
 	close(): Promise<void>;
+}
+
+// Clock ticks per second of /proc's CPU times: 100 on every Linux this runs on (getconf CLK_TCK).
+const clockTicks = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
+
+interface ProcessStat { ppid: number; cpuMicros: number; childrenCpuMicros: number }
+
+function processStat(pid: number | string): ProcessStat | undefined {
+	let stat: string;
+	try {
+		stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+	} catch {
+		// Not Linux, or the process just exited: no figure rather than a wrong one.
+		return undefined;
+	}
+	// Fields after the command name, which is in parentheses and may hold spaces: state is [0].
+	const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
+	const micros = (ticks: number | undefined) => ((ticks ?? 0) * 1_000_000) / clockTicks;
+	return {
+		ppid: fields[1] ?? 0,
+		cpuMicros: micros(fields[11]) + micros(fields[12]),
+		childrenCpuMicros: micros(fields[13]) + micros(fields[14]),
+	};
+}
+
+/**
+ * CPU time (user + system, all threads) process `pid` has used so far, in µs, read from /proc:
+ * unlike req/s it barely depends on what else runs on the machine. `undefined` off Linux.
+ */
+export function processCpuMicros(pid: number | undefined): number | undefined {
+	return pid === undefined ? undefined : processStat(pid)?.cpuMicros;
+}
+
+/** CPU time of a process, its live children and its children that exited, in µs. */
+function processTreeCpuMicros(pid: number): number | undefined {
+	const parent = processStat(pid);
+	if (parent === undefined) {
+		return undefined;
+	}
+	let total = parent.cpuMicros + parent.childrenCpuMicros;
+	for (const entry of readdirSync('/proc')) {
+		if (/^\d+$/.test(entry)) {
+			const child = processStat(entry);
+			if (child?.ppid === pid) {
+				total += child.cpuMicros;
+			}
+		}
+	}
+	return total;
 }
 
 export async function startDatabase(options: { statementStats?: boolean } = {}): Promise<BenchDatabase> {
@@ -60,12 +112,15 @@ export async function startDatabase(options: { statementStats?: boolean } = {}):
 	for (const name of migrations) {
 		await pool.query(await readFile(`prisma/migrations/${name}/migration.sql`, 'utf8'));
 	}
-	const { rows: [row] } = await pool.query<{ version: string }>("SELECT current_setting('server_version') AS version");
+	const { rows: [row] } = await pool.query<{ version: string; pid: number }>("SELECT current_setting('server_version') AS version, pg_backend_pid() AS pid");
+	// Every backend is a child of the postmaster.
+	const postmaster = row === undefined ? undefined : processStat(row.pid)?.ppid;
 	return {
 		server,
 		url,
 		pool,
 		version: row?.version ?? '?',
+		cpuMicros: () => (postmaster === undefined ? undefined : processTreeCpuMicros(postmaster)),
 		async close() {
 			await pool.end();
 			await server.stop();

@@ -22,7 +22,7 @@
 import os from 'node:os';
 import autocannon from 'autocannon';
 import { PgStore } from '../src/index.js';
-import { buildPackage, listFromEnv, median, requestsWith, sessionCookies, startAppServer, startDatabase, type AppServer } from './harness.js';
+import { buildPackage, listFromEnv, median, processCpuMicros, requestsWith, sessionCookies, startAppServer, startDatabase, type AppServer } from './harness.js';
 import { storeKinds, type StoreKind } from './protocol.js';
 
 const seconds = Number(process.env['BENCH_SECONDS'] ?? 3);
@@ -78,12 +78,28 @@ async function statementCounts(): Promise<{ statements: number; writes: number }
 	return { statements: Number(row?.statements ?? 0), writes: Number(row?.writes ?? 0) };
 }
 
-interface Measurement { requestsPerSecond: number; p50: number; p99: number; requests: number; statements: number; writes: number; errors: number }
+interface Measurement {
+	requestsPerSecond: number; p50: number; p99: number; requests: number; statements: number; writes: number; errors: number;
+	/** µs of CPU per request of the app server's process, and of all PostgreSQL's (NaN off Linux). */
+	appCpu: number; databaseCpu: number;
+}
 
-async function measure(port: number, path: string, cookies: string[] | undefined, connections: number, duration = seconds): Promise<Measurement> {
+async function measure(server: AppServer, workload: Workload, connections: number, duration = seconds): Promise<Measurement> {
 	await db.query('SELECT pg_stat_statements_reset()');
-	const result = await autocannon({ url: `http://127.0.0.1:${port}`, connections, duration, requests: requestsWith(path, cookies) });
+	const appBefore = processCpuMicros(server.child.pid);
+	const databaseBefore = database.cpuMicros();
+	const result = await autocannon({
+		url: `http://127.0.0.1:${workload === 'rolling' ? server.ports.rolling : server.ports.plain}`,
+		connections,
+		duration,
+		requests: requestsWith(pathOf(workload), workload === 'new' ? undefined : cookies.get(server.kind)),
+	});
+	const appAfter = processCpuMicros(server.child.pid);
+	const databaseAfter = database.cpuMicros();
 	const counts = await statementCounts();
+	const perRequest = (before: number | undefined, after: number | undefined) => (before === undefined || after === undefined
+		? Number.NaN
+		: (after - before) / result.requests.total);
 	return {
 		requestsPerSecond: result.requests.average,
 		p50: result.latency.p50,
@@ -92,6 +108,8 @@ async function measure(port: number, path: string, cookies: string[] | undefined
 		statements: counts.statements / result.requests.total,
 		writes: counts.writes / result.requests.total,
 		errors: result.errors + result.non2xx,
+		appCpu: perRequest(appBefore, appAfter),
+		databaseCpu: perRequest(databaseBefore, databaseAfter),
 	};
 }
 
@@ -104,21 +122,20 @@ console.log(`${connectionCounts.join(' and ')} connections, ${rounds} interleave
 	+ `koa-pgstore from ${process.env['BENCH_SOURCE'] === 'src' ? 'src/ through tsx' : 'dist/ (compiled by tsc)'}\n`);
 
 const servers = new Map<StoreKind, AppServer>();
+// The 100 sessions each store's read, write and rolling workloads cycle through.
+const cookies = new Map<StoreKind, string[]>();
+const pathOf = (workload: Workload) => (workload === 'write' ? '/write' : workload === 'new' ? '/new' : '/');
 for (const kind of kinds) {
 	servers.set(kind, await startAppServer(kind, database.url));
 }
-const portOf = (kind: StoreKind, workload: Workload) => (workload === 'rolling' ? servers.get(kind)!.ports.rolling : servers.get(kind)!.ports.plain);
-const pathOf = (workload: Workload) => (workload === 'write' ? '/write' : workload === 'new' ? '/new' : '/');
-const cookies = new Map<StoreKind, string[]>();
 for (const kind of kinds) {
 	cookies.set(kind, await sessionCookies(servers.get(kind)!.ports.plain, 100));
 }
-const cookiesFor = (kind: StoreKind, workload: Workload) => (workload === 'new' ? undefined : cookies.get(kind));
 
 // Warm-up, unmeasured: JIT, Prisma's query compiler, connection pools.
 for (const workload of workloads) {
 	for (const kind of kinds) {
-		await measure(portOf(kind, workload), pathOf(workload), cookiesFor(kind, workload), Math.max(...connectionCounts), 1);
+		await measure(servers.get(kind)!, workload, Math.max(...connectionCounts), 1);
 	}
 }
 
@@ -130,7 +147,7 @@ for (let round = 0; round < (process.env['BENCH_ONLY_CLEANUP'] ? 0 : rounds); ro
 			// Rotate the order so that no store always runs first (warm caches) or last.
 			const order = kinds.map((_, index) => kinds[(index + round) % kinds.length]!);
 			for (const kind of order) {
-				const measurement = await measure(portOf(kind, workload), pathOf(workload), cookiesFor(kind, workload), connections);
+				const measurement = await measure(servers.get(kind)!, workload, connections);
 				const key = cell(workload, connections, kind);
 				results.set(key, [...results.get(key) ?? [], measurement]);
 			}
@@ -140,9 +157,12 @@ for (let round = 0; round < (process.env['BENCH_ONLY_CLEANUP'] ? 0 : rounds); ro
 const requestsPerSecond = (workload: Workload, connections: number, kind: StoreKind) => median((results.get(cell(workload, connections, kind)) ?? []).map((m) => m.requestsPerSecond));
 const ratio = (value: number, reference: number) => (Number.isFinite(value) && Number.isFinite(reference) ? `${(value / reference).toFixed(2)}` : '—');
 
+const medianOf = (workload: Workload, connections: number, kind: StoreKind, pick: (m: Measurement) => number) => median((results.get(cell(workload, connections, kind)) ?? []).map(pick));
+const fixed = (value: number, digits: number) => (Number.isFinite(value) ? value.toFixed(digits) : '—');
+
 if (results.size > 0) {
-	console.log('| workload | connections | store | req/s | p50 ms | p99 ms | × pg baseline | × Map ceiling | statements/req | writes/req | errors |');
-	console.log('| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+	console.log('| workload | connections | store | req/s | p50 ms | p99 ms | × pg baseline | × Map ceiling | app CPU µs/req | PostgreSQL CPU µs/req | statements/req | writes/req | errors |');
+	console.log('| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 	for (const workload of workloads) {
 		for (const connections of connectionCounts) {
 			const baseline = requestsPerSecond(workload, connections, 'pg');
@@ -151,36 +171,40 @@ if (results.size > 0) {
 				const runs = results.get(cell(workload, connections, kind)) ?? [];
 				const rps = median(runs.map((m) => m.requestsPerSecond));
 				const inDatabase = kind !== 'cookie' && kind !== 'map';
-				console.log(`| ${workload} | ${connections} | ${kind} | ${rps.toFixed(0)} | ${median(runs.map((m) => m.p50)).toFixed(1)} | ${median(runs.map((m) => m.p99)).toFixed(1)} `
-					+ `| ${ratio(rps, baseline)} | ${ratio(rps, ceiling)} | ${inDatabase ? median(runs.map((m) => m.statements)).toFixed(2) : '—'} `
-					+ `| ${inDatabase ? median(runs.map((m) => m.writes)).toFixed(2) : '—'} | ${runs.reduce((sum, m) => sum + m.errors, 0)} |`);
+				const of = (pick: (m: Measurement) => number) => median(runs.map(pick));
+				console.log(`| ${workload} | ${connections} | ${kind} | ${rps.toFixed(0)} | ${of((m) => m.p50).toFixed(1)} | ${of((m) => m.p99).toFixed(1)} `
+					+ `| ${ratio(rps, baseline)} | ${ratio(rps, ceiling)} | ${fixed(of((m) => m.appCpu), 0)} | ${inDatabase ? fixed(of((m) => m.databaseCpu), 0) : '—'} `
+					+ `| ${inDatabase ? of((m) => m.statements).toFixed(2) : '—'} | ${inDatabase ? of((m) => m.writes).toFixed(2) : '—'} | ${runs.reduce((sum, m) => sum + m.errors, 0)} |`);
 			}
 		}
 	}
 	const ours = kinds.filter((kind) => kind.startsWith('koa-pgstore'));
 	if (ours.length > 0 && (kinds.includes('pg') || kinds.includes('map'))) {
-		console.log('\nkoa-pgstore in short: its req/s as a multiple of the Map-store ceiling and of the `pg` baseline');
-		console.log(`| workload | connections | ${ours.map((kind) => `${kind} × Map | ${kind} × pg`).join(' | ')} |`);
-		console.log(`| --- | ---: | ${ours.map(() => '---: | ---:').join(' | ')} |`);
+		console.log('\nkoa-pgstore in short: req/s as a multiple of the Map-store ceiling and of the `pg` baseline; '
+			+ 'app CPU µs/req above the Map store (the Node cost of the store, much less sensitive to machine load than req/s)');
+		console.log(`| workload | connections | ${ours.map((kind) => `${kind} × Map | ${kind} × pg | ${kind} app CPU above Map`).join(' | ')} |`);
+		console.log(`| --- | ---: | ${ours.map(() => '---: | ---: | ---:').join(' | ')} |`);
 		for (const workload of workloads) {
 			for (const connections of connectionCounts) {
 				const cells = ours.map((kind) => {
 					const rps = requestsPerSecond(workload, connections, kind);
-					return `${ratio(rps, requestsPerSecond(workload, connections, 'map'))} | ${ratio(rps, requestsPerSecond(workload, connections, 'pg'))}`;
+					const above = medianOf(workload, connections, kind, (m) => m.appCpu) - medianOf(workload, connections, 'map', (m) => m.appCpu);
+					return `${ratio(rps, requestsPerSecond(workload, connections, 'map'))} | ${ratio(rps, requestsPerSecond(workload, connections, 'pg'))} | ${Number.isFinite(above) ? `${above >= 0 ? '+' : ''}${above.toFixed(0)} µs` : '—'}`;
 				});
 				console.log(`| ${workload} | ${connections} | ${cells.join(' | ')} |`);
 			}
 		}
 	}
 	if (kinds.includes('koa-pgstore') && kinds.includes('koa-pgstore-unprepared')) {
-		console.log('\nPrepared statements: koa-pgstore req/s with `preparedStatements: true` (default) over `false`, same run');
-		console.log('| workload | connections | prepared req/s | unprepared req/s | prepared ÷ unprepared |');
-		console.log('| --- | ---: | ---: | ---: | ---: |');
+		console.log('\nPrepared statements: koa-pgstore with `preparedStatements: true` (default) against `false`, same run');
+		console.log('| workload | connections | prepared req/s | unprepared req/s | prepared ÷ unprepared | PostgreSQL CPU µs/req prepared | unprepared |');
+		console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
 		for (const workload of workloads) {
 			for (const connections of connectionCounts) {
 				const on = requestsPerSecond(workload, connections, 'koa-pgstore');
 				const off = requestsPerSecond(workload, connections, 'koa-pgstore-unprepared');
-				console.log(`| ${workload} | ${connections} | ${on.toFixed(0)} | ${off.toFixed(0)} | ${ratio(on, off)} |`);
+				console.log(`| ${workload} | ${connections} | ${on.toFixed(0)} | ${off.toFixed(0)} | ${ratio(on, off)} `
+					+ `| ${fixed(medianOf(workload, connections, 'koa-pgstore', (m) => m.databaseCpu), 0)} | ${fixed(medianOf(workload, connections, 'koa-pgstore-unprepared', (m) => m.databaseCpu), 0)} |`);
 			}
 		}
 	}
@@ -261,7 +285,7 @@ if (expiredRows > 0 && sweptKind !== undefined) {
 		SELECT md5('live' || n), '{"views": 1}'::jsonb, now(), now(), now() + interval '1 day' FROM generate_series(1, $2) AS n`,
 	[expiredRows, liveRows]);
 	await db.query('VACUUM ANALYZE http_sessions');
-	const readsWithout = await measure(port, '/', cookies.get(sweptKind), connections);
+	const readsWithout = await measure(servers.get(sweptKind)!, 'read', connections);
 	const sweeper = new PgStore({ connectionString: database.url, cleanupInterval: 0 });
 	await db.query('SELECT pg_stat_statements_reset()');
 	// Reads run for exactly as long as the sweep does.
