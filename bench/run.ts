@@ -2,8 +2,10 @@
 // Map store (the ceiling of any external store: koa-session's own cost), through one Koa app
 // under HTTP load, in interleaved rounds, at each connection count; then the two-tabs workload
 // (lost field updates when two requests of one session save at once); then a cleanup sweep of
-// 1,000,000 expired rows among 100,000 live ones. Prints Markdown tables. About 6 minutes with
-// the defaults on 2 cores. Compare ratios measured in one run, never req/s across runs.
+// 1,000,000 expired rows among 100,000 live ones. Prints Markdown tables. With the defaults on 2
+// cores: 7.6 minutes at a load average of 16 (the sweep alone took 98 s), less on a quiet machine.
+// Compare ratios measured in one run, never req/s across runs; app and PostgreSQL CPU per request
+// (from /proc, Linux) depend much less on what else the machine runs than req/s do.
 //
 // Environment (lists are comma-separated):
 //   BENCH_SECONDS         seconds per measurement (default 3)
