@@ -1,55 +1,75 @@
-// `npm run bench`: koa-pgstore against a hand-written `pg` store (the baseline) and cookie-only
-// koa-session (the ceiling), through one Koa app under HTTP load, in interleaved rounds; then a
-// cleanup sweep of 1,000,000 expired rows among 100,000 live ones. Prints Markdown tables.
+// `npm run bench`: koa-pgstore against a hand-written `pg` store (the baseline) and an in-process
+// Map store (the ceiling of any external store: koa-session's own cost), through one Koa app
+// under HTTP load, in interleaved rounds, at each connection count; then the two-tabs workload
+// (lost field updates when two requests of one session save at once); then a cleanup sweep of
+// 1,000,000 expired rows among 100,000 live ones. Prints Markdown tables. With the defaults on 2
+// cores: 7.6 minutes at a load average of 16 (the sweep alone took 98 s), less on a quiet machine.
+// Compare ratios measured in one run, never req/s across runs; app and PostgreSQL CPU per request
+// (from /proc, Linux) depend much less on what else the machine runs than req/s do.
 //
-// Environment: BENCH_SECONDS (per measurement, default 3), BENCH_ROUNDS (default 3),
-// BENCH_CONNECTIONS (default 8), BENCH_EXPIRED_ROWS (default 1000000), BENCH_LIVE_ROWS (default 100000).
-import { spawn, type ChildProcess } from 'node:child_process';
-import { readdir, readFile } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
+// Environment (lists are comma-separated):
+//   BENCH_SECONDS         seconds per measurement (default 3)
+//   BENCH_ROUNDS          interleaved rounds; each cell reports the median (default 3)
+//   BENCH_CONNECTIONS     connection counts, each workload runs at each (default "8,32")
+//   BENCH_STORES          stores to run (default "koa-pgstore,pg,map"; also "cookie": cookie-only koa-session)
+//   BENCH_PREPARED        koa-pgstore with prepared statements: "1" (default), "0" (`preparedStatements:
+//                         false`), or "1,0" for both side by side in one run, with a table of their ratio
+//   BENCH_WORKLOADS       HTTP workloads (default "read,write,new,rolling")
+//   BENCH_TABS_SESSIONS   sessions of the two-tabs workload, 0 skips it (default 200)
+//   BENCH_TABS_ROUNDS     pairs of concurrent requests per session (default 5)
+//   BENCH_EXPIRED_ROWS    expired rows for the cleanup sweep, 0 skips it (default 1000000)
+//   BENCH_LIVE_ROWS       live rows beside them (default 100000)
+//   BENCH_TOUCH_AFTER     koa-pgstore's `touchAfter` in ms (default 60000; read by bench/server.ts)
+//   BENCH_SOURCE          "dist" (default: `npm run build` first, then the compiled package) or "src" (through tsx)
+import os from 'node:os';
 import autocannon from 'autocannon';
-import pg from 'pg';
 import { PgStore } from '../src/index.js';
-import { startPostgres } from '../scripts/embedded-postgres.js';
-import type { StoreKind } from './server.js';
+import { buildPackage, listFromEnv, median, processCpuMicros, requestsWith, sessionCookies, startAppServer, startDatabase, type AppServer } from './harness.js';
+import { storeKinds, type StoreKind } from './protocol.js';
 
 const seconds = Number(process.env['BENCH_SECONDS'] ?? 3);
 const rounds = Number(process.env['BENCH_ROUNDS'] ?? 3);
-const connections = Number(process.env['BENCH_CONNECTIONS'] ?? 8);
+const connectionCounts = listFromEnv('BENCH_CONNECTIONS', '8,32').map(Number);
 const expiredRows = Number(process.env['BENCH_EXPIRED_ROWS'] ?? 1_000_000);
 const liveRows = Number(process.env['BENCH_LIVE_ROWS'] ?? 100_000);
-const kinds: StoreKind[] = ['koa-pgstore', 'pg', 'cookie'];
-const workloads = ['read', 'write', 'new', 'rolling'] as const;
+const tabSessions = Number(process.env['BENCH_TABS_SESSIONS'] ?? 200);
+const tabRounds = Number(process.env['BENCH_TABS_ROUNDS'] ?? 5);
+const allWorkloads = ['read', 'write', 'new', 'rolling'] as const;
+type Workload = typeof allWorkloads[number];
+const workloads = listFromEnv('BENCH_WORKLOADS', allWorkloads.join(',')) as Workload[];
+const prepared = listFromEnv('BENCH_PREPARED', '1');
+const kinds: StoreKind[] = listFromEnv('BENCH_STORES', 'koa-pgstore,pg,map').flatMap((name): StoreKind[] => (name === 'koa-pgstore'
+	? prepared.map((flag) => (flag === '0' ? 'koa-pgstore-unprepared' : 'koa-pgstore'))
+	: [name as StoreKind]));
 
-const server = await startPostgres({ postgresFlags: ['-c', 'shared_preload_libraries=pg_stat_statements', '-c', 'pg_stat_statements.track=all'] });
-const admin = new pg.Client({ connectionString: server.url });
-await admin.connect();
-await admin.query('CREATE DATABASE bench');
-const databaseUrl = server.url.replace(/\/postgres$/, '/bench');
-const db = new pg.Pool({ connectionString: databaseUrl, max: 2 });
-await db.query('CREATE EXTENSION pg_stat_statements');
-for (const name of (await readdir('prisma/migrations', { withFileTypes: true })).filter((entry) => entry.isDirectory()).map((entry) => entry.name).sort()) {
-	await db.query(await readFile(`prisma/migrations/${name}/migration.sql`, 'utf8'));
+for (const [name, value] of Object.entries({ seconds, rounds, expiredRows, liveRows, tabSessions, tabRounds })) {
+	if (!Number.isInteger(value) || value < 0) {
+		throw new TypeError(`Expected ${name} to be an integer >= 0, got ${value}`);
+	}
 }
-const { rows: [{ version } = { version: '?' }] } = await db.query<{ version: string }>("SELECT current_setting('server_version') AS version");
+if (connectionCounts.length === 0 || connectionCounts.some((count) => !Number.isInteger(count) || count < 1)) {
+	throw new TypeError(`Expected BENCH_CONNECTIONS to be a list of integers >= 1, got ${process.env['BENCH_CONNECTIONS']}`);
+}
+for (const flag of prepared) {
+	if (flag !== '0' && flag !== '1') {
+		throw new TypeError(`Expected BENCH_PREPARED to be "1", "0" or "1,0", got ${process.env['BENCH_PREPARED']}`);
+	}
+}
+for (const kind of kinds) {
+	if (!storeKinds.includes(kind)) {
+		throw new TypeError(`Expected BENCH_STORES to name stores among koa-pgstore, pg, map, cookie, got ${kind}`);
+	}
+}
+for (const workload of workloads) {
+	if (!allWorkloads.includes(workload)) {
+		throw new TypeError(`Expected BENCH_WORKLOADS to name workloads among ${allWorkloads.join(', ')}, got ${workload}`);
+	}
+}
 
-const children: ChildProcess[] = [];
-async function startServer(kind: StoreKind): Promise<{ plain: number; rolling: number }> {
-	const child = spawn(process.execPath, ['--import=tsx', 'bench/server.ts', kind], {
-		env: { ...process.env, BENCH_DATABASE_URL: databaseUrl },
-		stdio: ['ignore', 'pipe', 'inherit'],
-	});
-	children.push(child);
-	const [line] = await createInterface({ input: child.stdout! })[Symbol.asyncIterator]().next().then((result) => [result.value as string]);
-	return JSON.parse(line ?? '{}');
-}
-
-async function sessionCookies(port: number, count: number): Promise<string[]> {
-	return Promise.all(Array.from({ length: count }, async () => {
-		const response = await fetch(`http://127.0.0.1:${port}/write`);
-		return response.headers.getSetCookie().map((cookie) => cookie.split(';')[0]).join('; ');
-	}));
-}
+const startedAt = performance.now();
+buildPackage();
+const database = await startDatabase({ statementStats: true });
+const db = database.pool;
 
 async function statementCounts(): Promise<{ statements: number; writes: number }> {
 	const { rows: [row] } = await db.query<{ statements: string; writes: string }>(`
@@ -60,24 +80,28 @@ async function statementCounts(): Promise<{ statements: number; writes: number }
 	return { statements: Number(row?.statements ?? 0), writes: Number(row?.writes ?? 0) };
 }
 
-// GETs of `path`, each with the next of `cookies` (a session per cookie), or with none.
-function requestsWith(path: string, cookies: string[] | undefined): autocannon.Request[] {
-	let next = 0;
-	return [{
-		method: 'GET',
-		path,
-		setupRequest: (request) => cookies === undefined
-			? request
-			: { ...request, headers: { ...request.headers, cookie: cookies[next++ % cookies.length] ?? '' } },
-	}];
+interface Measurement {
+	requestsPerSecond: number; p50: number; p99: number; requests: number; statements: number; writes: number; errors: number;
+	/** µs of CPU per request of the app server's process, and of all PostgreSQL's (NaN off Linux). */
+	appCpu: number; databaseCpu: number;
 }
 
-interface Measurement { requestsPerSecond: number; p50: number; p99: number; requests: number; statements: number; writes: number; errors: number }
-
-async function measure(port: number, path: string, cookies: string[] | undefined, duration = seconds): Promise<Measurement> {
+async function measure(server: AppServer, workload: Workload, connections: number, duration = seconds): Promise<Measurement> {
 	await db.query('SELECT pg_stat_statements_reset()');
-	const result = await autocannon({ url: `http://127.0.0.1:${port}`, connections, duration, requests: requestsWith(path, cookies) });
+	const appBefore = processCpuMicros(server.child.pid);
+	const databaseBefore = database.cpuMicros();
+	const result = await autocannon({
+		url: `http://127.0.0.1:${workload === 'rolling' ? server.ports.rolling : server.ports.plain}`,
+		connections,
+		duration,
+		requests: requestsWith(pathOf(workload), workload === 'new' ? undefined : cookies.get(server.kind)),
+	});
+	const appAfter = processCpuMicros(server.child.pid);
+	const databaseAfter = database.cpuMicros();
 	const counts = await statementCounts();
+	const perRequest = (before: number | undefined, after: number | undefined) => (before === undefined || after === undefined
+		? Number.NaN
+		: (after - before) / result.requests.total);
 	return {
 		requestsPerSecond: result.requests.average,
 		p50: result.latency.p50,
@@ -86,87 +110,207 @@ async function measure(port: number, path: string, cookies: string[] | undefined
 		statements: counts.statements / result.requests.total,
 		writes: counts.writes / result.requests.total,
 		errors: result.errors + result.non2xx,
+		appCpu: perRequest(appBefore, appAfter),
+		databaseCpu: perRequest(databaseBefore, databaseAfter),
 	};
 }
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? Number.NaN;
+const cpu = os.cpus();
+const load = () => os.loadavg().map((value) => value.toFixed(1)).join(' ');
+console.log(`koa-pgstore benchmark — ${new Date().toISOString().slice(0, 10)}, Node ${process.version}, PostgreSQL ${database.version}, `
+	+ `${cpu.length} × ${cpu[0]?.model.trim() ?? 'unknown CPU'}, load average at start ${load()}`);
+console.log(`${connectionCounts.join(' and ')} connections, ${rounds} interleaved rounds of ${seconds} s per cell; `
+	+ 'the app server of each store is its own process, the load generator another, PostgreSQL on the same machine; '
+	+ `koa-pgstore from ${process.env['BENCH_SOURCE'] === 'src' ? 'src/ through tsx' : 'dist/ (compiled by tsc)'}\n`);
 
-console.log(`koa-pgstore benchmark — ${new Date().toISOString().slice(0, 10)}, Node ${process.version}, PostgreSQL ${version}, `
-	+ `${connections} connections, ${rounds} interleaved rounds of ${seconds} s per cell\n`);
-
-const ports = Object.fromEntries(await Promise.all(kinds.map(async (kind) => [kind, await startServer(kind)] as const))) as Record<StoreKind, { plain: number; rolling: number }>;
-const cookies = Object.fromEntries(await Promise.all(kinds.map(async (kind) => [kind, await sessionCookies(ports[kind].plain, 100)] as const))) as Record<StoreKind, string[]>;
+const servers = new Map<StoreKind, AppServer>();
+// The 100 sessions each store's read, write and rolling workloads cycle through.
+const cookies = new Map<StoreKind, string[]>();
+const pathOf = (workload: Workload) => (workload === 'write' ? '/write' : workload === 'new' ? '/new' : '/');
+for (const kind of kinds) {
+	servers.set(kind, await startAppServer(kind, database.url));
+}
+for (const kind of kinds) {
+	cookies.set(kind, await sessionCookies(servers.get(kind)!.ports.plain, 100));
+}
 
 // Warm-up, unmeasured: JIT, Prisma's query compiler, connection pools.
 for (const workload of workloads) {
 	for (const kind of kinds) {
-		const port = workload === 'rolling' ? ports[kind].rolling : ports[kind].plain;
-		await measure(port, workload === 'write' ? '/write' : workload === 'new' ? '/new' : '/', workload === 'new' ? undefined : cookies[kind], 1);
+		await measure(servers.get(kind)!, workload, Math.max(...connectionCounts), 1);
 	}
 }
 
 const results = new Map<string, Measurement[]>();
+const cell = (workload: Workload, connections: number, kind: StoreKind) => `${workload}/${connections}/${kind}`;
 for (let round = 0; round < (process.env['BENCH_ONLY_CLEANUP'] ? 0 : rounds); round++) {
+	for (const connections of connectionCounts) {
+		for (const workload of workloads) {
+			// Rotate the order so that no store always runs first (warm caches) or last.
+			const order = kinds.map((_, index) => kinds[(index + round) % kinds.length]!);
+			for (const kind of order) {
+				const measurement = await measure(servers.get(kind)!, workload, connections);
+				const key = cell(workload, connections, kind);
+				results.set(key, [...results.get(key) ?? [], measurement]);
+			}
+		}
+	}
+}
+const requestsPerSecond = (workload: Workload, connections: number, kind: StoreKind) => median((results.get(cell(workload, connections, kind)) ?? []).map((m) => m.requestsPerSecond));
+const ratio = (value: number, reference: number) => (Number.isFinite(value) && Number.isFinite(reference) ? `${(value / reference).toFixed(2)}` : '—');
+
+const medianOf = (workload: Workload, connections: number, kind: StoreKind, pick: (m: Measurement) => number) => median((results.get(cell(workload, connections, kind)) ?? []).map(pick));
+const fixed = (value: number, digits: number) => (Number.isFinite(value) ? value.toFixed(digits) : '—');
+
+if (results.size > 0) {
+	console.log('| workload | connections | store | req/s | p50 ms | p99 ms | × pg baseline | × Map ceiling | app CPU µs/req | PostgreSQL CPU µs/req | statements/req | writes/req | errors |');
+	console.log('| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 	for (const workload of workloads) {
-		// Rotate the order so that no store always runs first (warm caches) or last.
-		const order = kinds.map((_, index) => kinds[(index + round) % kinds.length]!);
-		for (const kind of order) {
-			const port = workload === 'rolling' ? ports[kind].rolling : ports[kind].plain;
-			const path = workload === 'write' ? '/write' : workload === 'new' ? '/new' : '/';
-			const measurement = await measure(port, path, workload === 'new' ? undefined : cookies[kind]);
-			const key = `${workload}/${kind}`;
-			results.set(key, [...results.get(key) ?? [], measurement]);
+		for (const connections of connectionCounts) {
+			const baseline = requestsPerSecond(workload, connections, 'pg');
+			const ceiling = requestsPerSecond(workload, connections, 'map');
+			for (const kind of kinds) {
+				const runs = results.get(cell(workload, connections, kind)) ?? [];
+				const rps = median(runs.map((m) => m.requestsPerSecond));
+				const inDatabase = kind !== 'cookie' && kind !== 'map';
+				const of = (pick: (m: Measurement) => number) => median(runs.map(pick));
+				console.log(`| ${workload} | ${connections} | ${kind} | ${rps.toFixed(0)} | ${of((m) => m.p50).toFixed(1)} | ${of((m) => m.p99).toFixed(1)} `
+					+ `| ${ratio(rps, baseline)} | ${ratio(rps, ceiling)} | ${fixed(of((m) => m.appCpu), 0)} | ${inDatabase ? fixed(of((m) => m.databaseCpu), 0) : '—'} `
+					+ `| ${inDatabase ? of((m) => m.statements).toFixed(2) : '—'} | ${inDatabase ? of((m) => m.writes).toFixed(2) : '—'} | ${runs.reduce((sum, m) => sum + m.errors, 0)} |`);
+			}
+		}
+	}
+	const ours = kinds.filter((kind) => kind.startsWith('koa-pgstore'));
+	if (ours.length > 0 && (kinds.includes('pg') || kinds.includes('map'))) {
+		console.log('\nkoa-pgstore in short: req/s as a multiple of the Map-store ceiling and of the `pg` baseline; '
+			+ 'app CPU µs/req above the Map store (the Node cost of the store, much less sensitive to machine load than req/s)');
+		console.log(`| workload | connections | ${ours.map((kind) => `${kind} × Map | ${kind} × pg | ${kind} app CPU above Map`).join(' | ')} |`);
+		console.log(`| --- | ---: | ${ours.map(() => '---: | ---: | ---:').join(' | ')} |`);
+		for (const workload of workloads) {
+			for (const connections of connectionCounts) {
+				const cells = ours.map((kind) => {
+					const rps = requestsPerSecond(workload, connections, kind);
+					const above = medianOf(workload, connections, kind, (m) => m.appCpu) - medianOf(workload, connections, 'map', (m) => m.appCpu);
+					return `${ratio(rps, requestsPerSecond(workload, connections, 'map'))} | ${ratio(rps, requestsPerSecond(workload, connections, 'pg'))} | ${Number.isFinite(above) ? `${above >= 0 ? '+' : ''}${above.toFixed(0)} µs` : '—'}`;
+				});
+				console.log(`| ${workload} | ${connections} | ${cells.join(' | ')} |`);
+			}
+		}
+	}
+	if (kinds.includes('koa-pgstore') && kinds.includes('koa-pgstore-unprepared')) {
+		console.log('\nPrepared statements: koa-pgstore with `preparedStatements: true` (default) against `false`, same run');
+		console.log('| workload | connections | prepared req/s | unprepared req/s | prepared ÷ unprepared | PostgreSQL CPU µs/req prepared | unprepared |');
+		console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+		for (const workload of workloads) {
+			for (const connections of connectionCounts) {
+				const on = requestsPerSecond(workload, connections, 'koa-pgstore');
+				const off = requestsPerSecond(workload, connections, 'koa-pgstore-unprepared');
+				console.log(`| ${workload} | ${connections} | ${on.toFixed(0)} | ${off.toFixed(0)} | ${ratio(on, off)} `
+					+ `| ${fixed(medianOf(workload, connections, 'koa-pgstore', (m) => m.databaseCpu), 0)} | ${fixed(medianOf(workload, connections, 'koa-pgstore-unprepared', (m) => m.databaseCpu), 0)} |`);
+			}
 		}
 	}
 }
 
-console.log('| workload | store | req/s | p50 ms | p99 ms | × pg baseline | statements/req | writes/req | errors |');
-console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
-for (const workload of workloads) {
-	const baseline = median((results.get(`${workload}/pg`) ?? []).map((m) => m.requestsPerSecond));
-	for (const kind of kinds) {
-		const runs = results.get(`${workload}/${kind}`) ?? [];
-		const rps = median(runs.map((m) => m.requestsPerSecond));
-		console.log(`| ${workload} | ${kind} | ${rps.toFixed(0)} | ${median(runs.map((m) => m.p50)).toFixed(1)} | ${median(runs.map((m) => m.p99)).toFixed(1)} | ${(rps / baseline).toFixed(2)} | ${kind === 'cookie' ? '—' : median(runs.map((m) => m.statements)).toFixed(2)} | ${kind === 'cookie' ? '—' : median(runs.map((m) => m.writes)).toFixed(2)} | ${runs.reduce((sum, m) => sum + m.errors, 0)} |`);
+// Two tabs: each pair of requests of one session loads it, changes a field of its own (`a` or
+// `b`) and saves; bench/server.ts makes both load before either saves. Afterwards every session
+// should count `a` and `b` once per pair; whatever is missing was erased by the other tab.
+interface TabsResult { lostA: number; lostB: number; unpaired: number; errors: number; ms: number }
+
+async function twoTabs(port: number, pairsInFlight: number): Promise<TabsResult> {
+	const sessions = await sessionCookies(port, tabSessions);
+	const result: TabsResult = { lostA: 0, lostB: 0, unpaired: 0, errors: 0, ms: 0 };
+	let firstError: unknown;
+	const tab = async (cookie: string, side: 'a' | 'b', pair: string) => {
+		try {
+			const response = await fetch(`http://127.0.0.1:${port}/tab?side=${side}&pair=${pair}`, { headers: { cookie } });
+			const body = await response.json() as { paired?: boolean };
+			if (!response.ok) {
+				result.errors += 1;
+			} else if (body.paired !== true) {
+				result.unpaired += 1;
+			}
+		} catch (error) {
+			result.errors += 1;
+			firstError ??= error;
+		}
+	};
+	const started = performance.now();
+	let next = 0;
+	await Promise.all(Array.from({ length: pairsInFlight }, async () => {
+		for (let index = next++; index < sessions.length; index = next++) {
+			const cookie = sessions[index]!;
+			for (let round = 0; round < tabRounds; round++) {
+				await Promise.all([tab(cookie, 'a', `${index}.${round}`), tab(cookie, 'b', `${index}.${round}`)]);
+			}
+		}
+	}));
+	result.ms = performance.now() - started;
+	for (const cookie of sessions) {
+		const response = await fetch(`http://127.0.0.1:${port}/tabs`, { headers: { cookie } });
+		const { a, b } = await response.json() as { a: number; b: number };
+		result.lostA += tabRounds - a;
+		result.lostB += tabRounds - b;
+	}
+	if (firstError !== undefined) {
+		console.error('two tabs: first failed request:', firstError);
+	}
+	return result;
+}
+
+const tabKinds = kinds.filter((kind) => kind !== 'cookie');
+if (tabSessions > 0 && tabRounds > 0 && tabKinds.length > 0) {
+	const pairsInFlight = Math.max(1, Math.floor(Math.max(...connectionCounts) / 2));
+	console.log(`\nTwo tabs: ${tabSessions} sessions × ${tabRounds} pairs of concurrent requests (tab A increments \`a\`, tab B \`b\`; `
+		+ `both load before either saves), ${pairsInFlight} pairs in flight. Expected per session: a = b = ${tabRounds}`);
+	console.log('| store | field updates | lost `a` | lost `b` | lost | lost % | unpaired | errors | s |');
+	console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+	for (const kind of tabKinds) {
+		const tabs = await twoTabs(servers.get(kind)!.ports.plain, pairsInFlight);
+		const updates = 2 * tabSessions * tabRounds;
+		const lost = tabs.lostA + tabs.lostB;
+		console.log(`| ${kind} | ${updates} | ${tabs.lostA} | ${tabs.lostB} | ${lost} | ${(100 * lost / updates).toFixed(1)} | ${tabs.unpaired} | ${tabs.errors} | ${(tabs.ms / 1000).toFixed(1)} |`);
 	}
 }
 
 // Cleanup: expired rows among live ones, swept while the app serves reads.
-console.log(`\nCleanup: ${expiredRows.toLocaleString('en')} expired rows among ${liveRows.toLocaleString('en')} live ones, batches of 1000`);
-await db.query(`
-	INSERT INTO http_sessions (key, data, created_on, modified_on, expires_on)
-	SELECT md5('expired' || n), '{"_expire": 0}'::jsonb, now(), now(), now() - interval '1 hour' FROM generate_series(1, $1) AS n
-	UNION ALL
-	SELECT md5('live' || n), '{"views": 1}'::jsonb, now(), now(), now() + interval '1 day' FROM generate_series(1, $2) AS n`,
-[expiredRows, liveRows]);
-await db.query('VACUUM ANALYZE http_sessions');
-const readsWithout = await measure(ports['koa-pgstore'].plain, '/', cookies['koa-pgstore']);
-const sweeper = new PgStore({ connectionString: databaseUrl, cleanupInterval: 0 });
-await db.query('SELECT pg_stat_statements_reset()');
-// Reads run for exactly as long as the sweep does.
-let readLoad: autocannon.Instance | undefined;
-const readsDone = new Promise<autocannon.Result>((resolve, reject) => {
-	readLoad = autocannon({
-		url: `http://127.0.0.1:${ports['koa-pgstore'].plain}`,
-		connections,
-		duration: 3_600,
-		requests: requestsWith('/', cookies['koa-pgstore']),
-	}, (error, result) => (error ? reject(error) : resolve(result)));
-});
-const report = await sweeper.cleanup({ batchSize: 1000 }).finally(() => readLoad?.stop());
-const readsDuring = await readsDone;
-const { rows: [longest] } = await db.query<{ max_ms: number; calls: string }>(
-	`SELECT max(max_exec_time) AS max_ms, sum(calls) AS calls FROM pg_stat_statements WHERE query ~* '^\\s*delete'`,
-);
-console.log('| sweep s | rows deleted | rows/s | batches | longest DELETE ms | read p99 ms without | read p99 ms during | ratio | read req/s without | during |');
-console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
-console.log(`| ${(report.ms / 1000).toFixed(1)} | ${report.deleted} | ${(report.deleted / (report.ms / 1000)).toFixed(0)} | ${report.batches} | ${Number(longest?.max_ms ?? 0).toFixed(1)} | ${readsWithout.p99} | ${readsDuring.latency.p99} | ${(readsDuring.latency.p99 / readsWithout.p99).toFixed(2)} | ${readsWithout.requestsPerSecond.toFixed(0)} | ${readsDuring.requests.average.toFixed(0)} |`);
-
-await sweeper.close();
-for (const child of children) {
-	child.kill('SIGTERM');
+const sweptKind = kinds.find((kind) => kind.startsWith('koa-pgstore'));
+if (expiredRows > 0 && sweptKind !== undefined) {
+	const connections = connectionCounts[0]!;
+	const port = servers.get(sweptKind)!.ports.plain;
+	console.log(`\nCleanup: ${expiredRows.toLocaleString('en')} expired rows among ${liveRows.toLocaleString('en')} live ones, batches of 1000, `
+		+ `reads of ${sweptKind} at ${connections} connections`);
+	await db.query(`
+		INSERT INTO http_sessions (key, data, created_on, modified_on, expires_on)
+		SELECT md5('expired' || n), '{"_expire": 0}'::jsonb, now(), now(), now() - interval '1 hour' FROM generate_series(1, $1) AS n
+		UNION ALL
+		SELECT md5('live' || n), '{"views": 1}'::jsonb, now(), now(), now() + interval '1 day' FROM generate_series(1, $2) AS n`,
+	[expiredRows, liveRows]);
+	await db.query('VACUUM ANALYZE http_sessions');
+	const readsWithout = await measure(servers.get(sweptKind)!, 'read', connections);
+	const sweeper = new PgStore({ connectionString: database.url, cleanupInterval: 0 });
+	await db.query('SELECT pg_stat_statements_reset()');
+	// Reads run for exactly as long as the sweep does.
+	let readLoad: autocannon.Instance | undefined;
+	const readsDone = new Promise<autocannon.Result>((resolve, reject) => {
+		readLoad = autocannon({
+			url: `http://127.0.0.1:${port}`,
+			connections,
+			duration: 3_600,
+			requests: requestsWith('/', cookies.get(sweptKind)),
+		}, (error, result) => (error ? reject(error) : resolve(result)));
+	});
+	const report = await sweeper.cleanup({ batchSize: 1000 }).finally(() => readLoad?.stop());
+	const readsDuring = await readsDone;
+	const { rows: [longest] } = await db.query<{ max_ms: number; calls: string }>(
+		`SELECT max(max_exec_time) AS max_ms, sum(calls) AS calls FROM pg_stat_statements WHERE query ~* '^\\s*delete'`,
+	);
+	console.log('| sweep s | rows deleted | rows/s | batches | longest DELETE ms | read p99 ms without | read p99 ms during | ratio | read req/s without | during |');
+	console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+	console.log(`| ${(report.ms / 1000).toFixed(1)} | ${report.deleted} | ${(report.deleted / (report.ms / 1000)).toFixed(0)} | ${report.batches} | ${Number(longest?.max_ms ?? 0).toFixed(1)} | ${readsWithout.p99} | ${readsDuring.latency.p99} | ${(readsDuring.latency.p99 / readsWithout.p99).toFixed(2)} | ${readsWithout.requestsPerSecond.toFixed(0)} | ${readsDuring.requests.average.toFixed(0)} |`);
+	await sweeper.close();
 }
-await Promise.all(children.map((child) => new Promise((resolve) => child.once('exit', resolve))));
-await db.end();
-await admin.end();
-await server.stop();
+
+console.log(`\nLoad average at end ${load()}; total ${((performance.now() - startedAt) / 60_000).toFixed(1)} min`);
+await Promise.all([...servers.values()].map((server) => server.stop()));
+await database.close();
