@@ -91,5 +91,8 @@ export function createOwnedClient(
 		// With `preparedStatements`, the store's own statements are prepared once per connection.
 		statementNameGenerator: (query) => preparedStatementName(query.sql) as string,
 	});
-	return new PrismaClient({ adapter });
+	// 'minimal': Prisma otherwise captures a call site (`new Error()`) on every call outside
+	// NODE_ENV=production to pretty-print failures, 2–5 µs a request (bench/profile.ts); the store
+	// wraps every failure in a DatabaseError of its own anyway.
+	return new PrismaClient({ adapter, errorFormat: 'minimal' });
 }

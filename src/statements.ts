@@ -162,14 +162,15 @@ export function sessionStatements(table: SessionTable): SessionStatements {
 	// $1 digests, $2 replace flags, $3 patches, $4 removed names, $5 now, $6 expiries, $7 maxLength
 	// (0: none), and with a subject $8 subjects, $9 whether to write the subject. The live row is
 	// locked first (FOR UPDATE), so the merge applies to its newest version even when another
-	// request wrote it meanwhile.
+	// request wrote it meanwhile. Every write statement locks its rows in key order, so two
+	// statements in flight on overlapping keys (two instances, or two turns of one) never deadlock.
 	const updateLive = named('updateLive', `WITH v AS (`
 		+ `SELECT * FROM unnest($1::text[], $2::boolean[], $3::jsonb[], $4::jsonb[], $5::timestamptz[], $6::timestamptz[]`
 		+ `${subject === undefined ? '' : ', $8::text[], $9::boolean[]'}) `
 		+ `AS v(key, replace, patch, removed, now, expires${subject === undefined ? '' : ', subject, write_subject'})), `
 		+ `live AS (SELECT s.${key} AS key, octet_length(s.${data}::text) AS size_before, `
 		+ `CASE WHEN v.replace THEN v.patch ELSE (s.${data} - ARRAY(SELECT jsonb_array_elements_text(v.removed))) || v.patch END AS merged `
-		+ `FROM ${t} AS s JOIN v ON s.${key} = v.key WHERE s.${expiresOn} > v.now FOR UPDATE OF s), `
+		+ `FROM ${t} AS s JOIN v ON s.${key} = v.key WHERE s.${expiresOn} > v.now ORDER BY s.${key} FOR UPDATE OF s), `
 		+ `written AS (UPDATE ${t} AS s SET ${data} = live.merged, ${modifiedOn} = v.now, ${expiresOn} = v.expires`
 		+ `${subject === undefined ? '' : `, ${subject} = CASE WHEN v.write_subject THEN v.subject ELSE s.${subject} END`} `
 		+ `FROM live JOIN v ON v.key = live.key WHERE s.${key} = live.key `
@@ -183,19 +184,20 @@ export function sessionStatements(table: SessionTable): SessionStatements {
 	const upsert = named('upsert', subject === undefined
 		? `WITH v AS (SELECT * FROM unnest($1::text[], $2::jsonb[], $3::timestamptz[], $4::timestamptz[]) AS v(key, data, now, expires)), `
 			+ `written AS (INSERT INTO ${t} (${key}, ${data}, ${createdOn}, ${modifiedOn}, ${expiresOn}) `
-			+ `SELECT v.key, v.data, v.now, v.now, v.expires FROM v WHERE $5 = 0 OR octet_length(v.data::text) <= $5 `
+			+ `SELECT v.key, v.data, v.now, v.now, v.expires FROM v WHERE $5 = 0 OR octet_length(v.data::text) <= $5 ORDER BY v.key `
 			+ `ON CONFLICT (${key}) DO UPDATE SET ${data} = EXCLUDED.${data}, ${modifiedOn} = EXCLUDED.${modifiedOn}, ${expiresOn} = EXCLUDED.${expiresOn} `
 			+ `RETURNING ${key} AS key) `
 			+ `SELECT v.key AS "key", octet_length(v.data::text) AS "size", written.key IS NOT NULL AS "written" FROM v LEFT JOIN written ON written.key = v.key`
 		: `WITH v AS (SELECT * FROM unnest($1::text[], $2::jsonb[], $3::timestamptz[], $4::timestamptz[], $6::text[]) AS v(key, data, now, expires, subject)), `
 			+ `written AS (INSERT INTO ${t} (${key}, ${data}, ${createdOn}, ${modifiedOn}, ${expiresOn}, ${subject}) `
-			+ `SELECT v.key, v.data, v.now, v.now, v.expires, v.subject FROM v WHERE $5 = 0 OR octet_length(v.data::text) <= $5 `
+			+ `SELECT v.key, v.data, v.now, v.now, v.expires, v.subject FROM v WHERE $5 = 0 OR octet_length(v.data::text) <= $5 ORDER BY v.key `
 			+ `ON CONFLICT (${key}) DO UPDATE SET ${data} = EXCLUDED.${data}, ${modifiedOn} = EXCLUDED.${modifiedOn}, ${expiresOn} = EXCLUDED.${expiresOn}, ${subject} = EXCLUDED.${subject} `
 			+ `RETURNING ${key} AS key) `
 			+ `SELECT v.key AS "key", octet_length(v.data::text) AS "size", written.key IS NOT NULL AS "written" FROM v LEFT JOIN written ON written.key = v.key`);
 
 	// $1 digests.
-	const deleteKeys = named('delete', `DELETE FROM ${t} WHERE ${key} = ANY($1::text[]) RETURNING ${key} AS "key"`);
+	const deleteKeys = named('delete', `DELETE FROM ${t} WHERE ${key} IN `
+		+ `(SELECT ${key} FROM ${t} WHERE ${key} = ANY($1::text[]) ORDER BY ${key} FOR UPDATE) RETURNING ${key} AS "key"`);
 
 	// $1 limit. The sweep goes by the database's clock: one app server whose clock runs ahead must
 	// not delete sessions that are live for every other.

@@ -23,6 +23,9 @@ export interface WriteOutcome {
 	readonly size?: number;
 }
 
+// A deadlock or serialization failure rolled the statement back: it is run again, once.
+const retriedOnce = new Set(['40001', '40P01']);
+
 // Failures of a statement that certainly rolled back and that one row's data can cause: data
 // exceptions (22), integrity constraints of the app's own (23), program limits such as jsonb's
 // size limit (54). Their batch is retried row by row, so only the culprit fails. Timeouts and
@@ -62,7 +65,13 @@ export function createWriteBatcher(client: RawSqlClient, statements: SessionStat
 	// One statement for the group; when a row's data made it fail, one statement per row.
 	const runGroup = async (kind: SessionWrite['kind'], writes: readonly SessionWrite[]): Promise<(WriteOutcome | Error)[]> => {
 		try {
-			const outcomes = await run(kind, writes);
+			const outcomes = await run(kind, writes).catch((error: unknown) => {
+				if (error instanceof DatabaseError && retriedOnce.has(error.sqlState ?? '')) {
+					debug('write batch of %d rolled back (SQLSTATE %s): run again', writes.length, error.sqlState);
+					return run(kind, writes);
+				}
+				throw error;
+			});
 			return writes.map((write) => outcomes.get(write.digest) ?? { written: false });
 		} catch (error) {
 			if (writes.length === 1 || !(error instanceof DatabaseError) || !rowCausedClasses.has(error.sqlState?.slice(0, 2) ?? '')) {

@@ -134,3 +134,23 @@ test('with preparedStatements the store\'s statements are prepared by name, with
 			: ['', '', '', '']);
 	}
 });
+
+test('coalesced saves of the same sessions from two instances, in opposite orders, never deadlock', async (t) => {
+	const { store, database } = await createStore(t);
+	const other = new PgStore({ connectionString: database.url, cleanupInterval: 0 });
+	t.teardown(() => other.close());
+	const keys = Array.from({ length: 40 }, (_, index) => `k${index}`);
+	await Promise.all(keys.map((key) => store.set(key, { n: 0 }, hour)));
+	for (let round = 1; round <= 15; round += 1) {
+		const [first, second] = [{}, {}];
+		await Promise.all(keys.map((key) => store.get(key, hour, { ctx: first })));
+		await Promise.all(keys.map((key) => other.get(key, hour, { ctx: second })));
+		const results = await Promise.allSettled([
+			...keys.map((key) => store.set(key, { n: round, by: 'first' }, hour, { ctx: first, changed: true })),
+			...[...keys].reverse().map((key) => other.set(key, { n: round, by: 'second' }, hour, { ctx: second, changed: true })),
+			...keys.map((key) => store.set(`new-${round}-${key}`, { n: round }, hour)),
+			...[...keys].reverse().map((key) => other.set(`new-${round}-${key}`, { n: -round }, hour)),
+		]);
+		t.deepEqual(results.filter((result) => result.status === 'rejected').map((result) => String((result as PromiseRejectedResult).reason)), [], `round ${round}`);
+	}
+});
