@@ -1,4 +1,5 @@
-import { PrismaPg } from '@prisma/adapter-pg';
+import { createRequire } from 'node:module';
+import type { PrismaPg as PrismaPgAdapter } from '@prisma/adapter-pg';
 import type { PoolConfig } from 'pg';
 import { PrismaClient } from './generated/prisma/client.js';
 
@@ -60,7 +61,7 @@ export function createOwnedClient(
 			.filter(Boolean).join(' ');
 	}
 	// An idle pool must not keep the process alive (allowExitOnIdle): a server that closes exits.
-	const adapter = new PrismaPg(config, {
+	const adapter = new (loadPrismaPg())(config, {
 		...(schema === undefined ? {} : { schema }),
 		onPoolError,
 		// The store's own statements are prepared once per connection: PostgreSQL then skips
@@ -68,6 +69,20 @@ export function createOwnedClient(
 		statementNameGenerator: (query) => preparedStatementName(query.sql) as string,
 	});
 	return new PrismaClient({ adapter });
+}
+
+// `@prisma/adapter-pg` is an optional peer dependency: only `connectionString` needs it, so it is
+// loaded on first use, and apps that pass their own client need not install it. Loaded with
+// `require` (the package ships CommonJS too) to keep the constructor synchronous.
+function loadPrismaPg(): typeof PrismaPgAdapter {
+	const require = createRequire(import.meta.url);
+	let entry: string;
+	try {
+		entry = require.resolve('@prisma/adapter-pg');
+	} catch (error) {
+		throw new Error('`connectionString` needs `@prisma/adapter-pg`: install it beside `@prisma/client` (`npm install @prisma/adapter-pg`), or pass your own client as `prisma`', { cause: error });
+	}
+	return (require(entry) as { PrismaPg: typeof PrismaPgAdapter }).PrismaPg;
 }
 
 /** `name` as a quoted SQL identifier. */
