@@ -3,7 +3,8 @@ export type PgStoreErrorCode =
 	| 'ERR_PGSTORE_SESSION_TOO_LARGE'
 	| 'ERR_PGSTORE_INVALID_SESSION'
 	| 'ERR_PGSTORE_DATABASE'
-	| 'ERR_PGSTORE_CLOSED';
+	| 'ERR_PGSTORE_CLOSED'
+	| 'ERR_PGSTORE_SESSION_ENDED';
 
 /**
  * Base class of every error koa-pgstore throws, apart from the `TypeError`s of bad arguments.
@@ -25,17 +26,20 @@ export class PgStoreError extends Error {
 	}
 }
 
-/** A session whose JSON is longer than the store's `maxLength`; nothing was written. */
+/** A session larger than the store's `maxLength`; nothing was written, the stored session is as it was. */
 export class SessionTooLargeError extends PgStoreError {
 	override name = 'SessionTooLargeError';
-	/** The session's size: bytes of its JSON in UTF-8. */
+	/**
+	 * The session's size in bytes of UTF-8: of its text in PostgreSQL (after merging, for a save
+	 * of changed fields), or of its JSON when it was rejected before it was sent (never more).
+	 */
 	readonly size: number;
 	/** The `maxLength` option in force. */
 	readonly maxLength: number;
 
 	constructor(size: number, maxLength: number) {
 		super(
-			`The session is ${size} bytes of JSON, more than the store's \`maxLength\` of ${maxLength}; it was not saved`,
+			`The session is ${size} bytes, more than the store's \`maxLength\` of ${maxLength}; it was not saved`,
 			'ERR_PGSTORE_SESSION_TOO_LARGE',
 		);
 		this.size = size;
@@ -43,7 +47,7 @@ export class SessionTooLargeError extends PgStoreError {
 	}
 }
 
-/** A session PostgreSQL cannot store (not a JSON object, or a string holding `\u0000`); nothing was written. */
+/** A session PostgreSQL cannot store (not a JSON object, or a string holding `\u0000` or a lone surrogate); nothing was written. */
 export class InvalidSessionError extends PgStoreError {
 	override name = 'InvalidSessionError';
 
@@ -52,15 +56,52 @@ export class InvalidSessionError extends PgStoreError {
 	}
 }
 
-/** The store's operations, as named in {@link DatabaseError.operation}. */
-export type StoreOperation = 'get' | 'set' | 'destroy' | 'cleanup' | 'ensureSchema';
+/** The store's operations, as named in {@link DatabaseError.operation}: the method that failed. */
+export type StoreOperation =
+	| 'get'
+	| 'set'
+	| 'destroy'
+	| 'list'
+	| 'destroyAll'
+	| 'destroySession'
+	| 'cleanup'
+	| 'ensureSchema';
 
 /**
- * The database failed or could not be reached. The driver's error is the `cause`; its codes are
- * copied here so that handlers need not know Prisma's error shapes.
+ * What {@link DatabaseError.cause} keeps of the driver's error: the codes and names that say what
+ * failed, never the row data. PostgreSQL's `detail` (`Failing row contains (…)`), `where`
+ * (`JSON data, line 1: …`, bind parameters), `hint` and the nested errors of Prisma and the
+ * driver adapter are left out, as they quote session data and key digests into every log that
+ * prints errors in full.
+ */
+export interface DatabaseErrorCause extends Error {
+	/** The original error's class name (`'PrismaClientKnownRequestError'`, `'DatabaseError'` of node-postgres, …). */
+	readonly name: string;
+	/**
+	 * PostgreSQL's primary message when the server answered (`new row for relation "…" violates
+	 * check constraint "…"`), else the original error's message (`Can't reach database server at …`).
+	 */
+	readonly message: string;
+	/** The original error's `code`: Prisma's (`'P2010'`) or, from node-postgres, the SQLSTATE. */
+	readonly code: string | undefined;
+	/** PostgreSQL's SQLSTATE, when the server answered with one. */
+	readonly sqlState: string | undefined;
+	/** The violated constraint or index, when the driver named it. */
+	readonly constraint: string | undefined;
+	/** The table, when the driver named it. */
+	readonly table: string | undefined;
+	/** The column (or the fields of a constraint, comma-separated), when the driver named it. */
+	readonly column: string | undefined;
+}
+
+/**
+ * The database failed or could not be reached. Its `cause` is a {@link DatabaseErrorCause}: the
+ * driver's error with the row data taken out. The codes are also copied here, so that handlers
+ * need not know Prisma's error shapes.
  */
 export class DatabaseError extends PgStoreError {
 	override name = 'DatabaseError';
+	declare readonly cause: DatabaseErrorCause;
 	/** What the store was doing. */
 	readonly operation: StoreOperation;
 	/** PostgreSQL's SQLSTATE (`'57P01'`, `'42501'`, …), when the server answered with one. */
@@ -73,10 +114,11 @@ export class DatabaseError extends PgStoreError {
 	 */
 	readonly driverErrorKind: string | undefined;
 
-	constructor(operation: StoreOperation, cause: unknown) {
-		const code = stringProperty(cause, 'code');
+	/** @param error The driver's or Prisma's error; only its codes, names and primary message are kept. */
+	constructor(operation: StoreOperation, error: unknown) {
+		const code = stringProperty(error, 'code');
 		const prismaCode = code !== undefined && prismaCodePattern.test(code) ? code : undefined;
-		const adapterCause = driverAdapterCause(cause);
+		const adapterCause = driverAdapterCause(error);
 		const sqlState = [stringProperty(adapterCause, 'originalCode'), stringProperty(adapterCause, 'code'), prismaCode ? undefined : code]
 			.find((candidate) => candidate !== undefined && sqlStatePattern.test(candidate));
 		const driverErrorKind = stringProperty(adapterCause, 'kind');
@@ -84,12 +126,29 @@ export class DatabaseError extends PgStoreError {
 		super(
 			`The session store's ${operation} failed in the database${codes ? ` (${codes})` : ''}`,
 			'ERR_PGSTORE_DATABASE',
-			{ cause },
+			{ cause: sanitizedCause(error, adapterCause, sqlState) },
 		);
 		this.operation = operation;
 		this.sqlState = sqlState;
 		this.prismaCode = prismaCode;
 		this.driverErrorKind = driverErrorKind;
+	}
+}
+
+/**
+ * A request whose session was ended by something else while it ran (a logout in another tab,
+ * `destroyAll` elsewhere, expiry) tried to start a new session from it, as `regenerate()` does:
+ * that would sign the user in again. Answer 401 and let the user sign in anew. Nothing was
+ * written.
+ */
+export class SessionEndedError extends PgStoreError {
+	override name = 'SessionEndedError';
+
+	constructor() {
+		super(
+			'The session ended while this request ran (signed out elsewhere, or expired); it was not recreated under a new key',
+			'ERR_PGSTORE_SESSION_ENDED',
+		);
 	}
 }
 
@@ -108,20 +167,75 @@ export function isPgStoreError(error: unknown): error is PgStoreError {
 }
 
 function stringProperty(value: unknown, name: string): string | undefined {
-	if (typeof value !== 'object' || value === null) {
-		return undefined;
-	}
-	const property: unknown = Reflect.get(value, name);
-	return typeof property === 'string' ? property : undefined;
+	const found = property(value, name);
+	return typeof found === 'string' ? found : undefined;
 }
 
 const sqlStatePattern = /^[0-9A-Z]{5}$/;
 // Prisma's codes (P1000…P6999) never collide with SQLSTATEs of class P0 (PL/pgSQL).
 const prismaCodePattern = /^P[1-9]\d{3}$/;
 
+class SanitizedCause extends Error implements DatabaseErrorCause {
+	override readonly name: string;
+	readonly code: string | undefined;
+	readonly sqlState: string | undefined;
+	readonly constraint: string | undefined;
+	readonly table: string | undefined;
+	readonly column: string | undefined;
+
+	constructor(fields: Omit<DatabaseErrorCause, 'stack' | 'cause'>) {
+		super(fields.message);
+		this.name = fields.name;
+		this.code = fields.code;
+		this.sqlState = fields.sqlState;
+		this.constraint = fields.constraint;
+		this.table = fields.table;
+		this.column = fields.column;
+		// The frames would point here, not at the failed query (the DatabaseError's own stack does).
+		this.stack = `${fields.name}: ${fields.message}`;
+	}
+}
+
+// Built from named fields, never by copying the original and deleting what is known to leak:
+// a field a later Prisma or node-postgres adds stays out too.
+function sanitizedCause(error: unknown, adapterCause: unknown, sqlState: string | undefined): DatabaseErrorCause {
+	// node-postgres' error itself (`constraint`, `table`, `column`), or the adapter's mapping of it
+	// (`constraint: { index } | { fields }`, `table`, `column`).
+	const driverError = adapterCause ?? error;
+	const constraint: unknown = property(driverError, 'constraint');
+	const fields: unknown = property(constraint, 'fields');
+	const name = stringProperty(error, 'name');
+	return new SanitizedCause({
+		name: name === undefined || name === '' ? 'Error' : name,
+		// Prisma's message quotes `originalMessage` (PostgreSQL's primary message) and no more; when
+		// the server did not answer it is Prisma's own text (host and port, database or user name).
+		message: stringProperty(adapterCause, 'originalMessage') ?? stringProperty(error, 'message') ?? String(error),
+		code: stringProperty(error, 'code'),
+		sqlState,
+		constraint: typeof constraint === 'string' ? constraint : stringProperty(constraint, 'index'),
+		table: stringProperty(driverError, 'table'),
+		column: stringProperty(driverError, 'column')
+			?? (Array.isArray(fields) && fields.every((field) => typeof field === 'string') ? fields.join(', ') : undefined),
+	});
+}
+
+function property(value: unknown, name: string): unknown {
+	return typeof value === 'object' && value !== null ? Reflect.get(value, name) : undefined;
+}
+
 // Prisma puts the driver's error under meta.driverAdapterError.cause (originalCode = SQLSTATE).
 function driverAdapterCause(error: unknown): unknown {
-	const meta: unknown = typeof error === 'object' && error !== null ? Reflect.get(error, 'meta') : undefined;
-	const adapterError: unknown = typeof meta === 'object' && meta !== null ? Reflect.get(meta, 'driverAdapterError') : undefined;
-	return typeof adapterError === 'object' && adapterError !== null ? Reflect.get(adapterError, 'cause') : undefined;
+	return property(property(property(error, 'meta'), 'driverAdapterError'), 'cause');
 }
+
+/** Where a problem reported to `onError` happened. */
+export interface ErrorContext {
+	/**
+	 * `'cleanup'`: a scheduled sweep failed (the next one tries again); `'pool'`: an idle
+	 * connection of the store's own client failed.
+	 */
+	readonly source: 'cleanup' | 'pool';
+}
+
+/** Receives the errors no request waits for (the store's `onError` option). */
+export type ErrorHandler = (error: Error, context: ErrorContext) => void;

@@ -1,6 +1,8 @@
-export { PgStore, type SessionData, type SessionListing, type GetOptions, type SetOptions, type DestroyOptions } from './store.js';
-export type { PgStoreOptions, ErrorContext } from './options.js';
-export type { PgStorePrismaClient, PGSessionDelegate, RawSqlClient, TransactionClient, PoolOptions } from './prisma-client.js';
+export { PgStore, type GetOptions, type SetOptions, type DestroyOptions } from './store.js';
+export type { SessionData } from './session-codec.js';
+export type { SessionListing } from './subjects.js';
+export type { PgStoreOptions } from './options.js';
+export type { PgStorePrismaClient, PoolOptions } from './prisma-client.js';
 export type { Cleanup, CleanupOptions, CleanupReport, SweepOptions } from './cleanup.js';
 export {
 	PgStoreError,
@@ -11,8 +13,11 @@ export {
 	isPgStoreError,
 	type PgStoreErrorCode,
 	type StoreOperation,
+	type ErrorContext,
+	type ErrorHandler,
+	type DatabaseErrorCause,
+	SessionEndedError,
 } from './errors.js';
-export { digestKey } from './key-digest.js';
 export type { KoaSession, SessionFields } from './koa.js';
-export { createKeys } from './keys.js';
+export { createKeys, type CreateKeysOptions, type HmacAlgorithm } from './keys.js';
 export { reissueOnRotation, type ReissueOptions } from './rotation.js';

@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
-import { quoteIdentifier, type PgStorePrismaClient, type RawSqlClient } from './prisma-client.js';
+import type { PgStorePrismaClient, RawSqlClient } from './prisma-client.js';
+import { quoteIdentifier } from './sql.js';
 
 /** One migration shipped in `prisma/migrations`, as `prisma migrate deploy` sees it. */
 export interface ShippedMigration {

@@ -1,14 +1,8 @@
-import { defaultCleanupInterval } from './cleanup.js';
+import { defaultCleanupInterval, defaultMaxLength, defaultSessionTtl, defaultTouchAfter } from './defaults.js';
+import type { ErrorContext, ErrorHandler } from './errors.js';
+import { Described, integerAtLeast, invalid, isRecord } from './invalid.js';
+import type { SessionFields } from './koa.js';
 import type { PgStorePrismaClient, PoolOptions } from './prisma-client.js';
-
-/** Where a problem reported to `onError` happened. */
-export interface ErrorContext {
-	/**
-	 * `'cleanup'`: a scheduled sweep failed (the next one tries again); `'pool'`: an idle
-	 * connection of the store's own client failed.
-	 */
-	readonly source: 'cleanup' | 'pool';
-}
 
 /**
  * Options of {@link PgStore}. Give exactly one of `prisma` and `connectionString`.
@@ -52,8 +46,12 @@ export interface PgStoreOptions {
 	 */
 	schema?: string;
 	/**
-	 * Largest session accepted, in bytes of its JSON (UTF-8, `_expire` and `_maxAge` included).
-	 * A larger one rejects with `SessionTooLargeError` and nothing is written. `0` means no limit.
+	 * Largest session stored, in bytes: the UTF-8 length of PostgreSQL's text form of the stored
+	 * `jsonb` (`octet_length(data::text)`, koa-session's `_expire` and `_maxAge` included; about
+	 * two bytes per field more than compact JSON), checked in SQL after a save's fields are merged.
+	 * A save that would store a larger session rejects with `SessionTooLargeError` and leaves the
+	 * stored one as it was, unless it makes the stored session no larger (so a session over a
+	 * lowered limit can still shrink). `0` means no limit.
 	 * @default 4096
 	 */
 	maxLength?: number;
@@ -71,7 +69,7 @@ export interface PgStoreOptions {
 	 * @default none: sessions have no subject
 	 * @example `subject: (session) => session.userId`
 	 */
-	subject?: (session: Record<string, unknown>) => string | number | null | undefined;
+	subject?: (session: SessionFields & Record<string, unknown>) => string | number | null | undefined;
 	/**
 	 * Milliseconds between sweeps that delete expired sessions, started with the store and
 	 * stopped by `close()`; `0` leaves cleanup to you (`startCleanup()`, `cleanup()`). Reads
@@ -82,18 +80,26 @@ export interface PgStoreOptions {
 	/**
 	 * Milliseconds within which an unchanged session is not written again: with koa-session's
 	 * `rolling` (or `save()` on an unchanged session), a save whose data equal what the request
-	 * loaded, `_maxAge` included, and whose new expiry is less than `touchAfter` past the stored
-	 * one costs no statement. The stored expiry, and so the session, may then end up to
-	 * `touchAfter` earlier than the cookie says. `0` writes every save.
-	 * @default 0
+	 * loaded, `_maxAge` included, and whose new expiry is less than `touchAfter` (and less than a
+	 * quarter of the session's lifetime) past the stored one costs no statement. The stored
+	 * expiry, and so the session, may then end up to `touchAfter` earlier than the cookie says.
+	 * `0` writes every save, and every rolling request then leaves a dead row (see the README).
+	 * @default 60_000 (a minute)
 	 */
 	touchAfter?: number;
+	/**
+	 * Saves of a session the request loaded write only the top-level fields it changed (and delete
+	 * those it removed), so concurrent requests of one session keep each other's changes to other
+	 * fields. `false`: every save writes the whole session (the last save wins).
+	 * @default true
+	 */
+	fieldLevelWrites?: boolean;
 	/**
 	 * Receives the errors no request is waiting for: failed cleanup sweeps, idle connections of
 	 * the store's own pool. It is never given session data or keys.
 	 * @default logs `koa-pgstore: <source>: <message>` with `console.error`
 	 */
-	onError?: (error: Error, context: ErrorContext) => void;
+	onError?: ErrorHandler;
 }
 
 /** The options after validation, with defaults applied. */
@@ -107,56 +113,13 @@ export interface ResolvedOptions {
 	readonly sessionTtl: number;
 	readonly cleanupInterval: number;
 	readonly touchAfter: number;
+	readonly fieldLevelWrites: boolean;
 	readonly subject: ((session: Record<string, unknown>) => unknown) | undefined;
-	readonly onError: (error: Error, context: ErrorContext) => void;
+	readonly onError: ErrorHandler;
 }
-
-export const defaultMaxLength = 4096;
-export const defaultSessionTtl = 86_400_000;
 
 function logError(error: Error, context: ErrorContext): void {
 	console.error(`koa-pgstore: ${context.source}: ${error.name}: ${error.message}`);
-}
-
-/** A received value described in words, for `invalid()` (used where the value is a secret). */
-export class Described {
-	constructor(readonly text: string) {}
-}
-
-function describe(value: unknown): string {
-	if (value instanceof Described) {
-		return value.text;
-	}
-	if (typeof value === 'string') {
-		return JSON.stringify(value);
-	}
-	if (typeof value === 'function') {
-		return 'a function';
-	}
-	if (Array.isArray(value)) {
-		return 'an array';
-	}
-	return value === null ? 'null' : typeof value === 'object' ? 'an object' : String(value);
-}
-
-/** Throws the `TypeError` this package uses for a bad option or argument. */
-export function invalid(name: string, expected: string, received: unknown): never {
-	throw new TypeError(`Expected \`${name}\` to be ${expected}, got ${describe(received)}`);
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-	return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-/** Validates an optional whole number of at least `minimum`, giving `fallback` when absent. */
-export function integerAtLeast(name: string, value: unknown, minimum: number, fallback: number): number {
-	if (value === undefined) {
-		return fallback;
-	}
-	if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < minimum) {
-		invalid(name, `an integer >= ${minimum}`, value);
-	}
-	return value;
 }
 
 /** Validates the options given to `new PgStore()` and applies the defaults, on a copy. */
@@ -164,9 +127,21 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 	if (!isRecord(options)) {
 		invalid('options', 'an object with `prisma` or `connectionString`', options);
 	}
-	const { prisma, connectionString, pool, schema, preparedStatements, maxLength, sessionTtl, cleanupInterval, touchAfter, subject, onError } = options;
-	if ((prisma === undefined) === (connectionString === undefined)) {
-		invalid('options', 'an object with exactly one of `prisma` and `connectionString`', prisma === undefined ? 'neither' : 'both');
+	for (const name of Object.keys(options)) {
+		if (!knownOptions.has(name)) {
+			const instead = insteadOf[name];
+			throw new TypeError(`Unknown option \`${name}\` of PgStore${instead === undefined ? '' : `: ${instead}`}`);
+		}
+	}
+	const { prisma, connectionString, pool, schema, preparedStatements, maxLength, sessionTtl, cleanupInterval, touchAfter, fieldLevelWrites, subject, onError } = options;
+	if (prisma === undefined && connectionString === undefined) {
+		throw new TypeError('Expected exactly one of `prisma` and `connectionString`, got neither: pass `connectionString: process.env.DATABASE_URL` (is DATABASE_URL set?) or your Prisma 7 client as `prisma`');
+	}
+	if (prisma !== undefined && connectionString !== undefined) {
+		invalid('options', 'an object with exactly one of `prisma` and `connectionString`', new Described('both'));
+	}
+	if (isRecord(pool) && typeof pool['connect'] === 'function' && typeof pool['query'] === 'function') {
+		throw new TypeError('Expected `pool` to be node-postgres pool options such as `{ max: 10 }`, got a pool: the store builds its own from `connectionString`; to share one, pass your Prisma client (on `new PrismaPg(pool)`) as `prisma`');
 	}
 	if (prisma !== undefined && !isPrismaClient(prisma)) {
 		invalid('prisma', 'a Prisma 7 client whose schema has the `PGSession` model', prisma);
@@ -186,6 +161,9 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 	if (preparedStatements !== undefined && (typeof preparedStatements !== 'boolean' || prisma !== undefined)) {
 		invalid('preparedStatements', 'a boolean, with `connectionString`', preparedStatements);
 	}
+	if (fieldLevelWrites !== undefined && typeof fieldLevelWrites !== 'boolean') {
+		invalid('fieldLevelWrites', 'a boolean', fieldLevelWrites);
+	}
 	if (subject !== undefined && typeof subject !== 'function') {
 		invalid('subject', 'a function of the session', subject);
 	}
@@ -198,13 +176,36 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 		maxLength: integerAtLeast('maxLength', maxLength, 0, defaultMaxLength),
 		sessionTtl: integerAtLeast('sessionTtl', sessionTtl, 1, defaultSessionTtl),
 		cleanupInterval: integerAtLeast('cleanupInterval', cleanupInterval, 0, defaultCleanupInterval),
-		touchAfter: integerAtLeast('touchAfter', touchAfter, 0, 0),
+		touchAfter: integerAtLeast('touchAfter', touchAfter, 0, defaultTouchAfter),
+		fieldLevelWrites: fieldLevelWrites ?? true,
 		subject: subject === undefined ? undefined : (session) => Reflect.apply(subject, undefined, [session]),
 		onError: onError === undefined ? logError : (error, context) => {
 			Reflect.apply(onError, undefined, [error, context]);
 		},
 	};
 }
+
+const knownOptions = new Set([
+	'prisma', 'connectionString', 'pool', 'schema', 'preparedStatements', 'maxLength', 'sessionTtl',
+	'cleanupInterval', 'touchAfter', 'fieldLevelWrites', 'subject', 'onError',
+]);
+
+// Options of the stores people come from (connect-pg-simple, koa-redis, prisma-session-store),
+// and what to use here.
+const insteadOf: Record<string, string> = {
+	tableName: 'the table is the one the `PGSession` model maps to (`http_sessions`, or your model\'s `@@map` with `prisma`)',
+	schemaName: 'use `schema`',
+	conString: 'use `connectionString`',
+	conObject: 'use `connectionString` and `pool`',
+	client: 'pass your Prisma client as `prisma`',
+	ttl: 'the expiry comes from koa-session\'s `maxAge`; `sessionTtl` is for `maxAge: \'session\'`',
+	prefix: 'keys are stored as SHA-256 digests in their own table; no prefix is needed',
+	pruneSessionInterval: 'use `cleanupInterval` (milliseconds; 0 turns it off)',
+	checkPeriod: 'use `cleanupInterval` (milliseconds; 0 turns it off)',
+	createTableIfMissing: 'call `await store.ensureSchema()`, or apply the shipped migrations with `prisma migrate deploy`',
+	disableTouch: 'use `touchAfter`',
+	errorLog: 'use `onError`',
+};
 
 function isPrismaClient(value: unknown): value is PgStorePrismaClient {
 	if (typeof value !== 'object' || value === null) {

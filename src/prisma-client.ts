@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import type { PrismaPg as PrismaPgAdapter } from '@prisma/adapter-pg';
 import type { PoolConfig } from 'pg';
 import { PrismaClient } from './generated/prisma/client.js';
+import { quoteIdentifier } from './sql.js';
 
 /**
  * The part of Prisma's `PGSession` model delegate the store calls (cleanup's batched delete; the
@@ -83,9 +84,4 @@ function loadPrismaPg(): typeof PrismaPgAdapter {
 		throw new Error('`connectionString` needs `@prisma/adapter-pg`: install it beside `@prisma/client` (`npm install @prisma/adapter-pg`), or pass your own client as `prisma`', { cause: error });
 	}
 	return (require(entry) as { PrismaPg: typeof PrismaPgAdapter }).PrismaPg;
-}
-
-/** `name` as a quoted SQL identifier. */
-export function quoteIdentifier(name: string): string {
-	return `"${name.replaceAll('"', '""')}"`;
 }

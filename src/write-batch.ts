@@ -1,85 +1,98 @@
-import DataLoader from 'dataloader';
+import type DataLoader from 'dataloader';
+import { coalesce } from './batching.js';
+import { queryRows } from './database.js';
+import { debug } from './debug.js';
 import { DatabaseError } from './errors.js';
+import { isRecord } from './invalid.js';
 import type { RawSqlClient } from './prisma-client.js';
-import type { SessionStatements } from './session-table.js';
+import type { LiveWrite, SessionStatements, WholeWrite } from './statements.js';
 
 /** One write as `set` or `destroy` asks for it. */
 export type SessionWrite =
-	| {
-		readonly kind: 'updateLive' | 'upsert';
-		readonly digest: string;
-		readonly json: string;
-		readonly now: Date;
-		readonly expiresOn: Date;
-		/** `undefined`: the store keeps no subject; `null`: the session has none. */
-		readonly subject: string | null | undefined;
-	}
+	| (LiveWrite & { readonly kind: 'updateLive' })
+	| (WholeWrite & { readonly kind: 'upsert' })
 	| { readonly kind: 'delete'; readonly digest: string };
 
 /**
- * Coalesces the writes of one turn of the event loop into at most three statements (one
- * UPDATE, one upsert, one DELETE, each for many rows). Each write resolves to whether it
- * touched a row (`updateLive` may find none) or rejects with its statement's error.
- *
- * Writes to distinct keys do not depend on each other, so their order within the batch does
- * not matter. A batch that writes one key twice (concurrent requests of one session) keeps
- * per-key order by running its writes one by one, in the order they were asked for.
+ * What became of one write. `written: false` means: for `updateLive`, no live row (when `size`
+ * is absent) or a session too large to store (`size` says how large); for `upsert`, too large;
+ * for `delete`, no row to delete.
  */
-export function createWriteBatcher(client: RawSqlClient, sql: SessionStatements): DataLoader<SessionWrite, boolean> {
-	const single = async (write: SessionWrite): Promise<boolean> => {
+export interface WriteOutcome {
+	readonly written: boolean;
+	readonly size?: number;
+}
+
+// Failures of a statement that certainly rolled back and that one row's data can cause: data
+// exceptions (22), integrity constraints of the app's own (23), program limits such as jsonb's
+// size limit (54). Their batch is retried row by row, so only the culprit fails. Timeouts and
+// lost connections are not retried: they would fail again for every row, slowly.
+const rowCausedClasses = new Set(['22', '23', '54']);
+
+/**
+ * Coalesces the writes of one turn of the event loop into at most three statements (one
+ * UPDATE, one upsert, one DELETE, each for many rows); each write gets its own outcome or its
+ * statement's error. One request's data never fails another's write: a batch that fails for a
+ * row-caused reason is retried one row per statement.
+ *
+ * Writes to distinct keys do not depend on each other, so their order within the batch does not
+ * matter. A batch that writes one key twice (concurrent requests of one session) keeps per-key
+ * order by running its writes one statement at a time, in the order they were asked for.
+ */
+export function createWriteBatcher(client: RawSqlClient, statements: SessionStatements, maxLength: number): DataLoader<SessionWrite, WriteOutcome> {
+	// Runs writes of one kind as one statement: the outcome of each, by digest.
+	const run = async (kind: SessionWrite['kind'], writes: readonly SessionWrite[]): Promise<Map<string, WriteOutcome>> => {
+		const digests = writes.map((write) => write.digest);
+		const outcomes = new Map<string, WriteOutcome>(digests.map((digest) => [digest, { written: false }]));
+		const statement = kind === 'delete'
+			? statements.delete({ digests })
+			: kind === 'upsert'
+				? statements.upsert(writes as readonly WholeWrite[], maxLength)
+				: statements.updateLive(writes as readonly LiveWrite[], maxLength);
+		for (const row of await queryRows(client, statement, kind === 'delete' ? 'destroy' : 'set')) {
+			if (isRecord(row) && typeof row['key'] === 'string') {
+				outcomes.set(row['key'], kind === 'delete'
+					? { written: true }
+					: { written: row['written'] === true, size: Number(row['size']) });
+			}
+		}
+		return outcomes;
+	};
+
+	// One statement for the group; when a row's data made it fail, one statement per row.
+	const runGroup = async (kind: SessionWrite['kind'], writes: readonly SessionWrite[]): Promise<(WriteOutcome | Error)[]> => {
 		try {
-			const rows = write.kind === 'delete'
-				? await client.$executeRawUnsafe(sql.delete, write.digest)
-				: await client.$executeRawUnsafe(
-					write.kind === 'upsert' ? sql.upsert : sql.updateLive,
-					write.digest, write.json, write.now, write.expiresOn,
-					...write.subject === undefined ? [] : [write.subject],
-				);
-			return rows > 0;
+			const outcomes = await run(kind, writes);
+			return writes.map((write) => outcomes.get(write.digest) ?? { written: false });
 		} catch (error) {
-			throw new DatabaseError(write.kind === 'delete' ? 'destroy' : 'set', error);
+			if (writes.length === 1 || !(error instanceof DatabaseError) || !rowCausedClasses.has(error.sqlState?.slice(0, 2) ?? '')) {
+				return writes.map(() => error as Error);
+			}
+			debug('write batch of %d failed for a row\'s data (SQLSTATE %s): retried row by row', writes.length, error.sqlState);
+			return Promise.all(writes.map((write) => run(kind, [write]).then(
+				(outcomes) => outcomes.get(write.digest) ?? { written: false },
+				(rowError: Error) => rowError,
+			)));
 		}
 	};
 
-	const batch = async (writes: readonly SessionWrite[]): Promise<(boolean | Error)[]> => {
-		if (writes.length === 1 || new Set(writes.map((write) => write.digest)).size < writes.length) {
-			const results: (boolean | Error)[] = [];
+	return coalesce(async (writes: readonly SessionWrite[]) => {
+		debug('write batch: %d writes', writes.length);
+		if (new Set(writes.map((write) => write.digest)).size < writes.length) {
+			const results: (WriteOutcome | Error)[] = [];
 			for (const write of writes) {
-				results.push(await single(write).catch((error: Error) => error));
+				results.push(...await runGroup(write.kind, [write]));
 			}
 			return results;
 		}
-		const groups = { updateLive: [] as SessionWrite[], upsert: [] as SessionWrite[], delete: [] as SessionWrite[] };
-		for (const write of writes) {
-			groups[write.kind].push(write);
-		}
-		const columns = (group: SessionWrite[]) => [
-			group.map((write) => write.digest),
-			group.map((write) => (write.kind === 'delete' ? '' : write.json)),
-			group.map((write) => (write.kind === 'delete' ? '' : write.now.toISOString())),
-			group.map((write) => (write.kind === 'delete' ? '' : write.expiresOn.toISOString())),
-			...sql.bySubject === undefined ? [] : [group.map((write) => (write.kind === 'delete' ? null : write.subject ?? null))],
-		];
-		const [updated, upserted, deleted] = await Promise.allSettled([
-			groups.updateLive.length === 0 ? Promise.resolve([]) : client.$queryRawUnsafe(sql.updateLiveMany, ...columns(groups.updateLive)),
-			groups.upsert.length === 0 ? Promise.resolve(0) : client.$executeRawUnsafe(sql.upsertMany, ...columns(groups.upsert)),
-			groups.delete.length === 0 ? Promise.resolve(0) : client.$executeRawUnsafe(sql.deleteMany, groups.delete.map((write) => write.digest)),
-		]);
-		const updatedKeys = new Set(updated.status === 'fulfilled' && Array.isArray(updated.value)
-			? updated.value.map((row: unknown) => (typeof row === 'object' && row !== null ? Reflect.get(row, 'key') : undefined))
-			: []);
-		return writes.map((write) => {
-			const outcome = write.kind === 'updateLive' ? updated : write.kind === 'upsert' ? upserted : deleted;
-			if (outcome.status === 'rejected') {
-				return new DatabaseError(write.kind === 'delete' ? 'destroy' : 'set', outcome.reason);
+		const results = new Map<SessionWrite, WriteOutcome | Error>();
+		await Promise.all((['updateLive', 'upsert', 'delete'] as const).map(async (kind) => {
+			const group = writes.filter((write) => write.kind === kind);
+			if (group.length > 0) {
+				const outcomes = await runGroup(kind, group);
+				group.forEach((write, index) => results.set(write, outcomes[index] ?? { written: false }));
 			}
-			return write.kind === 'updateLive' ? updatedKeys.has(write.digest) : true;
-		});
-	};
-
-	return new DataLoader(batch, {
-		cache: false,
-		maxBatchSize: 500,
-		batchScheduleFn: (callback) => setImmediate(callback),
+		}));
+		return writes.map((write) => results.get(write) ?? { written: false });
 	});
 }

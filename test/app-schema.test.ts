@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { PrismaPg } from '@prisma/adapter-pg';
 import test from 'ava';
-import { digestKey, PgStore } from '../src/index.js';
+import { PgStore } from '../src/index.js';
+import { digestKey } from '../src/key-digest.js';
 import { PrismaClient } from './fixtures/app-schema/generated/client.js';
 import { createDatabase } from './helpers/database.js';
 import { CookieJar, request, startApp } from './helpers/http.js';
@@ -44,4 +45,15 @@ test('close() leaves a client the store was given connected', async (t) => {
 	await store.close();
 	await prisma.user.create({ data: { email: 'ada@example.com' } });
 	t.is(await prisma.pGSession.count(), 1);
+});
+
+test('an $extends-ed client of the app is accepted as `prisma`, and the store works through it', async (t) => {
+	const { database, prisma } = await appDatabase(t);
+	const extended = prisma.$extends({ model: { user: { byEmail: (email: string) => prisma.user.findUnique({ where: { email } }) } } });
+	// Compiles as written: the extended client's type fits the option without a cast.
+	const store = new PgStore({ prisma: extended, cleanupInterval: 0 });
+	await store.set('k', { n: 1 }, 60_000);
+	t.deepEqual(await store.get('k', 60_000, {}), { n: 1 });
+	const rows = await database.query('SELECT key FROM auth.user_sessions');
+	t.deepEqual(rows, [{ key: digestKey('k') }]);
 });

@@ -1,10 +1,14 @@
 import test from 'ava';
-import { DatabaseError, digestKey } from '../src/index.js';
+import { DatabaseError, PgStore } from '../src/index.js';
+import { digestKey } from '../src/key-digest.js';
+import { countingClient } from './helpers/counting-client.js';
+import { createDatabase } from './helpers/database.js';
 import { createStore, sessionRows } from './helpers/store.js';
+import { recordParses } from './helpers/wire-recorder.js';
+import { hour } from './helpers/time.js';
 
 // Calls made in the same turn of the event loop share statements; these tests start them all
 // before awaiting any, so that they land in one batch.
-const hour = 3_600_000;
 
 test('reads of one turn each get their own row, or undefined', async (t) => {
 	const { store } = await createStore(t);
@@ -79,4 +83,54 @@ test('preparedStatements: false sends plain statements, with the same results', 
 	const { store } = await createStore(t, { preparedStatements: false });
 	await store.set('k', { n: 1 }, hour);
 	t.deepEqual(await Promise.all([store.get('k', hour, {}), store.get('none', hour, {})]), [{ n: 1 }, undefined]);
+});
+
+test('reads of one turn go to PostgreSQL as one statement', async (t) => {
+	const database = await createDatabase(t);
+	const { prisma, statements } = countingClient(t, database.url);
+	const store = new PgStore({ prisma, cleanupInterval: 0 });
+	await store.set('a', { n: 1 }, hour);
+	const before = statements();
+	const results = await Promise.all(['a', 'b', 'a', 'c', 'd', 'e', 'f', 'g'].map((key) => store.get(key, hour, {})));
+	t.is(results.filter(Boolean).length, 2);
+	t.is(statements() - before, 1, 'eight reads, one statement');
+});
+
+test('a turn of mixed writes runs one statement per kind of write', async (t) => {
+	const database = await createDatabase(t);
+	const { prisma, statements } = countingClient(t, database.url);
+	const store = new PgStore({ prisma, cleanupInterval: 0 });
+	await Promise.all(['u1', 'u2', 'd1', 'd2'].map((key) => store.set(key, { n: 0 }, hour)));
+	const ctx = {};
+	await Promise.all(['u1', 'u2'].map((key) => store.get(key, hour, { ctx })));
+	const before = statements();
+	await Promise.all([
+		store.set('u1', { n: 1 }, hour, { ctx, changed: true }),
+		store.set('u2', { n: 1 }, hour, { ctx, changed: true }),
+		store.set('n1', { n: 1 }, hour),
+		store.set('n2', { n: 1 }, hour),
+		store.destroy('d1', {}),
+		store.destroy('d2', {}),
+	]);
+	t.is(statements() - before, 3, 'an UPDATE, an upsert and a DELETE for six writes');
+	const rows = await sessionRows(database);
+	t.deepEqual(rows.map((row) => [row.key, row.data]).sort(), ['u1', 'u2', 'n1', 'n2'].map((key) => [digestKey(key), { n: 1 }]).sort());
+});
+
+test('with preparedStatements the store\'s statements are prepared by name, without they are not', async (t) => {
+	const database = await createDatabase(t);
+	for (const preparedStatements of [true, false]) {
+		const { url, parses } = await recordParses(t, database.url);
+		const store = new PgStore({ connectionString: url, preparedStatements, cleanupInterval: 0 });
+		t.teardown(() => store.close());
+		await store.set('k', { n: 1 }, hour);
+		const ctx = {};
+		await store.get('k', hour, { ctx });
+		await store.set('k', { n: 2 }, hour, { ctx, changed: true });
+		await store.destroy('k', {});
+		const names = parses.filter((parse) => parse.text.includes('http_sessions')).map((parse) => parse.name);
+		t.deepEqual(names, preparedStatements
+			? ['koa_pgstore_upsert', 'koa_pgstore_selectLive', 'koa_pgstore_updateLive', 'koa_pgstore_delete']
+			: ['', '', '', '']);
+	}
 });

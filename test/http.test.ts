@@ -1,62 +1,15 @@
 import test from 'ava';
 import type Koa from 'koa';
-import { digestKey, type PgStore } from '../src/index.js';
+import { digestKey } from '../src/key-digest.js';
+import { Gate } from './helpers/gate.js';
 import { CookieJar, request, startApp } from './helpers/http.js';
+import { sessionRoutes } from './helpers/routes.js';
 import { createStore, sessionRows } from './helpers/store.js';
+import { day } from './helpers/time.js';
 
-const day = 86_400_000;
-
-// The routes every test app serves. The session is `ctx.session`, typed by koa-pgstore.
-function routes(hooks: { beforeSlowWrite?: () => Promise<void> } = {}): Koa.Middleware {
-	return async (ctx) => {
-		const session = ctx.session;
-		if (session === null) {
-			throw new Error('koa-session always gives a session');
-		}
-		switch (ctx.path) {
-			case '/count': {
-				session['views'] = (typeof session['views'] === 'number' ? session['views'] : 0) + 1;
-				break;
-			}
-			case '/set': {
-				for (const [name, value] of new URLSearchParams(ctx.querystring)) {
-					session[name] = value;
-				}
-				break;
-			}
-			case '/login': {
-				const carried = session.toJSON();
-				await session.regenerate();
-				Object.assign(ctx.session ?? {}, carried, { user: 'ada' });
-				break;
-			}
-			case '/logout': {
-				ctx.session = null;
-				ctx.body = { loggedOut: true };
-				return;
-			}
-			case '/remember-me': {
-				session.maxAge = 30 * day;
-				break;
-			}
-			case '/save': {
-				await session.save();
-				break;
-			}
-			case '/slow-write': {
-				await hooks.beforeSlowWrite?.();
-				session['lastSeen'] = 'slow tab';
-				break;
-			}
-			default:
-				break;
-		}
-		ctx.body = { ...ctx.session?.toJSON() };
-	};
-}
-
-async function app(t: Parameters<typeof createStore>[0], sessionOptions: Record<string, unknown> = {}, handler = routes()) {
-	const { store, database } = await createStore(t);
+async function app(t: Parameters<typeof createStore>[0], sessionOptions: Record<string, unknown> = {}, handler: Koa.Middleware = sessionRoutes()) {
+	// touchAfter: 0, so that every save these tests make reaches the table.
+	const { store, database } = await createStore(t, { touchAfter: 0 });
 	const { url } = await startApp(t, { session: { store, ...sessionOptions }, handler });
 	return { store, database, url };
 }
@@ -217,48 +170,36 @@ test('100 concurrent requests on one session and 100 new sessions all succeed', 
 });
 
 test('a logout in one tab is not undone by a slower request of another tab', async (t) => {
-	let releaseSlowTab = () => {};
-	let slowTabLoaded = () => {};
-	const loaded = new Promise<void>((resolve) => { slowTabLoaded = resolve; });
-	const handler = routes({
-		beforeSlowWrite: () => new Promise<void>((resolve) => {
-			releaseSlowTab = resolve;
-			slowTabLoaded();
-		}),
-	});
-	const { database, url } = await app(t, {}, handler);
+	const slowTab = new Gate();
+	const { database, url } = await app(t, {}, sessionRoutes({ gate: slowTab }));
 	const tab = new CookieJar();
 	await request(`${url}/set?user=ada`, tab);
 	const slow = request(`${url}/slow-write`, tab.clone());
-	await loaded;
+	await slowTab.arrivals(1);
 	await request(`${url}/logout`, tab);
-	releaseSlowTab();
+	slowTab.open();
 	t.is((await slow).status, 200);
 	t.deepEqual(await sessionRows(database), [], 'the slow request did not bring the session back');
 });
 
 test('a session cleaned up while a request ran is not recreated by that request', async (t) => {
-	let release = () => {};
-	let reached = () => {};
-	const inFlight = new Promise<void>((resolve) => { reached = resolve; });
-	const { store, database, url } = await app(t, {}, routes({
-		beforeSlowWrite: () => new Promise<void>((resolve) => { release = resolve; reached(); }),
-	}));
+	const gate = new Gate();
+	const { database, url } = await app(t, {}, sessionRoutes({ gate }));
 	const jar = new CookieJar();
 	await request(`${url}/set?user=ada`, jar);
 	const slow = request(`${url}/slow-write`, jar.clone());
-	await inFlight;
+	await gate.arrivals(1);
 	await database.query('DELETE FROM http_sessions');
-	release();
+	gate.open();
 	await slow;
 	t.is((await sessionRows(database)).length, 0);
-	t.truthy(store);
 });
 
-test('the store is used through koa-session\'s contract and needs nothing else', async (t) => {
+test('koa-session accepts the store as an external store, and would refuse one without its methods', async (t) => {
 	const { store } = await createStore(t);
-	const contract: Pick<PgStore, 'get' | 'set' | 'destroy'> = store;
-	t.is(typeof contract.get, 'function');
-	t.is(typeof contract.set, 'function');
-	t.is(typeof contract.destroy, 'function');
+	const { default: session } = await import('koa-session');
+	const { default: Koa } = await import('koa');
+	const contract: Pick<typeof store, 'get' | 'set' | 'destroy'> = store;
+	t.notThrows(() => session({ store: contract }, new Koa()));
+	t.throws(() => session({ store: { get: store.get, set: store.set } as never }, new Koa()), { message: /destroy/ });
 });

@@ -7,11 +7,11 @@ import { countingClient } from './helpers/counting-client.js';
 import { createDatabase } from './helpers/database.js';
 import { CookieJar, request, startApp, type SetCookie } from './helpers/http.js';
 import { sessionRows } from './helpers/store.js';
+import { hour } from './helpers/time.js';
 
 const oldSecret = 'old-secret-0123456789-abcdefghijklmnop';
 const newSecret = 'new-secret-0123456789-abcdefghijklmnop';
 const sessionId = 'fixed-session-id';
-const hour = 3_600_000;
 
 test('createKeys signs with HMAC-SHA256 under the first secret and verifies all of them', (t) => {
 	const keys = createKeys([newSecret, oldSecret]);
@@ -38,6 +38,41 @@ test('createKeys rejects weak or malformed secret lists without echoing secrets'
 		// @ts-expect-error: deliberately wrong
 		const error = t.throws(() => createKeys(secrets), { instanceOf: TypeError, message });
 		t.false(error?.message.includes(short) || error?.message.includes(newSecret), 'no secret in the message');
+	}
+});
+
+test('createKeys refuses weak or unknown HMAC algorithms when it is called, not at the first signature', (t) => {
+	for (const algorithm of ['md5', 'sha1', 'SHA256', 'sha3-256', 'whirlpool-typo', '']) {
+		t.throws(() => createKeys([newSecret], { algorithm: algorithm as 'sha256' }), {
+			instanceOf: TypeError,
+			message: `Expected \`algorithm\` to be one of "sha256", "sha384", "sha512", got ${JSON.stringify(algorithm)}`,
+		});
+	}
+	for (const algorithm of ['sha384', 'sha512'] as const) {
+		t.is(createKeys([newSecret], { algorithm }).sign('sid=x'), createHmac(algorithm, newSecret).update('sid=x').digest('base64url'));
+	}
+	// The second argument was once the algorithm; a secret put there by mistake is not echoed.
+	const error = t.throws(() => createKeys([newSecret], oldSecret as never), { instanceOf: TypeError, message: /`options` to be an object.*got a string/ });
+	t.false(error?.message.includes(oldSecret));
+});
+
+test('legacySha1Secrets take the old app.keys as they are, and reject malformed lists without echoing them', (t) => {
+	const shortLegacy = 'keyboard cat';
+	const keys = createKeys([newSecret], { legacySha1Secrets: [shortLegacy] });
+	t.is(keys.index('sid=x', new Keygrip([shortLegacy]).sign('sid=x')), 1, 'after every current secret');
+	t.true(keys.verify('sid=x', new Keygrip([shortLegacy]).sign('sid=x')));
+	t.is(keys.sign('sid=x'), createHmac('sha256', newSecret).update('sid=x').digest('base64url'), 'never signs with SHA-1');
+	t.is(createKeys([newSecret], { legacySha1Secrets: `${oldSecret}, ${shortLegacy}` }).index('sid=x', new Keygrip([shortLegacy]).sign('sid=x')), 2);
+	t.is(createKeys([newSecret], { legacySha1Secrets: [] }).index('sid=x', new Keygrip([shortLegacy]).sign('sid=x')), -1);
+	const cases: [unknown, RegExp][] = [
+		['', /`legacySha1Secrets\[0\]` to be a non-empty string, got an empty string/],
+		[[shortLegacy, shortLegacy], /`legacySha1Secrets\[1\]` to be different from every other secret, got a duplicate/],
+		[[shortLegacy, 7], /`legacySha1Secrets\[1\]` to be a non-empty string, got a number/],
+		[{ 0: shortLegacy }, /`legacySha1Secrets` to be a non-empty array/],
+	];
+	for (const [legacySha1Secrets, message] of cases) {
+		const error = t.throws(() => createKeys([newSecret], { legacySha1Secrets: legacySha1Secrets as string[] }), { instanceOf: TypeError, message });
+		t.false(error?.message.includes(shortLegacy), 'no secret in the message');
 	}
 });
 
@@ -166,4 +201,65 @@ test('reissueOnRotation mounted without koa-session says so', async (t) => {
 	const app = new Koa();
 	const ctx = app.createContext({ headers: {} } as never, { setHeader() {}, getHeader() {} } as never);
 	await t.throwsAsync(reissueOnRotation()(ctx, async () => {}), { instanceOf: TypeError, message: /after koa-session/ });
+});
+
+const legacySecret = 'keyboard cat'; // what Koa's docs put in `app.keys`: short, and signed with SHA-1
+
+// Before: `app.keys = [legacySecret]`, Keygrip's HMAC-SHA1. After: createKeys with the legacy list.
+async function legacySetup(t: Parameters<typeof createDatabase>[0], keysAfter: Keygrip) {
+	const database = await createDatabase(t);
+	const { prisma, statements } = countingClient(t, database.url);
+	const store = new PgStore({ prisma, cleanupInterval: 0 });
+	const sessionOptions = { key: 'sid', store, maxAge: hour, sameSite: 'lax' as const, genid: () => sessionId };
+	const before = await startApp(t, { keys: [legacySecret], session: sessionOptions, handler });
+	const jar = new CookieJar();
+	await request(`${before.url}/login`, jar);
+	t.is(jar.cookies.get('sid.sig'), createHmac('sha1', legacySecret).update(`sid=${sessionId}`).digest('base64url'), 'signed with SHA-1');
+	const after = await startApp(t, {
+		keys: keysAfter,
+		session: sessionOptions,
+		handler: (ctx, next) => reissueOnRotation()(ctx, async () => handler(ctx, next)),
+	});
+	return { database, statements, jar, url: after.url };
+}
+
+test('a cookie SHA-1-signed under the old app.keys keeps its session after the move to createKeys, re-signed with SHA-256', async (t) => {
+	const { database, statements, jar, url } = await legacySetup(t, createKeys([newSecret], { legacySha1Secrets: [legacySecret] }));
+	const [stored] = await sessionRows(database);
+	const before = statements();
+
+	const response = await request(`${url}/`, jar);
+	t.like(response.body, { user: 'ada' });
+	t.is(statements() - before, 1, 'one read, no write');
+	const sid = response.setCookies.filter((cookie) => cookie.name === 'sid');
+	const sig = response.setCookies.filter((cookie) => cookie.name === 'sid.sig');
+	t.is(sid.length, 1);
+	t.is(sig.length, 1);
+	t.is(sig[0]?.value, createHmac('sha256', newSecret).update(`sid=${sessionId}`).digest('base64url'));
+	const expires = new Date(Number(stored?.data['_expire'])).toUTCString();
+	for (const cookie of [sid[0], sig[0]]) {
+		t.deepEqual(attributes(cookie), { path: '/', expires, samesite: 'lax', httponly: '' }, 'reissued whole, not a bare .sig');
+	}
+	const again = await request(`${url}/`, jar);
+	t.like(again.body, { user: 'ada' });
+	t.deepEqual(again.setCookies, [], 'now signed with the newest key: nothing to reissue');
+});
+
+test('only the listed legacy secrets verify with SHA-1: forged and downgraded signatures never reach the database', async (t) => {
+	const { statements, jar, url } = await legacySetup(t, createKeys([newSecret], { legacySha1Secrets: [legacySecret] }));
+	const before = statements();
+	const sha1 = (secret: string) => createHmac('sha1', secret).update(`sid=${sessionId}`).digest('base64url');
+	for (const forged of [sha1('an attacker secret'), sha1(newSecret), createHmac('sha256', legacySecret).update(`sid=${sessionId}`).digest('base64url')]) {
+		const forgedJar = jar.clone();
+		forgedJar.cookies.set('sid.sig', forged);
+		const response = await request(`${url}/`, forgedJar);
+		t.deepEqual(response.body, {}, 'a fresh session');
+		t.false(forgedJar.cookies.has('sid.sig'), 'cookies clears the bad signature');
+	}
+	t.is(statements(), before, 'the store was never asked');
+});
+
+test('without legacySha1Secrets the SHA-1 cookies of the old app.keys start fresh sessions', async (t) => {
+	const { jar, url } = await legacySetup(t, createKeys([newSecret]));
+	t.deepEqual((await request(`${url}/`, jar)).body, {});
 });

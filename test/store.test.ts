@@ -1,11 +1,12 @@
 import test from 'ava';
 import {
-	DatabaseError, digestKey, InvalidSessionError, isPgStoreError, PgStore, PgStoreError,
+	DatabaseError, InvalidSessionError, isPgStoreError, PgStore, PgStoreError,
 	SessionTooLargeError, StoreClosedError,
 } from '../src/index.js';
+import { digestKey } from '../src/key-digest.js';
 import { createStore, sessionRows } from './helpers/store.js';
+import { hour } from './helpers/time.js';
 
-const hour = 3_600_000;
 
 test('set stores the session under the SHA-256 of its key, never the key', async (t) => {
 	const { store, database } = await createStore(t);
@@ -81,7 +82,8 @@ test('100 concurrent first writes of one key give no error and one row', async (
 	t.deepEqual(results.filter((result) => result.status === 'rejected'), []);
 	const rows = await sessionRows(database);
 	t.is(rows.length, 1);
-	t.is(typeof rows[0]?.data['index'], 'number');
+	const index = rows[0]?.data['index'];
+	t.true(Number.isInteger(index) && Number(index) >= 0 && Number(index) < 100, 'one of the 100 writes won whole');
 });
 
 test('a session larger than maxLength is rejected and the stored one stays intact', async (t) => {
@@ -96,11 +98,16 @@ test('a session larger than maxLength is rejected and the stored one stays intac
 	t.deepEqual((await sessionRows(database)).map((row) => row.data), [{ note: 'small' }]);
 });
 
-test('maxLength counts UTF-8 bytes of the JSON; 0 means no limit', async (t) => {
-	const { store: limited } = await createStore(t, { maxLength: 20 });
-	const exactly20 = { a: 'x'.repeat(12) }; // {"a":"xxxxxxxxxxxx"} is 20 bytes
-	await t.notThrowsAsync(limited.set('fits', exactly20, hour));
-	await t.throwsAsync(limited.set('fits', { a: 'x'.repeat(13) }, hour), { instanceOf: SessionTooLargeError });
+test('maxLength counts UTF-8 bytes of the session as PostgreSQL stores it; 0 means no limit', async (t) => {
+	const { store: limited, database } = await createStore(t, { maxLength: 21 });
+	const exactly21 = { a: 'é'.repeat(6) }; // {"a": "éééééé"} is 21 bytes in jsonb's text form (20 of compact JSON)
+	await t.notThrowsAsync(limited.set('fits', exactly21, hour));
+	const [row] = await database.query<{ size: number }>('SELECT octet_length(data::text) AS size FROM http_sessions');
+	t.is(row?.size, 21);
+	// 20 bytes of compact JSON, but {"a": "ééé", "b": 1} is 23.
+	const error = await t.throwsAsync(limited.set('fits', { a: 'é'.repeat(3), b: 1 }, hour), { instanceOf: SessionTooLargeError });
+	t.is(error?.size, 23);
+	t.deepEqual((await sessionRows(database)).map((stored) => stored.data), [exactly21]);
 	const { store: unlimited } = await createStore(t, { maxLength: 0 });
 	await unlimited.set('large', { blob: 'x'.repeat(1_000_000) }, hour);
 	t.is((await unlimited.get('large', hour, {}))?.['blob'], 'x'.repeat(1_000_000));
@@ -108,7 +115,7 @@ test('maxLength counts UTF-8 bytes of the JSON; 0 means no limit', async (t) => 
 
 test('the default maxLength is 4096 bytes', async (t) => {
 	const { store } = await createStore(t);
-	const padding = 4096 - JSON.stringify({ p: '' }).length;
+	const padding = 4096 - '{"p": ""}'.length;
 	await t.notThrowsAsync(store.set('k', { p: 'x'.repeat(padding) }, hour));
 	await t.throwsAsync(store.set('k', { p: 'x'.repeat(padding + 1) }, hour), { instanceOf: SessionTooLargeError });
 });
@@ -214,4 +221,23 @@ test('a database error keeps its SQLSTATE', async (t) => {
 	const missingTable = await t.throwsAsync(store.get('k', hour, {}), { instanceOf: DatabaseError });
 	t.is(missingTable?.sqlState, '42P01');
 	t.is(missingTable?.operation, 'get');
+});
+
+test('options from other session stores, a pg.Pool as `pool`, and a missing DATABASE_URL get TypeErrors that say what to do', async (t) => {
+	const url = 'postgresql://localhost/none';
+	for (const [options, message] of [
+		[{ connectionString: url, tableName: 'sessions' }, /Unknown option `tableName`.*`@@map`/],
+		[{ connectionString: url, ttl: 3600 }, /Unknown option `ttl`.*`maxAge`/],
+		[{ connectionString: url, prefix: 'sess:' }, /Unknown option `prefix`.*digests/],
+		[{ connectionString: url, pruneSessionInterval: 60 }, /Unknown option `pruneSessionInterval`.*`cleanupInterval`/],
+		[{ connectionString: url, createTableIfMissing: true }, /Unknown option `createTableIfMissing`.*ensureSchema/],
+		[{ connectionString: url, maxlength: 10 }, /Unknown option `maxlength`/],
+		[{ connectionString: process.env['PGSTORE_NO_SUCH_VARIABLE'] }, /got neither: pass `connectionString: process.env.DATABASE_URL`/],
+	] as const) {
+		t.throws(() => new PgStore(options as never), { instanceOf: TypeError, message }, JSON.stringify(options));
+	}
+	const { default: pg } = await import('pg');
+	const pool = new pg.Pool({ connectionString: url });
+	t.teardown(() => pool.end());
+	t.throws(() => new PgStore({ connectionString: url, pool: pool as never }), { instanceOf: TypeError, message: /got a pool.*as `prisma`/ });
 });

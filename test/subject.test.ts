@@ -1,51 +1,19 @@
 import { readFile } from 'node:fs/promises';
 import { PrismaPg } from '@prisma/adapter-pg';
 import test from 'ava';
-import type Koa from 'koa';
-import { digestKey, PgStore } from '../src/index.js';
+import { PgStore } from '../src/index.js';
+import { digestKey } from '../src/key-digest.js';
 import { PrismaClient as AppClient } from './fixtures/app-schema/generated/client.js';
 import { createDatabase, migrationFiles } from './helpers/database.js';
+import { Gate } from './helpers/gate.js';
 import { CookieJar, request, startApp } from './helpers/http.js';
+import { sessionRoutes } from './helpers/routes.js';
 import { createStore, sessionRows } from './helpers/store.js';
+import { hour } from './helpers/time.js';
 
-const hour = 3_600_000;
-
-function routes(store: PgStore, hooks: { beforeSlowWrite?: () => Promise<void> } = {}): Koa.Middleware {
-	return async (ctx) => {
-		const session = ctx.session;
-		if (session === null) {
-			return;
-		}
-		const user = session['userId'];
-		switch (ctx.path) {
-			case '/login': {
-				await session.regenerate();
-				Object.assign(ctx.session ?? {}, { userId: ctx.query['user'] });
-				break;
-			}
-			case '/devices': {
-				ctx.body = typeof user === 'string' ? await store.list(user, { ctx }) : [];
-				return;
-			}
-			case '/sign-out-others': {
-				ctx.body = { ended: typeof user === 'string' ? await store.destroyAll(user, { except: ctx }) : 0 };
-				return;
-			}
-			case '/slow-write': {
-				await hooks.beforeSlowWrite?.();
-				session['touched'] = true;
-				break;
-			}
-			default:
-				break;
-		}
-		ctx.body = session.toJSON();
-	};
-}
-
-async function subjectApp(t: Parameters<typeof createStore>[0], hooks = {}) {
+async function subjectApp(t: Parameters<typeof createStore>[0], gate?: Gate) {
 	const { store, database } = await createStore(t, { subject: (session) => session['userId'] as string | undefined });
-	const { url } = await startApp(t, { session: { store, maxAge: hour }, handler: routes(store, hooks) });
+	const { url } = await startApp(t, { session: { store, maxAge: hour }, handler: sessionRoutes({ store, ...gate ? { gate } : {} }) });
 	return { store, database, url };
 }
 
@@ -53,7 +21,7 @@ test('the subject is stored with the session: none before login, the user after'
 	const { database, url } = await subjectApp(t);
 	const jar = new CookieJar();
 	await request(`${url}/`, jar);
-	await request(`${url}/login?user=ada`, jar);
+	await request(`${url}/sign-in?user=ada`, jar);
 	const rows = await database.query<{ key: string; subject: string | null }>('SELECT key, subject FROM http_sessions');
 	t.deepEqual(rows, [{ key: digestKey(jar.cookies.get('koa.sess') ?? ''), subject: 'ada' }]);
 });
@@ -62,10 +30,10 @@ test('destroyAll signs a user out on every device and nobody else', async (t) =>
 	const { store, database, url } = await subjectApp(t);
 	const devices = [new CookieJar(), new CookieJar(), new CookieJar()];
 	for (const jar of devices) {
-		await request(`${url}/login?user=ada`, jar);
+		await request(`${url}/sign-in?user=ada`, jar);
 	}
 	const other = new CookieJar();
-	await request(`${url}/login?user=grace`, other);
+	await request(`${url}/sign-in?user=grace`, other);
 	t.is(await store.destroyAll('ada'), 3);
 	for (const jar of devices) {
 		t.deepEqual((await request(`${url}/`, jar)).body, {}, 'signed out');
@@ -79,7 +47,7 @@ test('destroyAll with except: ctx keeps the current device ("sign out other devi
 	const { url } = await subjectApp(t);
 	const [laptop, phone, tablet] = [new CookieJar(), new CookieJar(), new CookieJar()];
 	for (const jar of [laptop, phone, tablet]) {
-		await request(`${url}/login?user=ada`, jar);
+		await request(`${url}/sign-in?user=ada`, jar);
 	}
 	t.deepEqual((await request(`${url}/sign-out-others`, laptop)).body, { ended: 2 });
 	t.like((await request(`${url}/`, laptop)).body, { userId: 'ada' });
@@ -90,10 +58,10 @@ test('destroyAll with except: ctx keeps the current device ("sign out other devi
 test('list shows a user\'s live sessions with the current one marked, never a key', async (t) => {
 	const { store, database, url } = await subjectApp(t);
 	const [laptop, phone] = [new CookieJar(), new CookieJar()];
-	await request(`${url}/login?user=ada`, laptop);
-	await request(`${url}/login?user=ada`, phone);
+	await request(`${url}/sign-in?user=ada`, laptop);
+	await request(`${url}/sign-in?user=ada`, phone);
 	const expired = new CookieJar();
-	await request(`${url}/login?user=ada`, expired);
+	await request(`${url}/sign-in?user=ada`, expired);
 	await database.query(`UPDATE http_sessions SET expires_on = now() - interval '1 second' WHERE key = $1`, [digestKey(expired.cookies.get('koa.sess') ?? '')]);
 
 	const response = await request(`${url}/devices`, laptop);
@@ -109,11 +77,23 @@ test('list shows a user\'s live sessions with the current one marked, never a ke
 	t.deepEqual(await store.list('grace'), []);
 });
 
+test('list() puts the most recently written session first', async (t) => {
+	const { store, database } = await createStore(t, { subject: (session) => session['userId'] as string | undefined });
+	for (const key of ['older', 'newest', 'middle']) {
+		await store.set(key, { userId: 'ada', device: key }, hour);
+	}
+	await database.query(`UPDATE http_sessions SET modified_on = now() - (CASE data->>'device' WHEN 'older' THEN interval '2 hours' WHEN 'middle' THEN interval '1 hour' ELSE interval '0' END)`);
+	const listed = await store.list('ada');
+	const rows = await database.query<{ id: string; device: string }>(`SELECT id::text, data->>'device' AS device FROM http_sessions`);
+	const deviceOf = new Map(rows.map((row) => [row.id, row.device]));
+	t.deepEqual(listed.map((session) => deviceOf.get(session.id)), ['newest', 'middle', 'older']);
+});
+
 test('destroySession ends one device, only for its own subject', async (t) => {
 	const { store, url } = await subjectApp(t);
 	const [laptop, phone] = [new CookieJar(), new CookieJar()];
-	await request(`${url}/login?user=ada`, laptop);
-	await request(`${url}/login?user=ada`, phone);
+	await request(`${url}/sign-in?user=ada`, laptop);
+	await request(`${url}/sign-in?user=ada`, phone);
 	const devices = (await request(`${url}/devices`, laptop)).body as { id: string; current: boolean }[];
 	const phoneId = devices.find((device) => !device.current)?.id ?? '';
 	t.false(await store.destroySession('grace', phoneId), 'another user cannot end it');
@@ -125,18 +105,14 @@ test('destroySession ends one device, only for its own subject', async (t) => {
 });
 
 test('a request in flight on a signed-out device does not bring its session back', async (t) => {
-	let release = () => {};
-	let reached = () => {};
-	const inFlight = new Promise<void>((resolve) => { reached = resolve; });
-	const { store, database, url } = await subjectApp(t, {
-		beforeSlowWrite: () => new Promise<void>((resolve) => { release = resolve; reached(); }),
-	});
+	const gate = new Gate();
+	const { store, database, url } = await subjectApp(t, gate);
 	const jar = new CookieJar();
-	await request(`${url}/login?user=ada`, jar);
+	await request(`${url}/sign-in?user=ada`, jar);
 	const slow = request(`${url}/slow-write`, jar.clone());
-	await inFlight;
+	await gate.arrivals(1);
 	t.is(await store.destroyAll('ada'), 1);
-	release();
+	gate.open();
 	t.is((await slow).status, 200);
 	t.deepEqual(await sessionRows(database), []);
 });
@@ -144,8 +120,8 @@ test('a request in flight on a signed-out device does not bring its session back
 test('the subject methods need the subject option, and the option needs the column', async (t) => {
 	const { store } = await createStore(t);
 	await t.throwsAsync(store.destroyAll('ada'), { instanceOf: TypeError, message: /`subject` option/ });
-	await t.throwsAsync(store.list('ada'), { instanceOf: TypeError });
-	await t.throwsAsync(store.destroySession('ada', '1'), { instanceOf: TypeError });
+	await t.throwsAsync(store.list('ada'), { instanceOf: TypeError, message: /`subject` option/ });
+	await t.throwsAsync(store.destroySession('ada', '1'), { instanceOf: TypeError, message: /`subject` option/ });
 	const database = await createDatabase(t, { migrate: false });
 	await database.query(await readFile(new URL('fixtures/app-schema/migration.sql', import.meta.url), 'utf8'));
 	const prisma = new AppClient({ adapter: new PrismaPg({ connectionString: database.url }) });

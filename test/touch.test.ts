@@ -3,8 +3,8 @@ import type Koa from 'koa';
 import { PgStore } from '../src/index.js';
 import { CookieJar, request, startApp } from './helpers/http.js';
 import { createStore, sessionRows } from './helpers/store.js';
+import { hour } from './helpers/time.js';
 
-const hour = 3_600_000;
 const touchAfter = 60_000;
 
 const routes: Koa.Middleware = (ctx) => {
@@ -91,8 +91,8 @@ test('touchAfter never skips changed data, even when koa-session says changed: f
 	t.is((await sessionRows(database))[0]?.data['note'], 'saved');
 });
 
-test('without touchAfter every rolling save is written', async (t) => {
-	const { store, database } = await createStore(t);
+test('with touchAfter: 0 every rolling save is written', async (t) => {
+	const { store, database } = await createStore(t, { touchAfter: 0 });
 	const { url } = await startApp(t, { session: { store, rolling: true, maxAge: hour }, handler: routes });
 	const jar = new CookieJar();
 	await request(`${url}/count`, jar);
@@ -111,4 +111,20 @@ test('touchAfter is validated', (t) => {
 			message: /`touchAfter` to be an integer >= 0/,
 		});
 	}
+});
+
+test('touchAfter is on by default (a minute) and never more than a quarter of the session\'s lifetime', async (t) => {
+	const { store, database } = await createStore(t);
+	const ctx = {};
+	await store.set('long', { n: 1 }, hour);
+	await store.set('short', { n: 1 }, 20_000);
+	const [long, short] = [await store.get('long', hour, { ctx }), await store.get('short', 20_000, { ctx })];
+	const before = await sessionRows(database);
+	await new Promise((resolve) => setTimeout(resolve, 5_100));
+	// Five seconds on: inside the minute for the hour-long session, past a quarter of the 20 s one.
+	await store.set('long', { ...long }, hour, { ctx, changed: false });
+	await store.set('short', { ...short }, 20_000, { ctx, changed: false });
+	const after = await sessionRows(database);
+	t.deepEqual(after[0]?.expires_on, before[0]?.expires_on, 'the hour-long session was not rewritten');
+	t.true((after[1]?.expires_on.getTime() ?? 0) > (before[1]?.expires_on.getTime() ?? 0), 'the 20 s session was');
 });

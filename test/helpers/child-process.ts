@@ -3,18 +3,20 @@ import { spawn } from 'node:child_process';
 /**
  * Runs an ES module (TypeScript, from the repository root) in a new Node process and waits for
  * it to exit on its own. `code` is `null` when it was still running after `timeoutMs` and had
- * to be killed: what a timer or pool left referenced looks like.
+ * to be killed: what a timer or pool left referenced looks like. `errorOutput` is its stderr.
  */
-export async function runScript(script: string, env: Record<string, string>, timeoutMs = 20_000): Promise<{ code: number | null; output: string }> {
+export async function runScript(script: string, env: Record<string, string>, timeoutMs = 20_000): Promise<{ code: number | null; output: string; errorOutput: string }> {
 	const child = spawn(process.execPath, ['--import=tsx', '--input-type=module', '--eval', script], {
 		env: { ...process.env, ...env },
-		stdio: ['ignore', 'pipe', 'inherit'],
+		stdio: ['ignore', 'pipe', 'pipe'],
 	});
 	let output = '';
+	let errorOutput = '';
 	child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString(); });
+	child.stderr.on('data', (chunk: Buffer) => { errorOutput += chunk.toString(); });
 	const code = await new Promise<number | null>((resolve) => {
 		const timer = setTimeout(() => { child.kill(); resolve(null); }, timeoutMs);
 		child.on('exit', (exitCode) => { clearTimeout(timer); resolve(exitCode); });
 	});
-	return { code, output: output.trim() };
+	return { code, output: output.trim(), errorOutput };
 }

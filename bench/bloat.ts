@@ -1,0 +1,62 @@
+// `npx tsx bench/bloat.ts`: what rolling sessions do to the table with `touchAfter: 0` (every
+// request rewrites `expires_on`) and with the default window. Each of 2,000 sessions is read and
+// saved unchanged 25 times, as koa-session's `rolling: true` does, with autovacuum off for the
+// table so that the dead rows stay countable. Prints one Markdown table.
+import { readdir, readFile } from 'node:fs/promises';
+import pg from 'pg';
+import { startPostgres } from '../scripts/embedded-postgres.js';
+import { PgStore } from '../src/index.js';
+
+const sessions = Number(process.env['BLOAT_SESSIONS'] ?? 2_000);
+const rounds = Number(process.env['BLOAT_ROUNDS'] ?? 25);
+const hour = 3_600_000;
+
+const server = await startPostgres();
+const rows: string[] = [];
+try {
+	for (const touchAfter of [0, 60_000]) {
+		const admin = new pg.Client({ connectionString: server.url });
+		await admin.connect();
+		const name = `bloat_${touchAfter}`;
+		await admin.query(`CREATE DATABASE ${name}`);
+		await admin.end();
+		const url = server.url.replace(/\/postgres$/, `/${name}`);
+		const db = new pg.Client({ connectionString: url });
+		await db.connect();
+		for (const migration of (await readdir('prisma/migrations', { withFileTypes: true })).filter((entry) => entry.isDirectory()).map((entry) => entry.name).sort()) {
+			await db.query(await readFile(`prisma/migrations/${migration}/migration.sql`, 'utf8'));
+		}
+		await db.query('ALTER TABLE http_sessions SET (autovacuum_enabled = false)');
+		const store = new PgStore({ connectionString: url, cleanupInterval: 0, touchAfter });
+		const keys = Array.from({ length: sessions }, (_, index) => `session-${index}`);
+		for (let start = 0; start < keys.length; start += 200) {
+			await Promise.all(keys.slice(start, start + 200).map((key) => store.set(key, { userId: key, views: 1 }, hour)));
+		}
+		await db.query('VACUUM ANALYZE http_sessions');
+		const size = async () => (await db.query<{ table: string; indexes: string }>(
+			`SELECT pg_relation_size('http_sessions') AS table, pg_indexes_size('http_sessions') AS indexes`)).rows[0];
+		const before = await size();
+		for (let round = 0; round < rounds; round += 1) {
+			for (let start = 0; start < keys.length; start += 200) {
+				await Promise.all(keys.slice(start, start + 200).map(async (key) => {
+					const ctx = {};
+					const data = await store.get(key, hour, { ctx });
+					await store.set(key, { ...data, _expire: Date.now() + hour }, hour, { ctx, changed: false });
+				}));
+			}
+		}
+		await db.query('SELECT pg_stat_force_next_flush()');
+		await new Promise((resolve) => setTimeout(resolve, 700));
+		const after = await size();
+		const { rows: [stats] } = await db.query<{ updates: string; hot: string; dead: string }>(
+			`SELECT n_tup_upd AS updates, n_tup_hot_upd AS hot, n_dead_tup AS dead FROM pg_stat_user_tables WHERE relname = 'http_sessions'`);
+		rows.push(`| ${touchAfter} | ${sessions * rounds} | ${stats?.updates ?? '?'} | ${stats?.hot ?? '?'} | ${stats?.dead ?? '?'} | ${Math.round(Number(before?.table) / 1024)} → ${Math.round(Number(after?.table) / 1024)} | ${Math.round(Number(before?.indexes) / 1024)} → ${Math.round(Number(after?.indexes) / 1024)} |`);
+		await store.close();
+		await db.end();
+	}
+} finally {
+	await server.stop();
+}
+console.log('| touchAfter ms | rolling saves | row updates | of them HOT | dead rows | table KiB | indexes KiB |');
+console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+console.log(rows.join('\n'));

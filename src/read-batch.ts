@@ -1,0 +1,41 @@
+import type DataLoader from 'dataloader';
+import { coalesce } from './batching.js';
+import { queryRows } from './database.js';
+import { debug } from './debug.js';
+import type { RawSqlClient } from './prisma-client.js';
+import { storedRow, type StoredRow } from './session-codec.js';
+import type { SessionStatements } from './statements.js';
+
+/**
+ * Coalesces the reads of one turn of the event loop into one statement (`key = ANY($1)`). Each
+ * caller gets its own row (`undefined` for none or an expired one) or the statement's error.
+ * Keys are digests.
+ */
+export function createReadBatcher(client: RawSqlClient, statements: SessionStatements): DataLoader<string, StoredRow | undefined> {
+	return coalesce(async (digests: readonly string[]) => {
+		debug('read batch: %d reads', digests.length);
+		let rows: unknown[];
+		try {
+			rows = await queryRows(client, statements.selectLive({ digests: [...new Set(digests)], now: new Date() }), 'get');
+		} catch (error) {
+			return digests.map(() => error as Error);
+		}
+		const found = new Map<string, StoredRow>();
+		for (const row of rows) {
+			const stored = storedRow(row);
+			if (stored !== undefined) {
+				found.set(stored.key, stored);
+			}
+		}
+		// Concurrent requests of one session must not share one mutable object.
+		const handedOut = new Set<string>();
+		return digests.map((digest) => {
+			const row = found.get(digest);
+			if (row === undefined || !handedOut.has(digest)) {
+				handedOut.add(digest);
+				return row;
+			}
+			return { ...row, data: structuredClone(row.data) };
+		});
+	});
+}

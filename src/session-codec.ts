@@ -1,0 +1,136 @@
+import { InvalidSessionError, SessionTooLargeError } from './errors.js';
+import { invalid, isRecord } from './invalid.js';
+
+/** A session as koa-session hands it to a store: its JSON, with `_expire` and `_maxAge`. */
+export type SessionData = Record<string, unknown>;
+
+/** A live row as the read statement returns it. */
+export interface StoredRow {
+	readonly key: string;
+	readonly data: SessionData;
+	readonly expiresOn: Date;
+	/** With the `subject` option: the subject column. */
+	readonly subject?: string | null;
+}
+
+/** A session ready to be stored: its JSON, whole and field by field. */
+export interface EncodedSession {
+	/** The session's JSON text. */
+	readonly json: string;
+	/** Each top-level field's JSON, by name, in the session's order; fields JSON leaves out (undefined, functions) are absent. */
+	readonly fields: ReadonlyMap<string, string>;
+}
+
+/**
+ * Turns a session into the JSON that is stored, checking first what PostgreSQL would reject, so
+ * a rejected save leaves the stored session as it was and fails no other request's save.
+ *
+ * @throws {InvalidSessionError} Not a plain object, not serializable, or holding `\u0000` or a
+ * lone UTF-16 surrogate (jsonb takes neither).
+ */
+export function encodeSession(session: unknown): EncodedSession {
+	if (!isRecord(session)) {
+		throw new InvalidSessionError(`Expected the session to be a plain object, got ${session === null ? 'null' : Array.isArray(session) ? 'an array' : typeof session}`);
+	}
+	const fields = new Map<string, string>();
+	const members: string[] = [];
+	try {
+		for (const name of Object.keys(session)) {
+			const value: unknown = session[name];
+			// As JSON.stringify of the whole object: a toJSON() is honoured, and what has no JSON is left out.
+			const json = JSON.stringify(value) as string | undefined;
+			if (json !== undefined) {
+				fields.set(name, json);
+				members.push(`${JSON.stringify(name)}:${json}`);
+			}
+		}
+	} catch (error) {
+		throw new InvalidSessionError('The session cannot be serialized as JSON', { cause: error });
+	}
+	const json = `{${members.join(',')}}`;
+	if (hasEscape(json, nulEscape)) {
+		throw new InvalidSessionError('The session holds a \\u0000 character, which PostgreSQL cannot store in jsonb');
+	}
+	if (hasEscape(json, loneSurrogateEscape)) {
+		throw new InvalidSessionError('The session holds a lone UTF-16 surrogate (an ill-formed string), which PostgreSQL cannot store in jsonb');
+	}
+	return { json, fields };
+}
+
+/**
+ * Rejects a session whose JSON is longer than `maxLength` bytes before it is sent. Its text in
+ * PostgreSQL (the measure `maxLength` is checked against in SQL) is never shorter than its JSON,
+ * so such a session could never be stored.
+ */
+export function assertShorterThan(json: string, maxLength: number): void {
+	// A UTF-16 unit is at most 3 bytes of UTF-8, so a short string skips the byte count.
+	if (maxLength > 0 && json.length * 3 > maxLength) {
+		const size = Buffer.byteLength(json);
+		if (size > maxLength) {
+			throw new SessionTooLargeError(size, maxLength);
+		}
+	}
+}
+
+// A high surrogate not followed by a low one, or a low one not after a high one.
+const loneSurrogate = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** Whether `text` is well-formed UTF-16 (`String.prototype.isWellFormed`, which Node 20's TypeScript lib lacks). */
+export function isWellFormed(text: string): boolean {
+	return !loneSurrogate.test(text);
+}
+
+/** The JSON of each top-level field of a stored session. */
+export function fieldsOf(data: SessionData): Map<string, string> {
+	const fields = new Map<string, string>();
+	for (const name of Object.keys(data)) {
+		fields.set(name, JSON.stringify(data[name]));
+	}
+	return fields;
+}
+
+/** The row as the read statement gave it, or `undefined` when it has another shape. */
+export function storedRow(row: unknown): StoredRow | undefined {
+	if (!isRecord(row) || typeof row['key'] !== 'string' || !isRecord(row['data']) || !(row['expiresOn'] instanceof Date)) {
+		return undefined;
+	}
+	const subject = row['subject'];
+	return typeof subject === 'string' || subject === null
+		? { key: row['key'], data: row['data'], expiresOn: row['expiresOn'], subject }
+		: { key: row['key'], data: row['data'], expiresOn: row['expiresOn'] };
+}
+
+/**
+ * The subject stored with a session: what the `subject` option returns for it, as text.
+ * @returns `undefined` when the store keeps no subject, `null` when the session has none.
+ */
+export function subjectOf(subject: ((session: SessionData) => unknown) | undefined, session: SessionData): string | null | undefined {
+	if (subject === undefined) {
+		return undefined;
+	}
+	const value = subject(session);
+	if (value === undefined || value === null) {
+		return null;
+	}
+	if ((typeof value !== 'string' || value === '') && (typeof value !== 'number' || !Number.isFinite(value))) {
+		invalid('subject(session)', 'to return a non-empty string, a number, null or undefined', value);
+	}
+	return String(value);
+}
+
+/** A subject as the subject methods take it (`destroyAll(subject)`…), as text. */
+export function subjectArgument(subject: unknown): string {
+	if ((typeof subject !== 'string' || subject === '') && (typeof subject !== 'number' || !Number.isFinite(subject))) {
+		invalid('subject', 'a non-empty string or a number', subject);
+	}
+	return String(subject);
+}
+
+// JSON.stringify writes U+0000 as the escape \u0000, and a lone surrogate (never a pair) as
+// \udXXX; an escaped backslash before the letters is not an escape.
+const nulEscape = { prefix: '\\u0000', pattern: /(?<!\\)(?:\\\\)*\\u0000/ };
+const loneSurrogateEscape = { prefix: '\\ud', pattern: /(?<!\\)(?:\\\\)*\\ud[89a-f][0-9a-f]{2}/ };
+
+function hasEscape(json: string, escape: { prefix: string; pattern: RegExp }): boolean {
+	return json.includes(escape.prefix) && escape.pattern.test(json);
+}

@@ -1,0 +1,250 @@
+import { Described, invalid } from './invalid.js';
+import { qualifiedName, quoteIdentifier, type Statement } from './sql.js';
+
+/** The session table as the client's `PGSession` model maps it: quoted names, ready for SQL. */
+export interface SessionTable {
+	/** The table, with its schema when one is known. */
+	readonly name: string;
+	readonly id: string;
+	readonly key: string;
+	readonly data: string;
+	readonly createdOn: string;
+	readonly modifiedOn: string;
+	readonly expiresOn: string;
+	/** Present when the store keeps a subject per session (its `subject` option). */
+	readonly subject: string | undefined;
+}
+
+interface ModelField {
+	name: string;
+	dbName?: string | null;
+}
+
+interface SessionModel {
+	dbName?: string | null;
+	schema?: string | null;
+	fields?: ModelField[];
+}
+
+// Prisma 7 clients (extended ones too) carry their data model as `_runtimeDataModel`: table,
+// schema and column names as the app's schema maps them. The store's SQL follows it, so a copied
+// model that was renamed (@@map, @map) or moved (@@schema) just works.
+function modelOf(client: object): SessionModel {
+	const dataModel: unknown = Reflect.get(client, '_runtimeDataModel');
+	const models: unknown = typeof dataModel === 'object' && dataModel !== null ? Reflect.get(dataModel, 'models') : undefined;
+	const model: unknown = typeof models === 'object' && models !== null ? Reflect.get(models, 'PGSession') : undefined;
+	if (typeof model !== 'object' || model === null) {
+		invalid('prisma', 'a Prisma 7 client whose data model has the `PGSession` model', new Described('a client without it'));
+	}
+	return model;
+}
+
+/**
+ * Reads the table the client's `PGSession` model maps to.
+ * @param connectionSchema Where a model without `@@schema` lives (the `schema` option).
+ * @param withSubject Whether the store keeps a subject per session (its `subject` option).
+ */
+export function sessionTable(client: object, connectionSchema: string | undefined, withSubject: boolean): SessionTable {
+	const model = modelOf(client);
+	const column = (field: string): string | undefined => {
+		const found = model.fields?.find((candidate) => candidate.name === field);
+		return found === undefined ? undefined : quoteIdentifier(found.dbName ?? field);
+	};
+	const required = (field: string): string => column(field)
+		?? invalid('prisma', `a client whose \`PGSession\` model has the field \`${field}\``, new Described('a model without it'));
+	return {
+		// A model without @@schema lives where the connection's queries go: `schema`, else search_path.
+		name: qualifiedName(model.schema ?? connectionSchema, model.dbName ?? 'PGSession'),
+		id: required('id'),
+		key: required('key'),
+		data: required('data'),
+		createdOn: required('createdOn'),
+		modifiedOn: required('modifiedOn'),
+		expiresOn: required('expiresOn'),
+		subject: withSubject
+			? column('subject') ?? invalid('subject', 'used with a `PGSession` model that has the `subject` field (apply the migration `…_session_subject`)', new Described('a model without it'))
+			: undefined,
+	};
+}
+
+/** A whole session written under a key: a new one, or one that replaces whatever the key held. */
+export interface WholeWrite {
+	readonly digest: string;
+	/** The session as JSON text. */
+	readonly json: string;
+	readonly now: Date;
+	readonly expiresOn: Date;
+	/** `undefined`: the store keeps no subject; `null`: the session has none. */
+	readonly subject: string | null | undefined;
+}
+
+/** A save of a session whose row this request knows: applied to the live row only. */
+export interface LiveWrite {
+	readonly digest: string;
+	/**
+	 * `true`: `patch` is the whole session and replaces the stored one. `false`: the stored session
+	 * loses the fields in `removed` and takes those of `patch`, and keeps every other field.
+	 */
+	readonly replace: boolean;
+	/** A JSON object: the fields written. */
+	readonly patch: string;
+	/** A JSON array: the names of the fields removed. */
+	readonly removed: string;
+	readonly now: Date;
+	readonly expiresOn: Date;
+	/** Written only when defined; `null`: the session has none. */
+	readonly subject: string | null | undefined;
+}
+
+/** The store's statements on one table. Each takes named fields and returns its text with its values. */
+export interface SessionStatements {
+	/** Key, data, expiry (and subject, with the option) of the live rows among `digests`. */
+	selectLive(fields: { digests: readonly string[]; now: Date }): Statement;
+	/**
+	 * Applies each write to its row if the row is still live and the session stored after it fits
+	 * `maxLength` (or is no larger than before). One result row per live row found: `key`, `size`
+	 * (bytes of the stored session's text after the write) and `written`.
+	 */
+	updateLive(writes: readonly LiveWrite[], maxLength: number): Statement;
+	/**
+	 * Inserts each session, replacing a row of the same key, if it fits `maxLength`. One result
+	 * row per write: `key`, `size`, `written`. The digests must be distinct.
+	 */
+	upsert(writes: readonly WholeWrite[], maxLength: number): Statement;
+	/** Deletes the rows of `digests`; returns the keys it deleted. */
+	delete(fields: { digests: readonly string[] }): Statement;
+	/**
+	 * Deletes up to `limit` rows expired by PostgreSQL's clock, skipping rows another transaction
+	 * holds; returns the number deleted as `deleted`.
+	 */
+	deleteExpired(fields: { limit: number }): Statement;
+	/** Present when the store keeps a subject per session. */
+	readonly bySubject: SubjectStatements | undefined;
+	/** Statement text to name, for the client that prepares them. */
+	readonly names: ReadonlyMap<string, string>;
+}
+
+/** Statements on a subject's sessions. */
+export interface SubjectStatements {
+	/** Deletes the subject's sessions but those in `keep`; returns the keys it deleted. */
+	deleteAll(fields: { subject: string; keep: readonly string[] }): Statement;
+	/** The subject's live sessions, most recently written first. */
+	list(fields: { subject: string; now: Date }): Statement;
+	/** Deletes the subject's session of row `id`; returns its key. */
+	deleteOne(fields: { subject: string; id: string }): Statement;
+}
+
+/**
+ * Builds the statements for `table`. Their texts are made once; each call only pairs values with
+ * them. Coalesced writes send one array per column (`unnest`), times as ISO text cast in SQL.
+ *
+ * The size a session is measured by, for `maxLength`, is the byte length of PostgreSQL's text
+ * form of the stored `jsonb` (`octet_length(data::text)`): the one measure that SQL can take of
+ * a session merged in the statement, so merges and whole writes are measured alike.
+ */
+export function sessionStatements(table: SessionTable): SessionStatements {
+	const { name: t, id, key, data, createdOn, modifiedOn, expiresOn, subject } = table;
+	const names = new Map<string, string>();
+	const named = (name: string, text: string) => {
+		names.set(text, name);
+		return (values: readonly unknown[]): Statement => ({ name, text, values });
+	};
+	const iso = (dates: readonly Date[]) => dates.map((date) => date.toISOString());
+
+	// $1 digests, $2 now.
+	const selectLive = named('selectLive', subject === undefined
+		? `SELECT ${key} AS "key", ${data} AS "data", ${expiresOn} AS "expiresOn" FROM ${t} `
+			+ `WHERE ${key} = ANY($1::text[]) AND ${expiresOn} > $2`
+		: `SELECT ${key} AS "key", ${data} AS "data", ${expiresOn} AS "expiresOn", ${subject} AS "subject" FROM ${t} `
+			+ `WHERE ${key} = ANY($1::text[]) AND ${expiresOn} > $2`);
+
+	// $1 digests, $2 replace flags, $3 patches, $4 removed names, $5 now, $6 expiries, $7 maxLength
+	// (0: none), and with a subject $8 subjects, $9 whether to write the subject. The live row is
+	// locked first (FOR UPDATE), so the merge applies to its newest version even when another
+	// request wrote it meanwhile.
+	const updateLive = named('updateLive', `WITH v AS (`
+		+ `SELECT * FROM unnest($1::text[], $2::boolean[], $3::jsonb[], $4::jsonb[], $5::timestamptz[], $6::timestamptz[]`
+		+ `${subject === undefined ? '' : ', $8::text[], $9::boolean[]'}) `
+		+ `AS v(key, replace, patch, removed, now, expires${subject === undefined ? '' : ', subject, write_subject'})), `
+		+ `live AS (SELECT s.${key} AS key, octet_length(s.${data}::text) AS size_before, `
+		+ `CASE WHEN v.replace THEN v.patch ELSE (s.${data} - ARRAY(SELECT jsonb_array_elements_text(v.removed))) || v.patch END AS merged `
+		+ `FROM ${t} AS s JOIN v ON s.${key} = v.key WHERE s.${expiresOn} > v.now FOR UPDATE OF s), `
+		+ `written AS (UPDATE ${t} AS s SET ${data} = live.merged, ${modifiedOn} = v.now, ${expiresOn} = v.expires`
+		+ `${subject === undefined ? '' : `, ${subject} = CASE WHEN v.write_subject THEN v.subject ELSE s.${subject} END`} `
+		+ `FROM live JOIN v ON v.key = live.key WHERE s.${key} = live.key `
+		+ `AND ($7 = 0 OR octet_length(live.merged::text) <= $7 OR octet_length(live.merged::text) <= live.size_before) `
+		+ `RETURNING s.${key} AS key) `
+		+ `SELECT live.key AS "key", octet_length(live.merged::text) AS "size", written.key IS NOT NULL AS "written" `
+		+ `FROM live LEFT JOIN written ON written.key = live.key`);
+
+	// $1 digests, $2 sessions, $3 now, $4 expiries, $5 maxLength (0: none), and with a subject
+	// $6 subjects.
+	const upsert = named('upsert', subject === undefined
+		? `WITH v AS (SELECT * FROM unnest($1::text[], $2::jsonb[], $3::timestamptz[], $4::timestamptz[]) AS v(key, data, now, expires)), `
+			+ `written AS (INSERT INTO ${t} (${key}, ${data}, ${createdOn}, ${modifiedOn}, ${expiresOn}) `
+			+ `SELECT v.key, v.data, v.now, v.now, v.expires FROM v WHERE $5 = 0 OR octet_length(v.data::text) <= $5 `
+			+ `ON CONFLICT (${key}) DO UPDATE SET ${data} = EXCLUDED.${data}, ${modifiedOn} = EXCLUDED.${modifiedOn}, ${expiresOn} = EXCLUDED.${expiresOn} `
+			+ `RETURNING ${key} AS key) `
+			+ `SELECT v.key AS "key", octet_length(v.data::text) AS "size", written.key IS NOT NULL AS "written" FROM v LEFT JOIN written ON written.key = v.key`
+		: `WITH v AS (SELECT * FROM unnest($1::text[], $2::jsonb[], $3::timestamptz[], $4::timestamptz[], $6::text[]) AS v(key, data, now, expires, subject)), `
+			+ `written AS (INSERT INTO ${t} (${key}, ${data}, ${createdOn}, ${modifiedOn}, ${expiresOn}, ${subject}) `
+			+ `SELECT v.key, v.data, v.now, v.now, v.expires, v.subject FROM v WHERE $5 = 0 OR octet_length(v.data::text) <= $5 `
+			+ `ON CONFLICT (${key}) DO UPDATE SET ${data} = EXCLUDED.${data}, ${modifiedOn} = EXCLUDED.${modifiedOn}, ${expiresOn} = EXCLUDED.${expiresOn}, ${subject} = EXCLUDED.${subject} `
+			+ `RETURNING ${key} AS key) `
+			+ `SELECT v.key AS "key", octet_length(v.data::text) AS "size", written.key IS NOT NULL AS "written" FROM v LEFT JOIN written ON written.key = v.key`);
+
+	// $1 digests.
+	const deleteKeys = named('delete', `DELETE FROM ${t} WHERE ${key} = ANY($1::text[]) RETURNING ${key} AS "key"`);
+
+	// $1 limit. The sweep goes by the database's clock: one app server whose clock runs ahead must
+	// not delete sessions that are live for every other.
+	const deleteExpired = named('deleteExpired', `WITH expired AS (SELECT ${id} FROM ${t} WHERE ${expiresOn} < now() `
+		+ `LIMIT $1 FOR UPDATE SKIP LOCKED), deleted AS (DELETE FROM ${t} WHERE ${id} IN (SELECT ${id} FROM expired) RETURNING 1) `
+		+ `SELECT count(*)::int AS "deleted" FROM deleted`);
+
+	let bySubject: SubjectStatements | undefined;
+	if (subject !== undefined) {
+		// $1 subject, $2 digests to keep.
+		const deleteAll = named('deleteAllOfSubject', `DELETE FROM ${t} WHERE ${subject} = $1 AND NOT (${key} = ANY($2::text[])) RETURNING ${key} AS "key"`);
+		// $1 subject, $2 now.
+		const list = named('listOfSubject', `SELECT ${id}::text AS "id", ${key} AS "key", ${createdOn} AS "createdOn", `
+			+ `${modifiedOn} AS "modifiedOn", ${expiresOn} AS "expiresOn" FROM ${t} `
+			+ `WHERE ${subject} = $1 AND ${expiresOn} > $2 ORDER BY ${modifiedOn} DESC, ${id} DESC`);
+		// $1 subject, $2 row id.
+		const deleteOne = named('deleteOneOfSubject', `DELETE FROM ${t} WHERE ${subject} = $1 AND ${id} = $2::bigint RETURNING ${key} AS "key"`);
+		bySubject = {
+			deleteAll: ({ subject: who, keep }) => deleteAll([who, keep]),
+			list: ({ subject: who, now }) => list([who, now]),
+			deleteOne: ({ subject: who, id: row }) => deleteOne([who, row]),
+		};
+	}
+
+	return {
+		selectLive: ({ digests, now }) => selectLive([digests, now]),
+		updateLive: (writes, maxLength) => updateLive([
+			writes.map((write) => write.digest),
+			writes.map((write) => write.replace),
+			writes.map((write) => write.patch),
+			writes.map((write) => write.removed),
+			iso(writes.map((write) => write.now)),
+			iso(writes.map((write) => write.expiresOn)),
+			maxLength,
+			...subject === undefined ? [] : [
+				writes.map((write) => write.subject ?? null),
+				writes.map((write) => write.subject !== undefined),
+			],
+		]),
+		upsert: (writes, maxLength) => upsert([
+			writes.map((write) => write.digest),
+			writes.map((write) => write.json),
+			iso(writes.map((write) => write.now)),
+			iso(writes.map((write) => write.expiresOn)),
+			maxLength,
+			...subject === undefined ? [] : [writes.map((write) => write.subject ?? null)],
+		]),
+		delete: ({ digests }) => deleteKeys([digests]),
+		deleteExpired: ({ limit }) => deleteExpired([limit]),
+		bySubject,
+		names,
+	};
+}

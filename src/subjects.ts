@@ -1,0 +1,86 @@
+import { queryRows } from './database.js';
+import { digestKey } from './key-digest.js';
+import { invalid, isRecord } from './invalid.js';
+import type { RawSqlClient } from './prisma-client.js';
+import type { RequestSessions } from './request-sessions.js';
+import { subjectArgument } from './session-codec.js';
+import type { SubjectStatements } from './statements.js';
+
+/** One of a subject's sessions, as `list()` shows it. */
+export interface SessionListing {
+	/** The row's id: what `destroySession()` takes. Not secret, and useless to sign in with. */
+	readonly id: string;
+	readonly createdOn: Date;
+	/** When the session was last written. */
+	readonly modifiedOn: Date;
+	readonly expiresOn: Date;
+	/** Whether this is the session of the `ctx` given to `list()`. */
+	readonly current: boolean;
+}
+
+/**
+ * The methods on a subject's sessions (`destroyAll`, `list`, `destroySession`), for stores with
+ * a `subject` option. Each is one statement on the indexed `subject` column.
+ */
+export class SubjectSessions {
+	readonly #client: RawSqlClient;
+	readonly #statements: SubjectStatements | undefined;
+	readonly #requests: RequestSessions;
+
+	/** @param statements `undefined` when the store has no `subject` option: every method then throws. */
+	constructor(client: RawSqlClient, statements: SubjectStatements | undefined, requests: RequestSessions) {
+		this.#client = client;
+		this.#statements = statements;
+		this.#requests = requests;
+	}
+
+	/** See `PgStore.destroyAll`. */
+	async destroyAll(subject: string | number, options: { except?: object; ctx?: object } = {}): Promise<number> {
+		const statements = this.#available();
+		const keep = this.#requests.liveKeysOf(options.except).map(digestKey);
+		const rows = await queryRows(this.#client, statements.deleteAll({ subject: subjectArgument(subject), keep }), 'destroyAll');
+		this.#endedBy(options.ctx, rows);
+		return rows.length;
+	}
+
+	/** See `PgStore.list`. */
+	async list(subject: string | number, options: { ctx?: object } = {}): Promise<SessionListing[]> {
+		const statements = this.#available();
+		const rows = await queryRows(this.#client, statements.list({ subject: subjectArgument(subject), now: new Date() }), 'list');
+		const current = new Set(this.#requests.liveKeysOf(options.ctx).map(digestKey));
+		return rows.filter(isRecord).map((row) => ({
+			id: String(row['id']),
+			createdOn: row['createdOn'] as Date,
+			modifiedOn: row['modifiedOn'] as Date,
+			expiresOn: row['expiresOn'] as Date,
+			current: current.has(String(row['key'])),
+		}));
+	}
+
+	/** See `PgStore.destroySession`. */
+	async destroySession(subject: string | number, id: string | bigint, options: { ctx?: object } = {}): Promise<boolean> {
+		const statements = this.#available();
+		if ((typeof id !== 'string' || !/^\d{1,19}$/.test(id)) && typeof id !== 'bigint') {
+			invalid('id', 'a session id from list() (a string of digits)', id);
+		}
+		const rows = await queryRows(this.#client, statements.deleteOne({ subject: subjectArgument(subject), id: String(id) }), 'destroySession');
+		this.#endedBy(options.ctx, rows);
+		return rows.length > 0;
+	}
+
+	// The request `ctx` ended these rows itself: it may start a new session afterwards.
+	#endedBy(ctx: object | undefined, rows: readonly unknown[]): void {
+		if (ctx === undefined || rows.length === 0) {
+			return;
+		}
+		const deleted = new Set(rows.filter(isRecord).map((row) => row['key']));
+		this.#requests.endedByRequest(ctx, this.#requests.liveKeysOf(ctx).filter((key) => deleted.has(digestKey(key))));
+	}
+
+	#available(): SubjectStatements {
+		if (this.#statements === undefined) {
+			throw new TypeError('Expected the store to have a `subject` option: sessions are stored without a subject');
+		}
+		return this.#statements;
+	}
+}

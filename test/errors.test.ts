@@ -1,0 +1,143 @@
+import { inspect } from 'node:util';
+import { PrismaPg } from '@prisma/adapter-pg';
+import test, { type ExecutionContext } from 'ava';
+import pg from 'pg';
+import { DatabaseError, PgStore } from '../src/index.js';
+import { digestKey } from '../src/key-digest.js';
+import { PrismaClient } from '../src/generated/prisma/client.js';
+import type { TestDatabase } from './helpers/database.js';
+import { createStore } from './helpers/store.js';
+
+const hour = 3_600_000;
+// Session data and a key whose digest must not reach any log.
+const session = { uid: 'alice-the-user', csrf: 'csrf-token-4f1d9a' };
+const key = 'session-key-of-alice';
+const secrets = [session.uid, session.csrf, digestKey(key)];
+
+/** Every string reachable from `value` through own properties, enumerable or not: what a logger that walks an error may print. */
+function reachableStrings(value: unknown, seen = new Set<object>()): string[] {
+	if (typeof value === 'string') {
+		return [value];
+	}
+	if (typeof value !== 'object' || value === null || seen.has(value)) {
+		return [];
+	}
+	seen.add(value);
+	return Reflect.ownKeys(value).flatMap((name) => reachableStrings(Reflect.get(value, name), seen));
+}
+
+function assertNoSessionData(t: ExecutionContext, error: unknown, what: string) {
+	const printed = [inspect(error, { depth: Infinity }), inspect(error, { depth: Infinity, showHidden: true }), ...reachableStrings(error)];
+	for (const secret of secrets) {
+		t.false(printed.some((text) => text.includes(secret)), `${what}: ${secret} is not in it`);
+	}
+}
+
+function leaks(error: unknown): boolean {
+	return reachableStrings(error).some((text) => secrets.some((secret) => text.includes(secret)));
+}
+
+// The same client the store builds, to see Prisma's error as PostgreSQL and the adapter left it.
+function rawClient(t: ExecutionContext, database: TestDatabase): PrismaClient {
+	const prisma = new PrismaClient({ adapter: new PrismaPg({ connectionString: database.url }) });
+	t.teardown(() => prisma.$disconnect());
+	return prisma;
+}
+
+const insertSession = `INSERT INTO http_sessions (key, data, created_on, modified_on, expires_on) VALUES ($1, $2::jsonb, now(), now(), now() + interval '1 hour')`;
+
+test('a check violation keeps its SQLSTATE and PostgreSQL\'s message naming the constraint, not the failing row it quoted', async (t) => {
+	const { store, database } = await createStore(t);
+	await database.query(`ALTER TABLE http_sessions ADD CONSTRAINT uid_allowed CHECK (data->>'uid' <> '${session.uid}')`);
+	// What Prisma hands over: PostgreSQL's `Failing row contains (…, {"uid": …})` under meta.
+	const original = await t.throwsAsync(rawClient(t, database).$executeRawUnsafe(insertSession, digestKey(key), JSON.stringify(session)));
+	t.true(leaks(original), 'the unsanitized error does carry the row');
+
+	const error = await t.throwsAsync(store.set(key, session, hour), { instanceOf: DatabaseError });
+	t.is(error?.sqlState, '23514');
+	t.like(error?.cause, {
+		name: 'PrismaClientKnownRequestError',
+		message: 'new row for relation "http_sessions" violates check constraint "uid_allowed"',
+		code: 'P2010',
+		sqlState: '23514',
+	});
+	t.true(error?.cause instanceof Error, 'loggers print it as an error');
+	const printed = inspect(error, { depth: Infinity });
+	t.true(printed.includes('SQLSTATE 23514'));
+	t.true(printed.includes('violates check constraint "uid_allowed"'));
+	assertNoSessionData(t, error, 'the DatabaseError');
+	t.is(JSON.stringify(error), JSON.stringify({
+		name: 'DatabaseError', code: 'ERR_PGSTORE_DATABASE', operation: 'set', sqlState: '23514', prismaCode: 'P2010', driverErrorKind: 'postgres',
+	}));
+});
+
+test('a unique violation keeps the index and the table, not the duplicated value', async (t) => {
+	const { store, database } = await createStore(t);
+	await database.query(`CREATE UNIQUE INDEX uid_unique ON http_sessions ((data->>'uid'))`);
+	await store.set('another-key', session, hour);
+	const error = await t.throwsAsync(store.set(key, session, hour), { instanceOf: DatabaseError });
+	t.is(error?.sqlState, '23505');
+	t.is(error?.driverErrorKind, 'UniqueConstraintViolation');
+	t.like(error?.cause, {
+		message: 'duplicate key value violates unique constraint "uid_unique"',
+		sqlState: '23505',
+		constraint: 'uid_unique',
+		table: 'http_sessions',
+	});
+	assertNoSessionData(t, error, 'the DatabaseError');
+});
+
+test('the detail and hint a trigger fills with row data stay out of the error', async (t) => {
+	const { store, database } = await createStore(t);
+	await database.query(`CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN RAISE EXCEPTION 'refused by policy' USING DETAIL = NEW.data::text, HINT = NEW.key; END $$`);
+	await database.query('CREATE TRIGGER refuse BEFORE INSERT ON http_sessions FOR EACH ROW EXECUTE FUNCTION refuse()');
+	const original = await t.throwsAsync(rawClient(t, database).$executeRawUnsafe(insertSession, digestKey(key), JSON.stringify(session)));
+	t.true(leaks(original), 'the unsanitized error does carry detail and hint');
+
+	const error = await t.throwsAsync(store.set(key, session, hour), { instanceOf: DatabaseError });
+	t.is(error?.sqlState, 'P0001');
+	t.is(error?.cause.message, 'refused by policy');
+	assertNoSessionData(t, error, 'the DatabaseError');
+	const { name, message, code, sqlState, constraint, table, column } = new DatabaseError('set', original).cause;
+	t.like(error?.cause, { name, message, code, sqlState, constraint, table, column }, 'what the store reports for Prisma\'s error');
+});
+
+test('an invalid JSON error from node-postgres loses its `where` (JSON data, line 1: …) and its detail', async (t) => {
+	const { database } = await createStore(t);
+	const client = new pg.Client({ connectionString: database.url });
+	await client.connect();
+	t.teardown(() => client.end());
+	// A JSON text cut short: PostgreSQL quotes it back in `where`.
+	const truncated = JSON.stringify(session).slice(0, -3);
+	const original = await t.throwsAsync(client.query('SELECT $1::jsonb', [truncated]));
+	t.true(leaks(original), `\`where\` quotes the input: ${String(Reflect.get(original ?? {}, 'where'))}`);
+
+	const error = new DatabaseError('get', original);
+	t.is(error.sqlState, '22P02');
+	t.like(error.cause, { message: 'invalid input syntax for type json', code: '22P02', sqlState: '22P02' });
+	assertNoSessionData(t, error, 'the DatabaseError');
+
+	// The same through Prisma: its adapter keeps the primary message only.
+	const throughPrisma = await t.throwsAsync(rawClient(t, database).$queryRawUnsafe('SELECT $1::jsonb AS data', truncated));
+	const wrapped = new DatabaseError('get', throughPrisma);
+	t.like(wrapped, { sqlState: '22P02', prismaCode: 'P2010', driverErrorKind: 'InvalidInputValue' });
+	t.is(wrapped.cause.message, 'invalid input syntax for type json');
+	assertNoSessionData(t, wrapped, 'the DatabaseError');
+});
+
+test('failures without a server answer keep Prisma\'s own message; a missing table names it', async (t) => {
+	const { store, database } = await createStore(t);
+	await database.query('DROP TABLE http_sessions');
+	const missing = await t.throwsAsync(store.get(key, hour, {}), { instanceOf: DatabaseError });
+	t.like(missing?.cause, { sqlState: '42P01', table: 'http_sessions', message: 'relation "http_sessions" does not exist' });
+
+	const unreachable = new PgStore({
+		connectionString: 'postgresql://nobody:secret@127.0.0.1:1/none', pool: { connectionTimeoutMillis: 2_000 }, cleanupInterval: 0,
+	});
+	t.teardown(() => unreachable.close());
+	const error = await t.throwsAsync(unreachable.get(key, hour, {}), { instanceOf: DatabaseError });
+	t.like(error?.cause, { code: error?.prismaCode, sqlState: undefined });
+	t.true(error?.cause.message.includes('Can\'t reach database server at 127.0.0.1:1'), error?.cause.message);
+	t.false(inspect(error, { depth: Infinity }).includes('secret'), 'no password');
+});

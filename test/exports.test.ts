@@ -1,0 +1,17 @@
+import test from 'ava';
+import * as entry from '../src/index.js';
+
+test('the package exports what an app writes, and no internal helper', (t) => {
+	t.deepEqual(Object.keys(entry).sort(), [
+		'DatabaseError',
+		'InvalidSessionError',
+		'PgStore',
+		'PgStoreError',
+		'SessionEndedError',
+		'SessionTooLargeError',
+		'StoreClosedError',
+		'createKeys',
+		'isPgStoreError',
+		'reissueOnRotation',
+	].sort());
+});

@@ -1,0 +1,71 @@
+import { PrismaPg } from '@prisma/adapter-pg';
+import test from 'ava';
+import { PrismaClient } from '../src/generated/prisma/client.js';
+import { sessionStatements, sessionTable, type LiveWrite, type WholeWrite } from '../src/statements.js';
+import { PrismaClient as AppClient } from './fixtures/app-schema/generated/client.js';
+
+// The generated SQL, snapshot by snapshot: a reviewer reads each statement whole, with the
+// values its `$n` stand for. `test/snapshots/statements.test.ts.md` is the readable form.
+
+// Building a client connects to nothing; these tests run no SQL.
+const adapter = () => new PrismaPg({ connectionString: 'postgresql://nobody@127.0.0.1:1/none' });
+const packageClient = new PrismaClient({ adapter: adapter() });
+const appClient = new AppClient({ adapter: adapter() });
+
+// The app's renamed model with a `subject` field mapped to another column name.
+const appModel: unknown = Reflect.get(Reflect.get(Reflect.get(appClient, '_runtimeDataModel') as object, 'models') as object, 'PGSession');
+const appClientWithSubject = {
+	_runtimeDataModel: {
+		models: {
+			PGSession: { ...appModel as object, fields: [...Reflect.get(appModel as object, 'fields') as object[], { name: 'subject', dbName: 'owner' }] },
+		},
+	},
+};
+
+const now = new Date('2026-12-01T10:00:00.000Z');
+const expiresOn = new Date('2026-12-02T10:00:00.000Z');
+const whole = (digest: string, subject: string | null | undefined): WholeWrite => ({ digest, json: `{"user":"${digest}"}`, now, expiresOn, subject });
+const live = (digest: string, subject: string | null | undefined, replace = false): LiveWrite => ({
+	digest, replace, patch: `{"cart":"${digest}"}`, removed: '["coupon"]', now, expiresOn, subject,
+});
+
+for (const [title, client, schema] of [
+	['the package\'s own model (http_sessions, search_path)', packageClient, undefined],
+	['the package\'s own model in the `schema` option\'s schema', packageClient, 'tenant'],
+	['an app\'s model renamed with @@map and moved with @@schema', appClient, undefined],
+] as const) {
+	test(`statements without subject: ${title}`, (t) => {
+		const statements = sessionStatements(sessionTable(client, schema, false));
+		t.is(statements.bySubject, undefined);
+		t.snapshot(statements.selectLive({ digests: ['d1', 'd2'], now }), 'selectLive');
+		t.snapshot(statements.updateLive([live('d1', undefined), live('d2', undefined, true)], 4096), 'updateLive');
+		t.snapshot(statements.upsert([whole('d1', undefined)], 4096), 'upsert');
+		t.snapshot(statements.delete({ digests: ['d1'] }), 'delete');
+		t.snapshot(statements.deleteExpired({ limit: 1000 }), 'deleteExpired');
+	});
+}
+
+for (const [title, client] of [
+	['the package\'s own model', packageClient],
+	['an app\'s renamed model whose subject column is mapped', appClientWithSubject],
+] as const) {
+	test(`statements with subject: ${title}`, (t) => {
+		const statements = sessionStatements(sessionTable(client, undefined, true));
+		t.snapshot(statements.updateLive([live('d1', 'ada'), live('d2', undefined)], 0), 'updateLive');
+		t.snapshot(statements.upsert([whole('d1', 'ada'), whole('d2', null)], 0), 'upsert');
+		t.snapshot(statements.bySubject?.deleteAll({ subject: 'ada', keep: ['d1'] }), 'deleteAll');
+		t.snapshot(statements.bySubject?.list({ subject: 'ada', now }), 'list');
+		t.snapshot(statements.bySubject?.deleteOne({ subject: 'ada', id: '42' }), 'deleteOne');
+	});
+}
+
+test('every statement has a name of its own, for preparing it', (t) => {
+	const statements = sessionStatements(sessionTable(packageClient, undefined, true));
+	t.deepEqual([...statements.names.values()].sort(), [
+		'deleteAllOfSubject', 'deleteOneOfSubject', 'delete', 'deleteExpired', 'listOfSubject', 'selectLive', 'updateLive', 'upsert',
+	].sort());
+});
+
+test('a subject option on a model without the subject field names the migration to apply', (t) => {
+	t.throws(() => sessionTable(appClient, undefined, true), { instanceOf: TypeError, message: /…_session_subject/ });
+});
