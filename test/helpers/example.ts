@@ -52,7 +52,7 @@ export async function startExample(t: ExecutionContext, script: string, env: Rec
 		await stop();
 	});
 	const url = await new Promise<string>((resolve, reject) => {
-		const timer = setTimeout(() => reject(new Error(`${script} did not say where it listens within 30 s:\n${output}`)), 30_000);
+		const timer = setTimeout(() => reject(new Error(`${script} did not say where it listens within 50 s:\n${output}`)), 50_000);
 		const onData = (chunk: Buffer) => {
 			output += chunk.toString();
 			const port = /listening on http:\/\/localhost:(\d+)/.exec(output)?.[1];
