@@ -55,7 +55,7 @@ export async function createLoginApp(options: LoginAppOptions): Promise<{ app: K
 	const store = new PgStore({
 		connectionString: options.connectionString,
 		// Stored in the `subject` column: what `list`, `destroySession` and `destroyAll` select by.
-		subject: (data) => typeof data.userId === 'string' ? data.userId : undefined,
+		subject: (data) => data.userId,
 		// With `rolling: true` below every response re-sends the cookie; the row is written again
 		// only once its stored expiry is more than this much behind.
 		touchAfter: options.touchAfter ?? 60_000,

@@ -57,7 +57,7 @@ export function createOwnSchemaApp(prisma: AppClient, secrets: string | readonly
 	// The store takes the app's client as it is, extensions and all, and never disconnects it.
 	const store = new PgStore({
 		prisma,
-		subject: (data) => typeof data.userId === 'string' ? data.userId : undefined,
+		subject: (data) => data.userId,
 	});
 	const app = new Koa();
 	app.keys = createKeys(secrets);
