@@ -6,7 +6,7 @@ import { startPostgres, type PostgresServer } from './embedded-postgres.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
-const generated = spawnSync(process.execPath, ['scripts/generate.mjs', 'test/fixtures/app-schema/schema.prisma'], {
+const generated = spawnSync(process.execPath, ['scripts/generate.mjs', 'test/fixtures/app-schema/schema.prisma', 'examples/own-schema/prisma/schema'], {
 	cwd: root,
 	stdio: 'inherit',
 });

@@ -22,7 +22,7 @@ export interface PgStoreOptions {
 	 * PostgreSQL connection string: the store builds its own Prisma client on
 	 * `@prisma/adapter-pg`, and `close()` disconnects it.
 	 */
-	connectionString?: string;
+	connectionString?: string | undefined;
 	/**
 	 * With `connectionString`: node-postgres pool options (`max`, `ssl`,
 	 * `connectionTimeoutMillis`, `idleTimeoutMillis`, …).

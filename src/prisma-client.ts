@@ -1,8 +1,8 @@
-import { PrismaPg } from '@prisma/adapter-pg';
+import { createRequire } from 'node:module';
+import type { PrismaPg as PrismaPgAdapter } from '@prisma/adapter-pg';
 import type { PoolConfig } from 'pg';
 import { BoundedPool, transactionStatementFactor, type PoolLimits } from './bounded-pool.js';
 import { PrismaClient } from './generated/prisma/client.js';
-import { quoteIdentifier } from './sql.js';
 
 /**
  * The part of Prisma's `PGSession` model delegate the store calls (cleanup's batched delete; the
@@ -84,7 +84,7 @@ export function createOwnedClient(
 	// No startup parameters beyond pg's: PgBouncer refuses `options` (so no search_path there; the
 	// store's SQL names its schema, and ensureSchema() sets search_path in its own transaction).
 	const driverPool = new BoundedPool({ allowExitOnIdle: true, ...settings, connectionString }, poolLimits(pool));
-	const adapter = new PrismaPg(driverPool, {
+	const adapter = new (loadPrismaPg())(driverPool, {
 		...(schema === undefined ? {} : { schema }),
 		disposeExternalPool: true,
 		onPoolError,
@@ -95,4 +95,18 @@ export function createOwnedClient(
 	// NODE_ENV=production to pretty-print failures, 2–5 µs a request (bench/profile.ts); the store
 	// wraps every failure in a DatabaseError of its own anyway.
 	return new PrismaClient({ adapter, errorFormat: 'minimal' });
+}
+
+// `@prisma/adapter-pg` is an optional peer dependency: only `connectionString` needs it, so it is
+// loaded on first use, and apps that pass their own client need not install it. Loaded with
+// `require` (the package ships CommonJS too) to keep the constructor synchronous.
+function loadPrismaPg(): typeof PrismaPgAdapter {
+	const require = createRequire(import.meta.url);
+	let entry: string;
+	try {
+		entry = require.resolve('@prisma/adapter-pg');
+	} catch (error) {
+		throw new Error('`connectionString` needs `@prisma/adapter-pg`: install it beside `@prisma/client` (`npm install @prisma/adapter-pg`), or pass your own client as `prisma`', { cause: error });
+	}
+	return (require(entry) as { PrismaPg: typeof PrismaPgAdapter }).PrismaPg;
 }
