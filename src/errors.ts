@@ -5,7 +5,8 @@ export type PgStoreErrorCode =
 	| 'ERR_PGSTORE_DATABASE'
 	| 'ERR_PGSTORE_CLOSED'
 	| 'ERR_PGSTORE_SESSION_ENDED'
-	| 'ERR_PGSTORE_SCHEMA';
+	| 'ERR_PGSTORE_SCHEMA'
+	| 'ERR_PGSTORE_TAMPERED';
 
 /**
  * Base class of every error koa-pgstore throws, apart from the `TypeError`s of bad arguments.
@@ -194,6 +195,45 @@ export class SessionEndedError extends PgStoreError {
 	}
 }
 
+/**
+ * What made {@link SessionTamperedError} refuse a row:
+ *
+ * - `'authentication'`: a field's ciphertext did not verify (changed, or moved from another row or
+ *   field, or the row's key was changed);
+ * - `'malformed'`: a field starts like a ciphertext but is not one;
+ * - `'plain'`: a field is not encrypted (outside `encryptionMigration`'s window);
+ * - `'mixed'`: plain fields in a row that also holds encrypted ones (always refused).
+ */
+export type TamperReason = 'authentication' | 'malformed' | 'plain' | 'mixed';
+
+/**
+ * With `encryptionKeys`: a stored session that this store did not write as it is. `get` gave
+ * `undefined` instead (koa-session starts a fresh session, as for a cookie with a bad signature)
+ * and the store's `onError` got this error (`source: 'get'`). It names the fields, never their
+ * values, the key or its digest. The row is left as it is, until it expires.
+ */
+export class SessionTamperedError extends PgStoreError {
+	override name = 'SessionTamperedError';
+	readonly reason: TamperReason;
+	/** The names of the fields found wrong (the first one, for `authentication` and `malformed`). */
+	readonly fields: readonly string[];
+
+	constructor(reason: TamperReason, fields: readonly string[]) {
+		const what = {
+			authentication: 'did not authenticate',
+			malformed: 'is not a valid ciphertext',
+			plain: 'is not encrypted',
+			mixed: 'is not encrypted, in a row with encrypted fields',
+		}[reason];
+		super(
+			`A stored session was refused: field ${fields.map((field) => JSON.stringify(field)).join(', ')} ${what}; a fresh session was started instead`,
+			'ERR_PGSTORE_TAMPERED',
+		);
+		this.reason = reason;
+		this.fields = fields;
+	}
+}
+
 /** The store was used after `close()`. */
 export class StoreClosedError extends PgStoreError {
 	override name = 'StoreClosedError';
@@ -274,9 +314,10 @@ function driverAdapterCause(error: unknown): unknown {
 export interface ErrorContext {
 	/**
 	 * `'cleanup'`: a scheduled sweep failed (the next one tries again); `'pool'`: an idle
-	 * connection of the store's own client failed.
+	 * connection of the store's own client failed; `'get'`: a read refused a tampered session
+	 * (`SessionTamperedError`, with `encryptionKeys`) and gave a fresh one.
 	 */
-	readonly source: 'cleanup' | 'pool';
+	readonly source: 'cleanup' | 'pool' | 'get';
 }
 
 /** Receives the errors no request waits for (the store's `onError` option). */

@@ -18,6 +18,8 @@ export {
 	type DatabaseErrorCause,
 	SessionEndedError,
 	SchemaMismatchError,
+	SessionTamperedError,
+	type TamperReason,
 	type DatabaseFailure,
 } from './errors.js';
 export type { KoaSession, SessionFields } from './koa.js';

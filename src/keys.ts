@@ -90,7 +90,8 @@ export function createKeys(secrets: string | readonly string[] | undefined, opti
 	};
 }
 
-function secretList(name: string, secrets: unknown): string[] {
+/** The secrets of `secrets` (an array, or a comma-separated string), checked to be non-empty strings, never echoed. */
+export function secretList(name: string, secrets: unknown): string[] {
 	const list: unknown = typeof secrets === 'string' ? secrets.split(',').map((secret) => secret.trim()) : secrets;
 	if (!Array.isArray(list) || list.length === 0) {
 		invalid(name, 'a non-empty array of secrets or a comma-separated string of them', secrets);
@@ -104,7 +105,8 @@ function secretList(name: string, secrets: unknown): string[] {
 	});
 }
 
-function checkSecrets(name: string, list: readonly string[], minimumBytes: number): void {
+/** Rejects a secret shorter than `minimumBytes` or a duplicate, naming it by its index only. */
+export function checkSecrets(name: string, list: readonly string[], minimumBytes: number): void {
 	const seen = new Set<string>();
 	for (const [index, secret] of list.entries()) {
 		const bytes = Buffer.byteLength(secret);

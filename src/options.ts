@@ -1,6 +1,7 @@
 import { defaultCleanupInterval, defaultMaxLength, defaultSessionTtl, defaultTouchAfter } from './defaults.js';
 import type { ErrorContext, ErrorHandler } from './errors.js';
 import { Described, integerAtLeast, invalid, isRecord } from './invalid.js';
+import { checkSecrets, minimumSecretBytes, secretList } from './keys.js';
 import type { SessionFields } from './koa.js';
 import type { PgStorePrismaClient, PoolOptions } from './prisma-client.js';
 
@@ -55,6 +56,10 @@ export interface PgStoreOptions {
 	 * A save that would store a larger session rejects with `SessionTooLargeError` and leaves the
 	 * stored one as it was, unless it makes the stored session no larger (so a session over a
 	 * lowered limit can still shrink). `0` means no limit.
+	 *
+	 * With `encryptionKeys` it is the stored, encrypted form that is measured: each encrypted field
+	 * takes about a third of its JSON plus 55 bytes more (README, "Encrypted session data"), so
+	 * raise the limit accordingly.
 	 * @default 4096
 	 */
 	maxLength?: number;
@@ -98,8 +103,32 @@ export interface PgStoreOptions {
 	 */
 	fieldLevelWrites?: boolean;
 	/**
+	 * Encrypts the value of every top-level field of every session at rest (AES-256-GCM, a key per
+	 * secret and per session derived with HKDF, each field bound to its row and its name), so that
+	 * whoever reads the table cannot read the data and whoever writes it cannot forge any. Field
+	 * names, koa-session's `_expire`, `_maxAge`, `_session` and the `subject` column stay plain.
+	 * Secrets as for `createKeys` (at least 32 bytes each, no duplicates), distinct from `app.keys`,
+	 * newest first: writes use the first, reads any. A read that finds an older secret's ciphertext
+	 * re-encrypts the whole session on its next save; a session only a dropped secret could read
+	 * ends (`get` gives `undefined`). A row that does not authenticate, or a plain one, is never
+	 * returned: `get` gives `undefined` and `onError` a `SessionTamperedError`.
+	 * @default none: session data are stored as plain JSON
+	 * @example `encryptionKeys: process.env.SESSION_DATA_KEYS // "newest,older"`
+	 */
+	encryptionKeys?: string | readonly string[] | undefined;
+	/**
+	 * Turning `encryptionKeys` on for a table of plain sessions: until `acceptPlainRowsUntil` (at
+	 * most 90 days ahead) a row without any encrypted field is read as plain, and its next save
+	 * encrypts it whole. After that date plain rows are refused as tampered; a past date is
+	 * allowed and does nothing, so a leftover setting never stops an app from starting. Meanwhile
+	 * a table writer can still insert a plain row: keep the window short.
+	 * @default none: plain rows are refused as tampered
+	 */
+	encryptionMigration?: { acceptPlainRowsUntil: Date } | undefined;
+	/**
 	 * Receives the errors no request is waiting for: failed cleanup sweeps, idle connections of
-	 * the store's own pool. It is never given session data or keys.
+	 * the store's own pool, a session refused as tampered (`SessionTamperedError`, with
+	 * `encryptionKeys`). It is never given session data or keys.
 	 * @default logs `koa-pgstore: <source>: <message>` with `console.error`
 	 */
 	onError?: ErrorHandler;
@@ -119,7 +148,12 @@ export interface ResolvedOptions {
 	readonly fieldLevelWrites: boolean;
 	readonly subject: ((session: Record<string, unknown>) => unknown) | undefined;
 	readonly onError: ErrorHandler;
+	/** With `encryptionKeys`: the secrets, newest first, and the end of the plain-row window. */
+	readonly encryption: { readonly secrets: readonly string[]; readonly acceptPlainRowsUntil: Date | undefined } | undefined;
 }
+
+/** How far ahead `encryptionMigration.acceptPlainRowsUntil` may be: "temporary" must not quietly become forever. */
+export const maximumPlainRowsWindow = 90 * 86_400_000;
 
 function logError(error: Error, context: ErrorContext): void {
 	console.error(`koa-pgstore: ${context.source}: ${error.name}: ${error.message}`);
@@ -136,7 +170,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 			throw new TypeError(`Unknown option \`${name}\` of PgStore${instead === undefined ? '' : `: ${instead}`}`);
 		}
 	}
-	const { prisma, connectionString, pool, schema, preparedStatements, maxLength, sessionTtl, cleanupInterval, touchAfter, fieldLevelWrites, subject, onError } = options;
+	const { prisma, connectionString, pool, schema, preparedStatements, maxLength, sessionTtl, cleanupInterval, touchAfter, fieldLevelWrites, subject, onError, encryptionKeys, encryptionMigration } = options;
 	if (prisma === undefined && connectionString === undefined) {
 		throw new TypeError('Expected exactly one of `prisma` and `connectionString`, got neither: pass `connectionString: process.env.DATABASE_URL` (is DATABASE_URL set?) or your Prisma 7 client as `prisma`');
 	}
@@ -170,6 +204,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 	if (subject !== undefined && typeof subject !== 'function') {
 		invalid('subject', 'a function of the session', subject);
 	}
+	const encryption = resolveEncryption(encryptionKeys, encryptionMigration);
 	return {
 		prisma,
 		connectionString,
@@ -185,12 +220,35 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 		onError: onError === undefined ? logError : (error, context) => {
 			Reflect.apply(onError, undefined, [error, context]);
 		},
+		encryption,
 	};
+}
+
+function resolveEncryption(keys: unknown, migration: unknown): ResolvedOptions['encryption'] {
+	if (keys === undefined) {
+		if (migration !== undefined) {
+			invalid('encryptionMigration', 'given only with `encryptionKeys`', migration);
+		}
+		return undefined;
+	}
+	const secrets = secretList('encryptionKeys', keys);
+	checkSecrets('encryptionKeys', secrets, minimumSecretBytes);
+	if (migration === undefined) {
+		return { secrets, acceptPlainRowsUntil: undefined };
+	}
+	const until = isRecord(migration) ? migration['acceptPlainRowsUntil'] : undefined;
+	if (!(until instanceof Date) || Number.isNaN(until.getTime())) {
+		invalid('encryptionMigration', 'an object `{ acceptPlainRowsUntil: Date }` with a valid date', isRecord(migration) ? until : migration);
+	}
+	if (until.getTime() > Date.now() + maximumPlainRowsWindow) {
+		invalid('encryptionMigration.acceptPlainRowsUntil', 'a date at most 90 days ahead', until.toISOString());
+	}
+	return { secrets, acceptPlainRowsUntil: new Date(until.getTime()) };
 }
 
 const knownOptions = new Set([
 	'prisma', 'connectionString', 'pool', 'schema', 'preparedStatements', 'maxLength', 'sessionTtl',
-	'cleanupInterval', 'touchAfter', 'fieldLevelWrites', 'subject', 'onError',
+	'cleanupInterval', 'touchAfter', 'fieldLevelWrites', 'subject', 'onError', 'encryptionKeys', 'encryptionMigration',
 ]);
 
 // Options of the stores people come from (connect-pg-simple, koa-redis, prisma-session-store),
@@ -208,6 +266,8 @@ const insteadOf: Record<string, string> = {
 	createTableIfMissing: 'call `await store.ensureSchema()`, or apply the shipped migrations with `prisma migrate deploy`',
 	disableTouch: 'use `touchAfter`',
 	errorLog: 'use `onError`',
+	crypto: 'use `encryptionKeys` (each field is encrypted on its own, so field-level writes keep working)',
+	acceptPlainUntil: 'use `encryptionMigration: { acceptPlainRowsUntil }`',
 };
 
 function isPrismaClient(value: unknown): value is PgStorePrismaClient {

@@ -14,8 +14,10 @@ export type WriteDecision =
 	| {
 		readonly kind: 'updateLive';
 		readonly replace: boolean;
-		/** The fields to write, as a JSON object. */
+		/** The fields to write, as a JSON object (of plain JSON: `set` encrypts them with `encryptionKeys`). */
 		readonly patch: string;
+		/** The names of the fields in `patch`. */
+		readonly written: readonly string[];
 		/** The fields to delete, as a JSON array of names. */
 		readonly removed: string;
 		readonly writeSubject: boolean;
@@ -39,6 +41,11 @@ interface Known {
 	loadedJson?: string;
 	/** The subject column as loaded or last written (`undefined`: the store keeps none). */
 	subject: string | null | undefined;
+	/**
+	 * With `encryptionKeys`: the row holds ciphertext of an older secret, or is plain. Its next
+	 * save writes every field, encrypted with the newest secret, even within `touchAfter`.
+	 */
+	reencrypt: boolean;
 }
 
 /** What a request knows of its sessions. */
@@ -76,11 +83,18 @@ export class RequestSessions {
 		this.#fieldLevelWrites = fieldLevelWrites;
 	}
 
-	/** The request read `row` under `key`. */
-	loaded(ctx: object | undefined, key: string, row: StoredRow): void {
-		if (ctx !== undefined) {
-			this.#of(ctx).sessions.set(key, { state: 'live', expiresOn: row.expiresOn, fields: undefined, loadedJson: row.json, subject: row.subject });
+	/**
+	 * The request read `row` under `key`.
+	 * @param decrypted With `encryptionKeys`: the plain JSON of each field, and whether the row
+	 * needs re-encrypting; saves are compared with these, never with the ciphertext.
+	 */
+	loaded(ctx: object | undefined, key: string, row: StoredRow, decrypted?: { fields: ReadonlyMap<string, string>; reencrypt: boolean }): void {
+		if (ctx === undefined) {
+			return;
 		}
+		this.#of(ctx).sessions.set(key, decrypted === undefined
+			? { state: 'live', expiresOn: row.expiresOn, fields: undefined, loadedJson: row.json, subject: row.subject, reencrypt: false }
+			: { state: 'live', expiresOn: row.expiresOn, fields: decrypted.fields, subject: row.subject, reencrypt: decrypted.reencrypt });
 	}
 
 	/**
@@ -109,15 +123,20 @@ export class RequestSessions {
 		const changedNames = [...session.fields].filter(([name, json]) => before.get(name) !== json).map(([name]) => name);
 		const removed = [...before.keys()].filter((name) => !session.fields.has(name));
 		const onlyExpiry = !writeSubject && removed.length === 0 && changedNames.every((name) => name === '_expire');
-		if (changed !== true && onlyExpiry && this.#isFreshTouch(known, expiresOn)) {
+		if (changed !== true && onlyExpiry && !known.reencrypt && this.#isFreshTouch(known, expiresOn)) {
 			debug('save skipped: unchanged, and the stored expiry is within touchAfter');
 			return { kind: 'skip', reason: 'fresh' };
 		}
 		if (!this.#fieldLevelWrites) {
-			return { kind: 'updateLive', replace: true, patch: session.json, removed: '[]', writeSubject: true };
+			return { kind: 'updateLive', replace: true, patch: session.json, written: [...session.fields.keys()], removed: '[]', writeSubject: true };
+		}
+		// Re-encrypting writes every field, still as a patch: fields another request added
+		// meanwhile stay (they are under the newest secret, or the next read flags them again).
+		if (known.reencrypt) {
+			debug('save writes every field: the session was under an older encryption secret, or plain');
 		}
 		// koa-session's fields travel together: when one of them changes, all are written.
-		const written = new Set(changedNames);
+		const written = new Set(known.reencrypt ? session.fields.keys() : changedNames);
 		if ([...changedNames, ...removed].some((name) => koaSessionFields.has(name))) {
 			for (const name of koaSessionFields) {
 				if (session.fields.has(name)) {
@@ -126,7 +145,7 @@ export class RequestSessions {
 			}
 		}
 		const patch = [...written].map((name) => `${JSON.stringify(name)}:${session.fields.get(name) ?? 'null'}`);
-		return { kind: 'updateLive', replace: false, patch: `{${patch.join(',')}}`, removed: JSON.stringify(removed), writeSubject };
+		return { kind: 'updateLive', replace: false, patch: `{${patch.join(',')}}`, written: [...written], removed: JSON.stringify(removed), writeSubject };
 	}
 
 	/**
@@ -148,7 +167,7 @@ export class RequestSessions {
 			return;
 		}
 		// From here on this request updates the row it wrote, and never recreates it.
-		knowledge.sessions.set(key, { state: 'live', expiresOn, fields: session.fields, subject });
+		knowledge.sessions.set(key, { state: 'live', expiresOn, fields: session.fields, subject, reencrypt: false });
 	}
 
 	/**

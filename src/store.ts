@@ -1,5 +1,7 @@
 import type DataLoader from 'dataloader';
 import { startSchedule, sweepExpired, type Cleanup, type CleanupOptions, type CleanupReport, type SweepOptions } from './cleanup.js';
+import { debug } from './debug.js';
+import { SessionCipher } from './encryption.js';
 import { DatabaseError, PgStoreError, SessionTooLargeError, StoreClosedError } from './errors.js';
 import { Described, invalid } from './invalid.js';
 import { digestKey } from './key-digest.js';
@@ -56,12 +58,15 @@ export class PgStore {
 	readonly #requests: RequestSessions;
 	readonly #subjects: SubjectSessions;
 	readonly #statements: SessionStatements;
+	/** With `encryptionKeys`. */
+	readonly #cipher: SessionCipher | undefined;
 	readonly #schedules = new Set<Cleanup>();
 	#closing: Promise<void> | undefined;
 
 	constructor(options: PgStoreOptions) {
 		this.#options = resolveOptions(options);
-		const { prisma, connectionString, pool, schema, onError, preparedStatements, subject, touchAfter, fieldLevelWrites, maxLength } = this.#options;
+		const { prisma, connectionString, pool, schema, onError, preparedStatements, subject, touchAfter, fieldLevelWrites, maxLength, encryption } = this.#options;
+		this.#cipher = encryption === undefined ? undefined : new SessionCipher(encryption.secrets, encryption.acceptPlainRowsUntil);
 		this.#ownsClient = prisma === undefined;
 		// The statements depend on the client's data model, and the owned client (with
 		// `preparedStatements`) on their names.
@@ -115,16 +120,34 @@ export class PgStore {
 	 * koa-session's `get`: the session stored under `key`, or `undefined` when there is none or it
 	 * expired. A database failure rejects with `DatabaseError`: an unreadable session is an error,
 	 * never a new empty session.
+	 *
+	 * With `encryptionKeys`, also `undefined` for a row that fails authentication or is plain (and
+	 * `onError` gets a `SessionTamperedError`), and for one under a secret no longer listed.
 	 */
 	async get(key: string, _maxAge?: number | 'session', options?: GetOptions): Promise<SessionData | undefined> {
 		this.#assertOpen();
 		assertKey(key);
-		const row = await this.#reads.load(digestKey(key));
+		const digest = digestKey(key);
+		const row = await this.#reads.load(digest);
 		if (row === undefined) {
 			return undefined;
 		}
-		this.#requests.loaded(options?.ctx, key, row);
-		return row.data;
+		if (this.#cipher === undefined) {
+			this.#requests.loaded(options?.ctx, key, row);
+			return row.data;
+		}
+		const opened = this.#cipher.open(digest, row.data);
+		if (opened.kind === 'tampered') {
+			// As for a cookie whose signature fails: a fresh session, and someone is told.
+			this.#options.onError(opened.error, { source: 'get' });
+			return undefined;
+		}
+		if (opened.kind === 'unknownKey') {
+			debug('session not returned: it is encrypted under a secret no longer in encryptionKeys');
+			return undefined;
+		}
+		this.#requests.loaded(options?.ctx, key, row, opened);
+		return opened.data;
 	}
 
 	/**
@@ -158,14 +181,18 @@ export class PgStore {
 		const { maxLength } = this.#options;
 		const digest = digestKey(key);
 		let outcome: WriteOutcome;
+		const cipher = this.#cipher;
 		if (decision.kind === 'upsert') {
 			assertShorterThan(encoded.json, maxLength);
-			outcome = await this.#writes.load({ kind: 'upsert', digest, json: encoded.json, now, expiresOn, subject });
+			const json = cipher === undefined ? encoded.json : cipher.seal(digest, encoded.fields);
+			outcome = await this.#writes.load({ kind: 'upsert', digest, json, now, expiresOn, subject });
 			if (!outcome.written) {
 				throw new SessionTooLargeError(outcome.size ?? Buffer.byteLength(encoded.json), maxLength);
 			}
 		} else {
-			const { replace, patch, removed, writeSubject } = decision;
+			const { replace, removed, writeSubject, written } = decision;
+			// Only what is written is encrypted: the comparison with what was loaded stayed on plain JSON.
+			const patch = cipher === undefined ? decision.patch : cipher.seal(digest, encoded.fields, written);
 			outcome = await this.#writes.load({ kind: 'updateLive', digest, replace, patch, removed, now, expiresOn, subject: writeSubject ? subject : undefined });
 			if (!outcome.written && outcome.size !== undefined) {
 				throw new SessionTooLargeError(outcome.size, maxLength);

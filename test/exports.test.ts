@@ -9,6 +9,7 @@ test('the package exports what an app writes, and no internal helper', (t) => {
 		'PgStoreError',
 		'SchemaMismatchError',
 		'SessionEndedError',
+		'SessionTamperedError',
 		'SessionTooLargeError',
 		'StoreClosedError',
 		'createKeys',

@@ -1,0 +1,243 @@
+import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from 'node:crypto';
+import { SessionTamperedError, type TamperReason } from './errors.js';
+import { Described, invalid } from './invalid.js';
+import type { SessionData } from './session-codec.js';
+
+// The stored form of an encrypted field's value, one JSON string:
+// `pgse:v1:<kid>:<base64url(nonce ‖ ciphertext ‖ tag)>`. Any string is also a valid plain value,
+// so it is told apart by context: with encryption on, every field but koa-session's own must
+// have this form.
+const prefix = 'pgse:';
+const version = 'pgse:v1:';
+const storedPattern = /^pgse:v1:([A-Za-z0-9_-]{6}):([A-Za-z0-9_-]+)$/;
+const nonceBytes = 12;
+const tagBytes = 16;
+const salt = Buffer.from('koa-pgstore/data/v1');
+const infoPrefix = Buffer.from('koa-pgstore/data/v1/');
+const aadPrefix = Buffer.from('pgse:v1\0');
+// Derived keys kept for repeat requests of one session (and the write after a read), so HKDF
+// runs once per session rather than per request. 10,000 × (32 bytes + the map key) ≈ 2 MB.
+const derivedKeysKept = 10_000;
+
+// koa-session's own fields stay plain (the expiry travels with them) when they have the type
+// koa-session gives them; anything else under these names is encrypted like any field.
+const plainReserved: Readonly<Record<string, (value: unknown) => boolean>> = {
+	_expire: (value) => typeof value === 'number' && Number.isFinite(value),
+	_maxAge: (value) => typeof value === 'number' && Number.isFinite(value),
+	_session: (value) => value === true,
+};
+
+function isPlainReserved(name: string, value: unknown): boolean {
+	return Object.hasOwn(plainReserved, name) && plainReserved[name]?.(value) === true;
+}
+
+/** A secret of `encryptionKeys`, with the id its ciphertexts carry. */
+interface DataSecret {
+	readonly secret: Buffer;
+	/** 6 base64url chars: picks the secret on read, whatever the order of the list. */
+	readonly kid: string;
+}
+
+/** What a stored session is, once opened. */
+export type OpenedSession =
+	/** Every field authenticated (or a plain row within the migration window). */
+	| {
+		readonly kind: 'open';
+		readonly data: SessionData;
+		/** Each field's plain JSON, to compare a save with. */
+		readonly fields: Map<string, string>;
+		/** Some field is under an older secret, or the row is plain: its next save rewrites every field. */
+		readonly reencrypt: boolean;
+	}
+	/** A field failed authentication, or the row is plain or mixed: never returned. */
+	| { readonly kind: 'tampered'; readonly error: SessionTamperedError }
+	/** A field is under a secret no longer listed: dropping it ended the session. */
+	| { readonly kind: 'unknownKey' };
+
+/**
+ * Encrypts and decrypts the values of a session's top-level fields (AES-256-GCM), each with a
+ * key derived by HKDF-SHA256 from the secret and the row's key digest, and bound (as associated
+ * data) to that digest and the field's name, so that a ciphertext moved to another row or field,
+ * or a row whose key was changed, does not decrypt.
+ */
+export class SessionCipher {
+	readonly #secrets: readonly DataSecret[];
+	readonly #byKid: ReadonlyMap<string, DataSecret>;
+	readonly #acceptPlainRowsUntil: number;
+	readonly #derived = new Map<string, Buffer>();
+
+	/**
+	 * @param secrets Newest first; validated already (`encryptionKeys`).
+	 * @param acceptPlainRowsUntil Until then a row without any encrypted field is read as plain.
+	 */
+	constructor(secrets: readonly string[], acceptPlainRowsUntil: Date | undefined) {
+		this.#secrets = secrets.map((secret) => ({ secret: Buffer.from(secret), kid: kidOf(secret) }));
+		const byKid = new Map<string, DataSecret>();
+		for (const [index, secret] of this.#secrets.entries()) {
+			if (byKid.has(secret.kid)) {
+				// A chance of 2^-32 per pair: not worth trying several secrets on every read.
+				invalid(`encryptionKeys[${index}]`, 'a secret whose key id differs from every other\'s (generate another)', new Described('a secret with the same key id'));
+			}
+			byKid.set(secret.kid, secret);
+		}
+		this.#byKid = byKid;
+		this.#acceptPlainRowsUntil = acceptPlainRowsUntil?.getTime() ?? -Infinity;
+	}
+
+	/**
+	 * The stored fields `names` of a session as a JSON object, each value encrypted with the newest
+	 * secret (koa-session's own fields plain).
+	 * @param digest The row's key digest (hex).
+	 * @param fields Each field's plain JSON, as `encodeSession` gives it.
+	 */
+	seal(digest: string, fields: ReadonlyMap<string, string>, names: Iterable<string> = fields.keys()): string {
+		const newest = this.#secrets[0];
+		if (newest === undefined) {
+			throw new Error('No encryption secret');
+		}
+		const digestBytes = Buffer.from(digest, 'hex');
+		const key = this.#keyOf(newest, digest, digestBytes);
+		const members: string[] = [];
+		for (const name of names) {
+			const json = fields.get(name);
+			if (json === undefined) {
+				continue;
+			}
+			if (Object.hasOwn(plainReserved, name) && isPlainReserved(name, JSON.parse(json))) {
+				members.push(`${JSON.stringify(name)}:${json}`);
+				continue;
+			}
+			const nonce = randomBytes(nonceBytes);
+			const cipher = createCipheriv('aes-256-gcm', key, nonce);
+			cipher.setAAD(aadOf(digestBytes, name));
+			const body = Buffer.concat([nonce, cipher.update(json, 'utf8'), cipher.final(), cipher.getAuthTag()]);
+			// base64url needs no JSON escaping.
+			members.push(`${JSON.stringify(name)}:"${version}${newest.kid}:${body.toString('base64url')}"`);
+		}
+		return `{${members.join(',')}}`;
+	}
+
+	/**
+	 * Decrypts a stored session. Never gives part of one: a single field that fails makes the
+	 * whole session tampered.
+	 * @param digest The row's key digest (hex).
+	 * @param stored The row's `data`, parsed.
+	 */
+	open(digest: string, stored: SessionData, now = Date.now()): OpenedSession {
+		const digestBytes = Buffer.from(digest, 'hex');
+		const data: SessionData = {};
+		const fields = new Map<string, string>();
+		const plain: string[] = [];
+		let encrypted = 0;
+		let older = false;
+		let unknownKey = false;
+		for (const name of Object.keys(stored)) {
+			const value = stored[name];
+			if (isPlainReserved(name, value)) {
+				data[name] = value;
+				fields.set(name, JSON.stringify(value));
+				continue;
+			}
+			if (typeof value !== 'string' || !value.startsWith(prefix)) {
+				plain.push(name);
+				data[name] = value;
+				continue;
+			}
+			encrypted += 1;
+			const match = storedPattern.exec(value);
+			const kid = match?.[1];
+			const payload = match?.[2];
+			if (kid === undefined || payload === undefined) {
+				return tampered('malformed', name);
+			}
+			const secret = this.#byKid.get(kid);
+			if (secret === undefined) {
+				unknownKey = true;
+				continue;
+			}
+			older ||= secret !== this.#secrets[0];
+			const json = this.#decrypt(secret, digest, digestBytes, name, Buffer.from(payload, 'base64url'));
+			const parsed = json === undefined ? undefined : parseJson(json);
+			if (json === undefined || parsed === undefined) {
+				return tampered('authentication', name);
+			}
+			fields.set(name, json);
+			data[name] = parsed.value;
+		}
+		if (plain.length > 0) {
+			if (encrypted > 0) {
+				// A table writer adding a plain `userId` to an encrypted row.
+				return tampered('mixed', ...plain);
+			}
+			if (now >= this.#acceptPlainRowsUntil) {
+				return tampered('plain', ...plain);
+			}
+			for (const name of plain) {
+				fields.set(name, JSON.stringify(data[name]));
+			}
+			return { kind: 'open', data, fields, reencrypt: true };
+		}
+		if (unknownKey) {
+			return { kind: 'unknownKey' };
+		}
+		return { kind: 'open', data, fields, reencrypt: older };
+	}
+
+	#decrypt(secret: DataSecret, digest: string, digestBytes: Buffer, name: string, body: Buffer): string | undefined {
+		if (body.length < nonceBytes + tagBytes) {
+			return undefined;
+		}
+		try {
+			const decipher = createDecipheriv('aes-256-gcm', this.#keyOf(secret, digest, digestBytes), body.subarray(0, nonceBytes), { authTagLength: tagBytes });
+			decipher.setAAD(aadOf(digestBytes, name));
+			decipher.setAuthTag(body.subarray(body.length - tagBytes));
+			return Buffer.concat([decipher.update(body.subarray(nonceBytes, body.length - tagBytes)), decipher.final()]).toString('utf8');
+		} catch {
+			// final() throws on a tag that does not verify: the one outcome that matters here.
+			return undefined;
+		}
+	}
+
+	// Per secret and per session: GCM's random-nonce limit (2^32 encryptions per key) becomes a
+	// limit per session, which none approaches whatever the table's write rate.
+	#keyOf(secret: DataSecret, digest: string, digestBytes: Buffer): Buffer {
+		const id = secret.kid + digest;
+		let key = this.#derived.get(id);
+		if (key !== undefined) {
+			// Least recently used goes first: a Map iterates in insertion order.
+			this.#derived.delete(id);
+		} else {
+			key = Buffer.from(hkdfSync('sha256', secret.secret, salt, Buffer.concat([infoPrefix, digestBytes]), 32));
+			if (this.#derived.size >= derivedKeysKept) {
+				const oldest = this.#derived.keys().next();
+				if (oldest.done !== true) {
+					this.#derived.delete(oldest.value);
+				}
+			}
+		}
+		this.#derived.set(id, key);
+		return key;
+	}
+}
+
+/** The key id stored with each ciphertext: 4 bytes of a hash of the secret, no use to a reader. */
+export function kidOf(secret: string): string {
+	return createHash('sha256').update('koa-pgstore/kid/v1').update(secret).digest().subarray(0, 4).toString('base64url');
+}
+
+function aadOf(digestBytes: Buffer, name: string): Buffer {
+	return Buffer.concat([aadPrefix, digestBytes, Buffer.from(name, 'utf8')]);
+}
+
+// Authenticated text was written by a holder of the secret; still, never throw on a read.
+function parseJson(json: string): { value: unknown } | undefined {
+	try {
+		return { value: JSON.parse(json) as unknown };
+	} catch {
+		return undefined;
+	}
+}
+
+function tampered(reason: TamperReason, ...fields: string[]): OpenedSession {
+	return { kind: 'tampered', error: new SessionTamperedError(reason, fields) };
+}
