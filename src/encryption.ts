@@ -131,6 +131,8 @@ export class SessionCipher {
 		let encrypted = 0;
 		let older = false;
 		let unknownKey = false;
+		// One derivation (or cache lookup) per secret and call, not per field.
+		const keys = new Map<DataSecret, Buffer>();
 		for (const name of Object.keys(stored)) {
 			const value = stored[name];
 			if (isPlainReserved(name, value)) {
@@ -156,7 +158,12 @@ export class SessionCipher {
 				continue;
 			}
 			older ||= secret !== this.#secrets[0];
-			const json = this.#decrypt(secret, digest, digestBytes, name, Buffer.from(payload, 'base64url'));
+			let key = keys.get(secret);
+			if (key === undefined) {
+				key = this.#keyOf(secret, digest, digestBytes);
+				keys.set(secret, key);
+			}
+			const json = decrypt(key, digestBytes, name, Buffer.from(payload, 'base64url'));
 			const parsed = json === undefined ? undefined : parseJson(json);
 			if (json === undefined || parsed === undefined) {
 				return tampered('authentication', name);
@@ -183,21 +190,6 @@ export class SessionCipher {
 		return { kind: 'open', data, fields, reencrypt: older };
 	}
 
-	#decrypt(secret: DataSecret, digest: string, digestBytes: Buffer, name: string, body: Buffer): string | undefined {
-		if (body.length < nonceBytes + tagBytes) {
-			return undefined;
-		}
-		try {
-			const decipher = createDecipheriv('aes-256-gcm', this.#keyOf(secret, digest, digestBytes), body.subarray(0, nonceBytes), { authTagLength: tagBytes });
-			decipher.setAAD(aadOf(digestBytes, name));
-			decipher.setAuthTag(body.subarray(body.length - tagBytes));
-			return Buffer.concat([decipher.update(body.subarray(nonceBytes, body.length - tagBytes)), decipher.final()]).toString('utf8');
-		} catch {
-			// final() throws on a tag that does not verify: the one outcome that matters here.
-			return undefined;
-		}
-	}
-
 	// Per secret and per session: GCM's random-nonce limit (2^32 encryptions per key) becomes a
 	// limit per session, which none approaches whatever the table's write rate.
 	#keyOf(secret: DataSecret, digest: string, digestBytes: Buffer): Buffer {
@@ -217,6 +209,21 @@ export class SessionCipher {
 		}
 		this.#derived.set(id, key);
 		return key;
+	}
+}
+
+function decrypt(key: Buffer, digestBytes: Buffer, name: string, body: Buffer): string | undefined {
+	if (body.length < nonceBytes + tagBytes) {
+		return undefined;
+	}
+	try {
+		const decipher = createDecipheriv('aes-256-gcm', key, body.subarray(0, nonceBytes), { authTagLength: tagBytes });
+		decipher.setAAD(aadOf(digestBytes, name));
+		decipher.setAuthTag(body.subarray(body.length - tagBytes));
+		return Buffer.concat([decipher.update(body.subarray(nonceBytes, body.length - tagBytes)), decipher.final()]).toString('utf8');
+	} catch {
+		// final() throws on a tag that does not verify: the one outcome that matters here.
+		return undefined;
 	}
 }
 
