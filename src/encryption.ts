@@ -18,6 +18,11 @@ const aadPrefix = Buffer.from('pgse:v1\0');
 // Derived keys kept for repeat requests of one session (and the write after a read), so HKDF
 // runs once per session rather than per request. 10,000 × (32 bytes + the map key) ≈ 2 MB.
 const derivedKeysKept = 10_000;
+// Plaintexts of ciphertexts this store authenticated or wrote, by (digest, field name, stored
+// string): a session read again unchanged costs no decryption. A hit is the very ciphertext, in
+// the very row and field, that authenticated before, so it proves what decrypting would. Bounded
+// by UTF-16 units of keys and values: 2,000,000 ≈ 4 MB.
+const plaintextUnitsKept = 2_000_000;
 
 // koa-session's own fields stay plain (the expiry travels with them) when they have the type
 // koa-session gives them; anything else under these names is encrypted like any field.
@@ -65,6 +70,8 @@ export class SessionCipher {
 	readonly #byKid: ReadonlyMap<string, DataSecret>;
 	readonly #acceptPlainRowsUntil: number;
 	readonly #derived = new Map<string, Buffer>();
+	readonly #plaintexts = new Map<string, string>();
+	#plaintextUnits = 0;
 
 	/**
 	 * @param secrets Newest first; validated already (`encryptionKeys`).
@@ -111,8 +118,10 @@ export class SessionCipher {
 			const cipher = createCipheriv('aes-256-gcm', key, nonce);
 			cipher.setAAD(aadOf(digestBytes, name));
 			const body = Buffer.concat([nonce, cipher.update(json, 'utf8'), cipher.final(), cipher.getAuthTag()]);
+			const stored = `${version}${newest.kid}:${body.toString('base64url')}`;
+			this.#remember(digest, name, stored, json);
 			// base64url needs no JSON escaping.
-			members.push(`${JSON.stringify(name)}:"${version}${newest.kid}:${body.toString('base64url')}"`);
+			members.push(`${JSON.stringify(name)}:"${stored}"`);
 		}
 		return `{${members.join(',')}}`;
 	}
@@ -158,12 +167,18 @@ export class SessionCipher {
 				continue;
 			}
 			older ||= secret !== this.#secrets[0];
-			let key = keys.get(secret);
-			if (key === undefined) {
-				key = this.#keyOf(secret, digest, digestBytes);
-				keys.set(secret, key);
+			let json = this.#recall(digest, name, value);
+			if (json === undefined) {
+				let key = keys.get(secret);
+				if (key === undefined) {
+					key = this.#keyOf(secret, digest, digestBytes);
+					keys.set(secret, key);
+				}
+				json = decrypt(key, digestBytes, name, Buffer.from(payload, 'base64url'));
+				if (json !== undefined) {
+					this.#remember(digest, name, value, json);
+				}
 			}
-			const json = decrypt(key, digestBytes, name, Buffer.from(payload, 'base64url'));
 			const parsed = json === undefined ? undefined : parseJson(json);
 			if (json === undefined || parsed === undefined) {
 				return tampered('authentication', name);
@@ -188,6 +203,33 @@ export class SessionCipher {
 			return { kind: 'unknownKey' };
 		}
 		return { kind: 'open', data, fields, reencrypt: older };
+	}
+
+	#recall(digest: string, name: string, stored: string): string | undefined {
+		const id = `${digest}\0${name}\0${stored}`;
+		const json = this.#plaintexts.get(id);
+		if (json !== undefined) {
+			this.#plaintexts.delete(id);
+			this.#plaintexts.set(id, json);
+		}
+		return json;
+	}
+
+	#remember(digest: string, name: string, stored: string, json: string): void {
+		const id = `${digest}\0${name}\0${stored}`;
+		const units = id.length + json.length;
+		if (units > plaintextUnitsKept / 100 || this.#plaintexts.has(id)) {
+			return;
+		}
+		this.#plaintexts.set(id, json);
+		this.#plaintextUnits += units;
+		for (const [oldId, oldJson] of this.#plaintexts) {
+			if (this.#plaintextUnits <= plaintextUnitsKept) {
+				break;
+			}
+			this.#plaintexts.delete(oldId);
+			this.#plaintextUnits -= oldId.length + oldJson.length;
+		}
 	}
 
 	// Per secret and per session: GCM's random-nonce limit (2^32 encryptions per key) becomes a
