@@ -122,7 +122,8 @@ export class SessionCipher {
 			cipher.setAAD(aadOf(digestBytes, name));
 			const body = Buffer.concat([nonce, cipher.update(json, 'utf8'), cipher.final(), cipher.getAuthTag()]);
 			const stored = `${version}${newest.kid}:${body.toString('base64url')}`;
-			this.#remember(digest, name, stored, json);
+			// Not remembered here: bench/encryption.ts measured new sessions +245 µs of app CPU with
+			// it (the retained strings cost the GC more than a later decryption), +114 µs without.
 			// base64url needs no JSON escaping.
 			members.push(`${JSON.stringify(name)}:"${stored}"`);
 		}
