@@ -18,7 +18,7 @@ const aadPrefix = Buffer.from('pgse:v1\0');
 // Derived keys kept for repeat requests of one session (and the write after a read), so HKDF
 // runs once per session rather than per request. 10,000 × (32 bytes + the map key) ≈ 2 MB.
 const derivedKeysKept = 10_000;
-// Plaintexts of ciphertexts this store authenticated or wrote, by (digest, field name, stored
+// Plaintexts of ciphertexts this store authenticated on a read, by (digest, field name, stored
 // string): a session read again unchanged costs no decryption. A hit is the very ciphertext, in
 // the very row and field, that authenticated before, so it proves what decrypting would. Bounded
 // by UTF-16 units of keys and values: 2,000,000 ≈ 4 MB.

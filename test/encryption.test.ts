@@ -112,6 +112,8 @@ test('a ciphertext moved to another field of its row does not decrypt: get gives
 	const { store, database, reported } = await encryptedStore(t);
 	await store.set('k', { userId: 'alice', role: 'user' }, hour);
 	await store.set('admin-key', { userId: 'root', role: 'admin' }, hour);
+	// Read first, so that a cache of what authenticated cannot stand in for authentication.
+	t.like(await store.get('k', hour, {}), { userId: 'alice' });
 	await database.query(`UPDATE http_sessions SET data = jsonb_set(data, '{userId}', data->'role') WHERE key = $1`, [digestKey('k')]);
 	t.is(await store.get('k', hour, {}), undefined);
 	t.deepEqual(tamperedReports(reported), [{ code: 'ERR_PGSTORE_TAMPERED', reason: 'authentication', fields: ['userId'], source: 'get' }]);
@@ -124,6 +126,8 @@ test('a ciphertext moved to another row, or a row moved to another key, does not
 	const { store, database, reported } = await encryptedStore(t);
 	await store.set('mine', { role: 'user' }, hour);
 	await store.set('theirs', { role: 'admin' }, hour);
+	t.like(await store.get('mine', hour, {}), { role: 'user' });
+	t.like(await store.get('theirs', hour, {}), { role: 'admin' });
 	// The admin's role ciphertext, copied into my row.
 	await database.query(`UPDATE http_sessions SET data = jsonb_set(data, '{role}', (SELECT data->'role' FROM http_sessions WHERE key = $2)) WHERE key = $1`, [digestKey('mine'), digestKey('theirs')]);
 	t.is(await store.get('mine', hour, {}), undefined);
