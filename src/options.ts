@@ -111,7 +111,9 @@ export interface PgStoreOptions {
 	 * newest first: writes use the first, reads any. A read that finds an older secret's ciphertext
 	 * re-encrypts the whole session on its next save; a session only a dropped secret could read
 	 * ends (`get` gives `undefined`). A row that does not authenticate, or a plain one, is never
-	 * returned: `get` gives `undefined` and `onError` a `SessionTamperedError`.
+	 * returned: `get` gives `undefined` and `onError` a `SessionTamperedError`. The store keeps in
+	 * memory the keys it derived for recent sessions and the plaintexts of recently read fields
+	 * (a few MB at most), so that a session read again unchanged costs no decryption.
 	 * @default none: session data are stored as plain JSON
 	 * @example `encryptionKeys: process.env.SESSION_DATA_KEYS // "newest,older"`
 	 */
