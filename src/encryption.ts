@@ -149,13 +149,13 @@ export class SessionCipher {
 		for (const name of Object.keys(stored)) {
 			const value = stored[name];
 			if (isPlainReserved(name, value)) {
-				data[name] = value;
+				put(data, name, value);
 				fields.set(name, JSON.stringify(value));
 				continue;
 			}
 			if (typeof value !== 'string' || !value.startsWith(prefix)) {
 				plain.push(name);
-				data[name] = value;
+				put(data, name, value);
 				continue;
 			}
 			encrypted += 1;
@@ -188,7 +188,7 @@ export class SessionCipher {
 				return tampered('authentication', name);
 			}
 			fields.set(name, json);
-			data[name] = parsed.value;
+			put(data, name, parsed.value);
 		}
 		if (plain.length > 0) {
 			if (encrypted > 0) {
@@ -310,6 +310,15 @@ export function kidOf(secret: string): string {
 
 function aadOf(digestBytes: Buffer, name: string): Buffer {
 	return Buffer.concat([aadPrefix, digestBytes, Buffer.from(name, 'utf8')]);
+}
+
+// As JSON.parse does: a field named `__proto__` is an own property, never the prototype.
+function put(data: SessionData, name: string, value: unknown): void {
+	if (name === '__proto__') {
+		Object.defineProperty(data, name, { value, enumerable: true, writable: true, configurable: true });
+	} else {
+		data[name] = value;
+	}
 }
 
 // Authenticated text was written by a holder of the secret; still, never throw on a read.

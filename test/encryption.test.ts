@@ -77,6 +77,11 @@ test('values of every JSON type come back as they were saved', async (t) => {
 	const session = { n: 1.5, yes: true, none: null, list: [1, 'two', { three: 3 }], nested: { deep: { s: 'é ✓ 😀' } }, empty: '' };
 	await store.set('k', session, hour);
 	t.deepEqual(await store.get('k', hour, {}), session);
+	// A field named __proto__ stays a field, as JSON.parse makes it.
+	await store.set('proto', JSON.parse('{"__proto__": {"admin": true}}') as Record<string, unknown>, hour);
+	const loaded = await store.get('proto', hour, {});
+	t.is(Object.getPrototypeOf(loaded), Object.prototype);
+	t.deepEqual(Object.getOwnPropertyDescriptor(loaded, '__proto__')?.value, { admin: true });
 });
 
 test('two concurrent requests of one session changing different fields keep both changes with encryption on', async (t) => {
