@@ -128,8 +128,8 @@ export interface SessionStatements {
 export interface SubjectStatements {
 	/** Deletes the subject's sessions but those in `keep`; returns the keys it deleted. */
 	deleteAll(fields: { subject: string; keep: readonly string[] }): Statement;
-	/** The subject's live sessions, most recently written first. */
-	list(fields: { subject: string; now: Date }): Statement;
+	/** The subject's live sessions, most recently written first, at most `limit`. */
+	list(fields: { subject: string; now: Date; limit: number }): Statement;
 	/** Deletes the subject's session of row `id`; returns its key. */
 	deleteOne(fields: { subject: string; id: string }): Statement;
 }
@@ -209,15 +209,15 @@ export function sessionStatements(table: SessionTable): SessionStatements {
 	if (subject !== undefined) {
 		// $1 subject, $2 digests to keep.
 		const deleteAll = named('deleteAllOfSubject', `DELETE FROM ${t} WHERE ${subject} = $1 AND NOT (${key} = ANY($2::text[])) RETURNING ${key} AS "key"`);
-		// $1 subject, $2 now.
+		// $1 subject, $2 now, $3 most rows.
 		const list = named('listOfSubject', `SELECT ${id}::text AS "id", ${key} AS "key", ${createdOn} AS "createdOn", `
 			+ `${modifiedOn} AS "modifiedOn", ${expiresOn} AS "expiresOn" FROM ${t} `
-			+ `WHERE ${subject} = $1 AND ${expiresOn} > $2 ORDER BY ${modifiedOn} DESC, ${id} DESC`);
+			+ `WHERE ${subject} = $1 AND ${expiresOn} > $2 ORDER BY ${modifiedOn} DESC, ${id} DESC LIMIT $3`);
 		// $1 subject, $2 row id.
 		const deleteOne = named('deleteOneOfSubject', `DELETE FROM ${t} WHERE ${subject} = $1 AND ${id} = $2::bigint RETURNING ${key} AS "key"`);
 		bySubject = {
 			deleteAll: ({ subject: who, keep }) => deleteAll([who, keep]),
-			list: ({ subject: who, now }) => list([who, now]),
+			list: ({ subject: who, now, limit }) => list([who, now, limit]),
 			deleteOne: ({ subject: who, id: row }) => deleteOne([who, row]),
 		};
 	}

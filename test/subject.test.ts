@@ -151,3 +151,18 @@ test('upgrade: sessions written before the subject migration are read and writte
 	t.deepEqual(await database.query('SELECT data, subject FROM http_sessions'), [{ data: { userId: 'ada', cart: 3 }, subject: 'ada' }]);
 	t.is(await store.destroyAll('ada'), 1);
 });
+
+test('list() shows at most `limit` sessions (50 by default) and says when there are more', async (t) => {
+	const { store, database } = await createStore(t, { subject: (session) => session['userId'] as string | undefined });
+	await database.query(`INSERT INTO http_sessions (key, data, created_on, modified_on, expires_on, subject)
+		SELECT 'k' || n, '{}', now(), now() - n * interval '1 second', now() + interval '1 hour', 'ada' FROM generate_series(1, 60) AS n`);
+	const first = await store.list('ada');
+	t.is(first.length, 50);
+	t.true(first.hasMore);
+	const all = await store.list('ada', { limit: 60 });
+	t.is(all.length, 60);
+	t.false(all.hasMore);
+	t.deepEqual(JSON.parse(JSON.stringify(all)).length, 60, 'a JSON body is the plain list');
+	t.deepEqual(first.map((session) => session.id), all.slice(0, 50).map((session) => session.id), 'the most recent ones first');
+	await t.throwsAsync(store.list('ada', { limit: 0 }), { instanceOf: TypeError, message: /`limit` to be an integer >= 1/ });
+});
