@@ -1,3 +1,4 @@
+import { DatabaseError, SchemaMismatchError } from './errors.js';
 import { Described, invalid } from './invalid.js';
 import { qualifiedName, quoteIdentifier, type Statement } from './sql.js';
 
@@ -122,6 +123,12 @@ export interface SessionStatements {
 	readonly bySubject: SubjectStatements | undefined;
 	/** Statement text to name, for the client that prepares them. */
 	readonly names: ReadonlyMap<string, string>;
+	/**
+	 * The actionable error for a statement that failed because the table lacks the `subject`
+	 * column the store's `subject` option needs (SQLSTATE 42703): for a store whose
+	 * `ensureSchema()` was never called. `undefined` for any other failure.
+	 */
+	missingSubjectColumn(error: unknown): SchemaMismatchError | undefined;
 }
 
 /** Statements on a subject's sessions. */
@@ -249,5 +256,15 @@ export function sessionStatements(table: SessionTable): SessionStatements {
 		deleteExpired: ({ limit }) => deleteExpired([limit]),
 		bySubject,
 		names,
+		missingSubjectColumn: (error) => (subject !== undefined && error instanceof DatabaseError && error.sqlState === '42703'
+			? new SchemaMismatchError(
+				`The session table ${t} has no column ${subject}, which the store's \`subject\` option needs: apply this package's `
+				+ 'migration `…_session_subject` (`await store.ensureSchema()`, `npx koa-pgstore migrate`, or '
+				+ '`prisma migrate deploy --config node_modules/koa-pgstore/prisma.config.ts`), or add the field to your own model and migrate',
+				t,
+				[`column ${subject}`],
+				{ cause: error },
+			)
+			: undefined),
 	};
 }
