@@ -179,7 +179,7 @@ test('a store with `subject` on a table without the column: reads and writes fai
 		t.deepEqual(error?.missing, ['column "subject"']);
 		t.regex(error?.message ?? '', /…_session_subject.*ensureSchema\(\)/);
 	}
-	t.deepEqual((await store.ensureSchema()).map((name) => name.endsWith('_session_subject')), [true], 'ensureSchema() adds it');
+	t.true((await store.ensureSchema()).some((name) => name.endsWith('_session_subject')), 'ensureSchema() adds it');
 	await store.set('k', { userId: 'ada' }, hour);
 	t.deepEqual(await database.query('SELECT subject FROM http_sessions'), [{ subject: 'ada' }]);
 });
