@@ -1,5 +1,6 @@
 import { DatabaseError, SchemaMismatchError } from './errors.js';
 import { Described, invalid } from './invalid.js';
+import { sessionModel, type SessionField } from './session-model.js';
 import { qualifiedName, quoteIdentifier, type Statement } from './sql.js';
 
 /** The session table as the client's `PGSession` model maps it: quoted names, ready for SQL. */
@@ -16,55 +17,31 @@ export interface SessionTable {
 	readonly subject: string | undefined;
 }
 
-interface ModelField {
-	name: string;
-	dbName?: string | null;
-}
-
-interface SessionModel {
-	dbName?: string | null;
-	schema?: string | null;
-	fields?: ModelField[];
-}
-
-// Prisma 7 clients (extended ones too) carry their data model as `_runtimeDataModel`: table,
-// schema and column names as the app's schema maps them. The store's SQL follows it, so a copied
-// model that was renamed (@@map, @map) or moved (@@schema) just works.
-function modelOf(client: object): SessionModel {
-	const dataModel: unknown = Reflect.get(client, '_runtimeDataModel');
-	const models: unknown = typeof dataModel === 'object' && dataModel !== null ? Reflect.get(dataModel, 'models') : undefined;
-	const model: unknown = typeof models === 'object' && models !== null ? Reflect.get(models, 'PGSession') : undefined;
-	if (typeof model !== 'object' || model === null) {
-		invalid('prisma', 'a Prisma 7 client whose data model has the `PGSession` model', new Described('a client without it'));
-	}
-	return model;
-}
-
 /**
- * Reads the table the client's `PGSession` model maps to.
+ * Reads the table the client's `PGSession` model maps to, quoted for SQL.
  * @param connectionSchema Where a model without `@@schema` lives (the `schema` option).
  * @param withSubject Whether the store keeps a subject per session (its `subject` option).
  */
 export function sessionTable(client: object, connectionSchema: string | undefined, withSubject: boolean): SessionTable {
-	const model = modelOf(client);
-	const column = (field: string): string | undefined => {
-		const found = model.fields?.find((candidate) => candidate.name === field);
-		return found === undefined ? undefined : quoteIdentifier(found.dbName ?? field);
+	const model = sessionModel(client, connectionSchema);
+	const required = (field: SessionField): string => {
+		const column = model.columns[field];
+		return column === undefined
+			? invalid('prisma', `a client whose \`PGSession\` model has the field \`${field}\``, new Described('a model without it'))
+			: quoteIdentifier(column);
 	};
-	const required = (field: string): string => column(field)
-		?? invalid('prisma', `a client whose \`PGSession\` model has the field \`${field}\``, new Described('a model without it'));
+	const subject = model.columns.subject;
 	return {
-		// A model without @@schema lives where the connection's queries go: `schema`, else search_path.
-		name: qualifiedName(model.schema ?? connectionSchema, model.dbName ?? 'PGSession'),
+		name: qualifiedName(model.schema, model.table),
 		id: required('id'),
 		key: required('key'),
 		data: required('data'),
 		createdOn: required('createdOn'),
 		modifiedOn: required('modifiedOn'),
 		expiresOn: required('expiresOn'),
-		subject: withSubject
-			? column('subject') ?? invalid('subject', 'used with a `PGSession` model that has the `subject` field (apply the migration `…_session_subject`)', new Described('a model without it'))
-			: undefined,
+		subject: !withSubject ? undefined : subject === undefined
+			? invalid('subject', 'used with a `PGSession` model that has the `subject` field (apply the migration `…_session_subject`)', new Described('a model without it'))
+			: quoteIdentifier(subject),
 	};
 }
 
