@@ -75,7 +75,7 @@ const db = database.pool;
 async function statementCounts(): Promise<{ statements: number; writes: number }> {
 	const { rows: [row] } = await db.query<{ statements: string; writes: string }>(`
 		SELECT coalesce(sum(calls), 0) AS statements,
-		       coalesce(sum(calls) FILTER (WHERE query ~* '^\\s*(insert|update|delete)'), 0) AS writes
+		       coalesce(sum(calls) FILTER (WHERE query ~* '^\\s*(insert|update|delete)' OR query ~* '^\\s*with .*(insert into|update|delete from) '), 0) AS writes
 		FROM pg_stat_statements
 		WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'bench') AND query NOT ILIKE '%pg_stat_statements%'`);
 	return { statements: Number(row?.statements ?? 0), writes: Number(row?.writes ?? 0) };
@@ -304,7 +304,7 @@ if (expiredRows > 0 && sweptKind !== undefined) {
 	const report = await sweeper.cleanup({ batchSize: 1000 }).finally(() => readLoad?.stop());
 	const readsDuring = await readsDone;
 	const { rows: [longest] } = await db.query<{ max_ms: number; calls: string }>(
-		`SELECT max(max_exec_time) AS max_ms, sum(calls) AS calls FROM pg_stat_statements WHERE query ~* '^\\s*delete'`,
+		`SELECT max(max_exec_time) AS max_ms, sum(calls) AS calls FROM pg_stat_statements WHERE query ~* '^\\s*(delete|with deleted as)'`,
 	);
 	console.log('| sweep s | rows deleted | rows/s | batches | longest DELETE ms | read p99 ms without | read p99 ms during | ratio | read req/s without | during |');
 	console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');

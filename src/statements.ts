@@ -184,9 +184,11 @@ export function sessionStatements(table: SessionTable): SessionStatements {
 		+ `(SELECT ${key} FROM ${t} WHERE ${key} = ANY($1::text[]) ORDER BY ${key} FOR UPDATE) RETURNING ${key} AS "key"`);
 
 	// $1 limit. The sweep goes by the database's clock: one app server whose clock runs ahead must
-	// not delete sessions that are live for every other.
-	const deleteExpired = named('deleteExpired', `WITH expired AS (SELECT ${id} FROM ${t} WHERE ${expiresOn} < now() `
-		+ `LIMIT $1 FOR UPDATE SKIP LOCKED), deleted AS (DELETE FROM ${t} WHERE ${id} IN (SELECT ${id} FROM expired) RETURNING 1) `
+	// not delete sessions that are live for every other. The rows are found through the index on
+	// the expiry and deleted by their ctid (a TID scan): an `IN (subquery)` here was planned as a
+	// hash join over the whole table, every batch (bench: 5× slower, read p99 2.4× during a sweep).
+	const deleteExpired = named('deleteExpired', `WITH deleted AS (DELETE FROM ${t} WHERE ctid = ANY(ARRAY(`
+		+ `SELECT ctid FROM ${t} WHERE ${expiresOn} < now() LIMIT $1 FOR UPDATE SKIP LOCKED)) RETURNING 1) `
 		+ `SELECT count(*)::int AS "deleted" FROM deleted`);
 
 	let bySubject: SubjectStatements | undefined;
