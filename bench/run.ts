@@ -12,8 +12,9 @@
 //   BENCH_ROUNDS          interleaved rounds; each cell reports the median (default 3)
 //   BENCH_CONNECTIONS     connection counts, each workload runs at each (default "8,32")
 //   BENCH_STORES          stores to run (default "koa-pgstore,pg,map"; also "cookie": cookie-only koa-session)
-//   BENCH_PREPARED        koa-pgstore with prepared statements: "1" (default), "0" (`preparedStatements:
-//                         false`), or "1,0" for both side by side in one run, with a table of their ratio
+//   BENCH_PREPARED        koa-pgstore with prepared statements: "0" (default, as the store's default
+//                         `preparedStatements: false`), "1", or "1,0" for both side by side in one run,
+//                         with a table of their ratio
 //   BENCH_WORKLOADS       HTTP workloads (default "read,write,new,rolling")
 //   BENCH_TABS_SESSIONS   sessions of the two-tabs workload, 0 skips it (default 200)
 //   BENCH_TABS_ROUNDS     pairs of concurrent requests per session (default 5)
@@ -37,9 +38,9 @@ const tabRounds = Number(process.env['BENCH_TABS_ROUNDS'] ?? 5);
 const allWorkloads = ['read', 'write', 'new', 'rolling'] as const;
 type Workload = typeof allWorkloads[number];
 const workloads = listFromEnv('BENCH_WORKLOADS', allWorkloads.join(',')) as Workload[];
-const prepared = listFromEnv('BENCH_PREPARED', '1');
+const prepared = listFromEnv('BENCH_PREPARED', '0');
 const kinds: StoreKind[] = listFromEnv('BENCH_STORES', 'koa-pgstore,pg,map').flatMap((name): StoreKind[] => (name === 'koa-pgstore'
-	? prepared.map((flag) => (flag === '0' ? 'koa-pgstore-unprepared' : 'koa-pgstore'))
+	? prepared.map((flag) => (flag === '1' ? 'koa-pgstore-prepared' : 'koa-pgstore'))
 	: [name as StoreKind]));
 
 for (const [name, value] of Object.entries({ seconds, rounds, expiredRows, liveRows, tabSessions, tabRounds })) {
@@ -74,7 +75,7 @@ const db = database.pool;
 async function statementCounts(): Promise<{ statements: number; writes: number }> {
 	const { rows: [row] } = await db.query<{ statements: string; writes: string }>(`
 		SELECT coalesce(sum(calls), 0) AS statements,
-		       coalesce(sum(calls) FILTER (WHERE query ~* '^\\s*(insert|update|delete)'), 0) AS writes
+		       coalesce(sum(calls) FILTER (WHERE query ~* '^\\s*(insert|update|delete)' OR query ~* '^\\s*with .*(insert into|update|delete from) '), 0) AS writes
 		FROM pg_stat_statements
 		WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'bench') AND query NOT ILIKE '%pg_stat_statements%'`);
 	return { statements: Number(row?.statements ?? 0), writes: Number(row?.writes ?? 0) };
@@ -197,16 +198,16 @@ if (results.size > 0) {
 			}
 		}
 	}
-	if (kinds.includes('koa-pgstore') && kinds.includes('koa-pgstore-unprepared')) {
-		console.log('\nPrepared statements: koa-pgstore with `preparedStatements: true` (default) against `false`, same run');
+	if (kinds.includes('koa-pgstore') && kinds.includes('koa-pgstore-prepared')) {
+		console.log('\nPrepared statements: koa-pgstore with `preparedStatements: true` against `false` (default), same run');
 		console.log('| workload | connections | prepared req/s | unprepared req/s | prepared ÷ unprepared | PostgreSQL CPU µs/req prepared | unprepared |');
 		console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
 		for (const workload of workloads) {
 			for (const connections of connectionCounts) {
-				const on = requestsPerSecond(workload, connections, 'koa-pgstore');
-				const off = requestsPerSecond(workload, connections, 'koa-pgstore-unprepared');
+				const on = requestsPerSecond(workload, connections, 'koa-pgstore-prepared');
+				const off = requestsPerSecond(workload, connections, 'koa-pgstore');
 				console.log(`| ${workload} | ${connections} | ${on.toFixed(0)} | ${off.toFixed(0)} | ${ratio(on, off)} `
-					+ `| ${fixed(medianOf(workload, connections, 'koa-pgstore', (m) => m.databaseCpu), 0)} | ${fixed(medianOf(workload, connections, 'koa-pgstore-unprepared', (m) => m.databaseCpu), 0)} |`);
+					+ `| ${fixed(medianOf(workload, connections, 'koa-pgstore-prepared', (m) => m.databaseCpu), 0)} | ${fixed(medianOf(workload, connections, 'koa-pgstore', (m) => m.databaseCpu), 0)} |`);
 			}
 		}
 	}
@@ -303,7 +304,7 @@ if (expiredRows > 0 && sweptKind !== undefined) {
 	const report = await sweeper.cleanup({ batchSize: 1000 }).finally(() => readLoad?.stop());
 	const readsDuring = await readsDone;
 	const { rows: [longest] } = await db.query<{ max_ms: number; calls: string }>(
-		`SELECT max(max_exec_time) AS max_ms, sum(calls) AS calls FROM pg_stat_statements WHERE query ~* '^\\s*delete'`,
+		`SELECT max(max_exec_time) AS max_ms, sum(calls) AS calls FROM pg_stat_statements WHERE query ~* '^\\s*(delete|with deleted as)'`,
 	);
 	console.log('| sweep s | rows deleted | rows/s | batches | longest DELETE ms | read p99 ms without | read p99 ms during | ratio | read req/s without | during |');
 	console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');

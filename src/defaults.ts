@@ -22,3 +22,6 @@ export const defaultSessionTtl = 86_400_000;
  * its indexes bloat (measured in `bench/bloat.ts`).
  */
 export const defaultTouchAfter = 60_000;
+
+/** `list(subject, { limit })`: sessions listed at most, enough for any "your devices" page. */
+export const defaultListLimit = 50;

@@ -1,6 +1,6 @@
 export { PgStore, type GetOptions, type SetOptions, type DestroyOptions } from './store.js';
 export type { SessionData } from './session-codec.js';
-export type { SessionListing } from './subjects.js';
+export type { SessionList, SessionListing } from './subjects.js';
 export type { PgStoreOptions } from './options.js';
 export type { PgStorePrismaClient, PoolOptions } from './prisma-client.js';
 export type { Cleanup, CleanupOptions, CleanupReport, SweepOptions } from './cleanup.js';

@@ -1,9 +1,10 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { withStatementTimeout } from './bounded-pool.js';
-import { SchemaMismatchError } from './errors.js';
+import { DatabaseError, SchemaMismatchError } from './errors.js';
 import type { PgStorePrismaClient, RawSqlClient } from './prisma-client.js';
-import { quoteIdentifier } from './sql.js';
+import { packageColumns, sessionModel, type SessionField } from './session-model.js';
+import { qualifiedName, quoteIdentifier } from './sql.js';
 
 /** One migration shipped in `prisma/migrations`, as `prisma migrate deploy` sees it. */
 export interface ShippedMigration {
@@ -31,7 +32,7 @@ export async function shippedMigrations(): Promise<ShippedMigration[]> {
 }
 
 async function appliedMigrationNames(client: RawSqlClient, schema: string | undefined): Promise<Set<string>> {
-	const migrationsTable = qualified(schema, '_prisma_migrations');
+	const migrationsTable = qualifiedName(schema, '_prisma_migrations');
 	const [table] = await client.$queryRawUnsafe(
 		`SELECT to_regclass($1) IS NOT NULL AS "exists"`, migrationsTable,
 	) as [{ exists: boolean }];
@@ -183,36 +184,16 @@ interface SessionTable {
 	readonly ownedByPackage: boolean;
 }
 
-type SessionField = 'id' | 'key' | 'data' | 'createdOn' | 'modifiedOn' | 'expiresOn' | 'subject';
-
-// This package's table, as prisma/schema.prisma maps it.
-const packageColumns: Readonly<Record<SessionField, string>> = {
-	id: 'id', key: 'key', data: 'data', createdOn: 'created_on', modifiedOn: 'modified_on', expiresOn: 'expires_on', subject: 'subject',
-};
-
-// Prisma 7 clients carry their data model as `_runtimeDataModel` (read the same way by
-// session-table.ts, which builds the statements on it).
+// Reads the model as the statements do (session-model.ts). A field the model lacks (an app's
+// model without `subject`) is looked up under this package's column name.
 function sessionTableOf(client: object, connectionSchema: string | undefined): SessionTable {
-	const dataModel: unknown = Reflect.get(client, '_runtimeDataModel');
-	const models: unknown = isObject(dataModel) ? Reflect.get(dataModel, 'models') : undefined;
-	const model: unknown = isObject(models) ? Reflect.get(models, 'PGSession') : undefined;
-	const name = isObject(model) ? stringOf(model, 'dbName') ?? 'PGSession' : 'http_sessions';
-	const modelSchema = isObject(model) ? stringOf(model, 'schema') : undefined;
-	const fields: unknown = isObject(model) ? Reflect.get(model, 'fields') : undefined;
-	const columnOf = (field: SessionField): string => {
-		const found: unknown = Array.isArray(fields)
-			? fields.find((candidate: unknown) => isObject(candidate) && Reflect.get(candidate, 'name') === field)
-			: undefined;
-		return (isObject(found) ? stringOf(found, 'dbName') : undefined) ?? (fields === undefined ? packageColumns[field] : field);
-	};
-	const columns = Object.fromEntries((Object.keys(packageColumns) as SessionField[]).map((field) => [field, columnOf(field)])) as Record<SessionField, string>;
-	const schema = modelSchema ?? connectionSchema;
+	const model = sessionModel(client, connectionSchema);
+	const columns = Object.fromEntries(Object.entries(model.columns).map(([field, column]) => [field, column ?? packageColumns[field as SessionField]])) as Record<SessionField, string>;
 	return {
-		sqlName: qualified(schema, name),
-		display: schema === undefined ? quoteIdentifier(name) : `${quoteIdentifier(schema)}.${quoteIdentifier(name)}`,
+		sqlName: qualifiedName(model.schema, model.table),
+		display: qualifiedName(model.schema, model.table),
 		columns,
-		ownedByPackage: name === 'http_sessions' && modelSchema === undefined
-			&& (Object.keys(packageColumns) as SessionField[]).every((field) => columns[field] === packageColumns[field]),
+		ownedByPackage: model.ownedByPackage,
 	};
 }
 
@@ -274,25 +255,10 @@ function missingMigrations(missing: Missing[], migrations: ShippedMigration[]): 
 	return `${names.length > 1 ? 's' : ''} ${names.map((name) => `\`${name}\``).join(' and ')}`;
 }
 
-function qualified(schema: string | undefined, name: string): string {
-	return schema === undefined ? quoteIdentifier(name) : `${quoteIdentifier(schema)}.${quoteIdentifier(name)}`;
-}
 
-function isObject(value: unknown): value is object {
-	return typeof value === 'object' && value !== null;
-}
-
-function stringOf(value: object, name: string): string | undefined {
-	const property: unknown = Reflect.get(value, name);
-	return typeof property === 'string' ? property : undefined;
-}
-
-// PostgreSQL's SQLSTATE as Prisma reports it for a raw query (meta.driverAdapterError.cause).
+// PostgreSQL's SQLSTATE, read as DatabaseError reads it.
 function sqlStateOf(error: unknown): string | undefined {
-	const meta: unknown = isObject(error) ? Reflect.get(error, 'meta') : undefined;
-	const adapterError: unknown = isObject(meta) ? Reflect.get(meta, 'driverAdapterError') : undefined;
-	const cause: unknown = isObject(adapterError) ? Reflect.get(adapterError, 'cause') : undefined;
-	return isObject(cause) ? stringOf(cause, 'originalCode') : undefined;
+	return new DatabaseError('ensureSchema', error).sqlState;
 }
 
 // The table exactly as Prisma's migration engine creates it.

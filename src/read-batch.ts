@@ -18,7 +18,8 @@ export function createReadBatcher(client: RawSqlClient, statements: SessionState
 		try {
 			rows = await queryRows(client, statements.selectLive({ digests: [...new Set(digests)], now: new Date() }), 'get');
 		} catch (error) {
-			return digests.map(() => error as Error);
+			const failure = statements.missingSubjectColumn(error) ?? error as Error;
+			return digests.map(() => failure);
 		}
 		const found = new Map<string, StoredRow>();
 		for (const row of rows) {

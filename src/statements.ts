@@ -1,4 +1,6 @@
+import { DatabaseError, SchemaMismatchError } from './errors.js';
 import { Described, invalid } from './invalid.js';
+import { sessionModel, type SessionField } from './session-model.js';
 import { qualifiedName, quoteIdentifier, type Statement } from './sql.js';
 
 /** The session table as the client's `PGSession` model maps it: quoted names, ready for SQL. */
@@ -15,55 +17,31 @@ export interface SessionTable {
 	readonly subject: string | undefined;
 }
 
-interface ModelField {
-	name: string;
-	dbName?: string | null;
-}
-
-interface SessionModel {
-	dbName?: string | null;
-	schema?: string | null;
-	fields?: ModelField[];
-}
-
-// Prisma 7 clients (extended ones too) carry their data model as `_runtimeDataModel`: table,
-// schema and column names as the app's schema maps them. The store's SQL follows it, so a copied
-// model that was renamed (@@map, @map) or moved (@@schema) just works.
-function modelOf(client: object): SessionModel {
-	const dataModel: unknown = Reflect.get(client, '_runtimeDataModel');
-	const models: unknown = typeof dataModel === 'object' && dataModel !== null ? Reflect.get(dataModel, 'models') : undefined;
-	const model: unknown = typeof models === 'object' && models !== null ? Reflect.get(models, 'PGSession') : undefined;
-	if (typeof model !== 'object' || model === null) {
-		invalid('prisma', 'a Prisma 7 client whose data model has the `PGSession` model', new Described('a client without it'));
-	}
-	return model;
-}
-
 /**
- * Reads the table the client's `PGSession` model maps to.
+ * Reads the table the client's `PGSession` model maps to, quoted for SQL.
  * @param connectionSchema Where a model without `@@schema` lives (the `schema` option).
  * @param withSubject Whether the store keeps a subject per session (its `subject` option).
  */
 export function sessionTable(client: object, connectionSchema: string | undefined, withSubject: boolean): SessionTable {
-	const model = modelOf(client);
-	const column = (field: string): string | undefined => {
-		const found = model.fields?.find((candidate) => candidate.name === field);
-		return found === undefined ? undefined : quoteIdentifier(found.dbName ?? field);
+	const model = sessionModel(client, connectionSchema);
+	const required = (field: SessionField): string => {
+		const column = model.columns[field];
+		return column === undefined
+			? invalid('prisma', `a client whose \`PGSession\` model has the field \`${field}\``, new Described('a model without it'))
+			: quoteIdentifier(column);
 	};
-	const required = (field: string): string => column(field)
-		?? invalid('prisma', `a client whose \`PGSession\` model has the field \`${field}\``, new Described('a model without it'));
+	const subject = model.columns.subject;
 	return {
-		// A model without @@schema lives where the connection's queries go: `schema`, else search_path.
-		name: qualifiedName(model.schema ?? connectionSchema, model.dbName ?? 'PGSession'),
+		name: qualifiedName(model.schema, model.table),
 		id: required('id'),
 		key: required('key'),
 		data: required('data'),
 		createdOn: required('createdOn'),
 		modifiedOn: required('modifiedOn'),
 		expiresOn: required('expiresOn'),
-		subject: withSubject
-			? column('subject') ?? invalid('subject', 'used with a `PGSession` model that has the `subject` field (apply the migration `…_session_subject`)', new Described('a model without it'))
-			: undefined,
+		subject: !withSubject ? undefined : subject === undefined
+			? invalid('subject', 'used with a `PGSession` model that has the `subject` field (apply the migration `…_session_subject`)', new Described('a model without it'))
+			: quoteIdentifier(subject),
 	};
 }
 
@@ -122,14 +100,20 @@ export interface SessionStatements {
 	readonly bySubject: SubjectStatements | undefined;
 	/** Statement text to name, for the client that prepares them. */
 	readonly names: ReadonlyMap<string, string>;
+	/**
+	 * The actionable error for a statement that failed because the table lacks the `subject`
+	 * column the store's `subject` option needs (SQLSTATE 42703): for a store whose
+	 * `ensureSchema()` was never called. `undefined` for any other failure.
+	 */
+	missingSubjectColumn(error: unknown): SchemaMismatchError | undefined;
 }
 
 /** Statements on a subject's sessions. */
 export interface SubjectStatements {
 	/** Deletes the subject's sessions but those in `keep`; returns the keys it deleted. */
 	deleteAll(fields: { subject: string; keep: readonly string[] }): Statement;
-	/** The subject's live sessions, most recently written first. */
-	list(fields: { subject: string; now: Date }): Statement;
+	/** The subject's live sessions, most recently written first, at most `limit`. */
+	list(fields: { subject: string; now: Date; limit: number }): Statement;
 	/** Deletes the subject's session of row `id`; returns its key. */
 	deleteOne(fields: { subject: string; id: string }): Statement;
 }
@@ -200,24 +184,26 @@ export function sessionStatements(table: SessionTable): SessionStatements {
 		+ `(SELECT ${key} FROM ${t} WHERE ${key} = ANY($1::text[]) ORDER BY ${key} FOR UPDATE) RETURNING ${key} AS "key"`);
 
 	// $1 limit. The sweep goes by the database's clock: one app server whose clock runs ahead must
-	// not delete sessions that are live for every other.
-	const deleteExpired = named('deleteExpired', `WITH expired AS (SELECT ${id} FROM ${t} WHERE ${expiresOn} < now() `
-		+ `LIMIT $1 FOR UPDATE SKIP LOCKED), deleted AS (DELETE FROM ${t} WHERE ${id} IN (SELECT ${id} FROM expired) RETURNING 1) `
+	// not delete sessions that are live for every other. The rows are found through the index on
+	// the expiry and deleted by their ctid (a TID scan): an `IN (subquery)` here was planned as a
+	// hash join over the whole table, every batch (bench: 5× slower, read p99 2.4× during a sweep).
+	const deleteExpired = named('deleteExpired', `WITH deleted AS (DELETE FROM ${t} WHERE ctid = ANY(ARRAY(`
+		+ `SELECT ctid FROM ${t} WHERE ${expiresOn} < now() LIMIT $1 FOR UPDATE SKIP LOCKED)) RETURNING 1) `
 		+ `SELECT count(*)::int AS "deleted" FROM deleted`);
 
 	let bySubject: SubjectStatements | undefined;
 	if (subject !== undefined) {
 		// $1 subject, $2 digests to keep.
 		const deleteAll = named('deleteAllOfSubject', `DELETE FROM ${t} WHERE ${subject} = $1 AND NOT (${key} = ANY($2::text[])) RETURNING ${key} AS "key"`);
-		// $1 subject, $2 now.
+		// $1 subject, $2 now, $3 most rows.
 		const list = named('listOfSubject', `SELECT ${id}::text AS "id", ${key} AS "key", ${createdOn} AS "createdOn", `
 			+ `${modifiedOn} AS "modifiedOn", ${expiresOn} AS "expiresOn" FROM ${t} `
-			+ `WHERE ${subject} = $1 AND ${expiresOn} > $2 ORDER BY ${modifiedOn} DESC, ${id} DESC`);
+			+ `WHERE ${subject} = $1 AND ${expiresOn} > $2 ORDER BY ${modifiedOn} DESC, ${id} DESC LIMIT $3`);
 		// $1 subject, $2 row id.
 		const deleteOne = named('deleteOneOfSubject', `DELETE FROM ${t} WHERE ${subject} = $1 AND ${id} = $2::bigint RETURNING ${key} AS "key"`);
 		bySubject = {
 			deleteAll: ({ subject: who, keep }) => deleteAll([who, keep]),
-			list: ({ subject: who, now }) => list([who, now]),
+			list: ({ subject: who, now, limit }) => list([who, now, limit]),
 			deleteOne: ({ subject: who, id: row }) => deleteOne([who, row]),
 		};
 	}
@@ -249,5 +235,15 @@ export function sessionStatements(table: SessionTable): SessionStatements {
 		deleteExpired: ({ limit }) => deleteExpired([limit]),
 		bySubject,
 		names,
+		missingSubjectColumn: (error) => (subject !== undefined && error instanceof DatabaseError && error.sqlState === '42703'
+			? new SchemaMismatchError(
+				`The session table ${t} has no column ${subject}, which the store's \`subject\` option needs: apply this package's `
+				+ 'migration `…_session_subject` (`await store.ensureSchema()`, `npx koa-pgstore migrate`, or '
+				+ '`prisma migrate deploy --config node_modules/koa-pgstore/prisma.config.ts`), or add the field to your own model and migrate',
+				t,
+				[`column ${subject}`],
+				{ cause: error },
+			)
+			: undefined),
 	};
 }

@@ -12,7 +12,7 @@ import { createReadBatcher } from './read-batch.js';
 import { RequestSessions } from './request-sessions.js';
 import { assertShorterThan, encodeSession, isWellFormed, subjectOf, type SessionData, type StoredRow } from './session-codec.js';
 import { sessionStatements, sessionTable, type SessionStatements } from './statements.js';
-import { SubjectSessions, type SessionListing } from './subjects.js';
+import { SubjectSessions, type SessionList } from './subjects.js';
 import { createWriteBatcher, type SessionWrite, type WriteOutcome } from './write-batch.js';
 
 /** The third argument koa-session passes to `get`. */
@@ -234,8 +234,14 @@ export class PgStore {
 	 * each session's row `id` (for `destroySession`), never its key or the key's digest.
 	 *
 	 * @param options.ctx The request's `ctx`: its own session is marked `current`.
+	 * @param options.limit Most sessions listed; `hasMore` on the result tells whether there are
+	 * more. @default 50
+	 * @example
+	 * ```ts
+	 * const devices = await store.list(userId, { ctx }); // devices.hasMore: more than 50
+	 * ```
 	 */
-	list(subject: string | number, options: { ctx?: object } = {}): Promise<SessionListing[]> {
+	list(subject: string | number, options: { ctx?: object; limit?: number } = {}): Promise<SessionList> {
 		this.#assertOpen();
 		return this.#subjects.list(subject, options);
 	}

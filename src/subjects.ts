@@ -1,6 +1,7 @@
 import { queryRows } from './database.js';
 import { digestKey } from './key-digest.js';
-import { invalid, isRecord } from './invalid.js';
+import { defaultListLimit } from './defaults.js';
+import { integerAtLeast, invalid, isRecord } from './invalid.js';
 import type { RawSqlClient } from './prisma-client.js';
 import type { RequestSessions } from './request-sessions.js';
 import { subjectArgument } from './session-codec.js';
@@ -17,6 +18,15 @@ export interface SessionListing {
 	/** Whether this is the session of the `ctx` given to `list()`. */
 	readonly current: boolean;
 }
+
+/**
+ * What `list()` gives: the sessions, most recently written first, and whether the subject has
+ * more than were listed.
+ */
+export type SessionList = SessionListing[] & {
+	/** `true` when the subject has more live sessions than `limit`: list with a larger one to see them. */
+	readonly hasMore: boolean;
+};
 
 /**
  * The methods on a subject's sessions (`destroyAll`, `list`, `destroySession`), for stores with
@@ -44,17 +54,21 @@ export class SubjectSessions {
 	}
 
 	/** See `PgStore.list`. */
-	async list(subject: string | number, options: { ctx?: object } = {}): Promise<SessionListing[]> {
+	async list(subject: string | number, options: { ctx?: object; limit?: number } = {}): Promise<SessionList> {
 		const statements = this.#available();
-		const rows = await queryRows(this.#client, statements.list({ subject: subjectArgument(subject), now: new Date() }), 'list');
+		const limit = integerAtLeast('limit', options.limit, 1, defaultListLimit);
+		// One row more than asked tells whether there are more.
+		const rows = await queryRows(this.#client, statements.list({ subject: subjectArgument(subject), now: new Date(), limit: limit + 1 }), 'list');
 		const current = new Set(this.#requests.liveKeysOf(options.ctx).map(digestKey));
-		return rows.filter(isRecord).map((row) => ({
+		const sessions = rows.slice(0, limit).filter(isRecord).map((row) => ({
 			id: String(row['id']),
 			createdOn: row['createdOn'] as Date,
 			modifiedOn: row['modifiedOn'] as Date,
 			expiresOn: row['expiresOn'] as Date,
 			current: current.has(String(row['key'])),
 		}));
+		// Not enumerable: JSON (a devices API's `ctx.body = list`) and deep equality see the array only.
+		return Object.defineProperty(sessions, 'hasMore', { value: rows.length > limit, enumerable: false }) as SessionList;
 	}
 
 	/** See `PgStore.destroySession`. */

@@ -52,7 +52,10 @@ export function createWriteBatcher(client: RawSqlClient, statements: SessionStat
 			: kind === 'upsert'
 				? statements.upsert(writes as readonly WholeWrite[], maxLength)
 				: statements.updateLive(writes as readonly LiveWrite[], maxLength);
-		for (const row of await queryRows(client, statement, kind === 'delete' ? 'destroy' : 'set')) {
+		const rows = await queryRows(client, statement, kind === 'delete' ? 'destroy' : 'set').catch((error: unknown) => {
+			throw statements.missingSubjectColumn(error) ?? error;
+		});
+		for (const row of rows) {
 			if (isRecord(row) && typeof row['key'] === 'string') {
 				outcomes.set(row['key'], kind === 'delete'
 					? { written: true }

@@ -132,14 +132,14 @@ test('requests stuck behind row locks of an exhausted pool end within the bound,
 			}
 		},
 	});
-	// Writes to the locked sessions hold both pooled connections; 200 other visitors queue for them.
+	// Writes to the locked sessions hold both pooled connections; 50 other visitors queue for them.
 	// (In separate turns of the event loop, or they would share one statement.)
 	const lockedWrites = [timed(store.set('locked-1', { n: 10 }, hour))];
 	await new Promise((resolve) => setImmediate(resolve));
 	lockedWrites.push(timed(store.set('locked-2', { n: 20 }, hour)));
 	await untilWaitingForLock(database, 2);
 	const started = performance.now();
-	const visitors = await Promise.all(Array.from({ length: 200 }, () => request(url, new CookieJar())));
+	const visitors = await Promise.all(Array.from({ length: 50 }, () => request(url, new CookieJar())));
 	const visitorsMs = performance.now() - started;
 	for (const outcome of await Promise.all(lockedWrites)) {
 		t.is((outcome.error as DatabaseError | undefined)?.failure, 'query-timeout');

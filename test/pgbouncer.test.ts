@@ -172,3 +172,46 @@ bouncerTest('a PgBouncer restart (all server connections new) is survived by the
 	}
 	t.deepEqual(await store.get('k', hour, {}), { n: 1 });
 });
+
+bouncerTest('a sign-out everywhere in one process ends the sessions whose requests are in flight in others, and they stay ended', async (t) => {
+	const database = await createDatabase(t);
+	const bouncer = await startPgBouncer(t, database.url, { poolSize: 2 });
+	const [a, b, c] = await Promise.all([1, 2, 3].map(() => startAppProcess(t, { DATABASE_URL: bouncer.url, GATE_URL: database.url }))) as [string, string, string];
+	const laptop = new CookieJar();
+	const phone = new CookieJar();
+	await request(`${b}/login?user=ada`, laptop);
+	await request(`${c}/login?user=ada`, phone);
+	const gate = new pg.Client({ connectionString: database.url });
+	await gate.connect();
+	t.teardown(() => gate.end());
+	await gate.query('SELECT pg_advisory_lock(4242)');
+	const inFlight = [request(`${b}/slow`, laptop.clone()), request(`${c}/slow`, phone.clone())];
+	// Both requests have loaded their sessions and wait at the gate.
+	for (let waiting = 0; waiting < 2;) {
+		await new Promise((resolve) => setTimeout(resolve, 50));
+		const [row] = await database.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`);
+		waiting = row?.n ?? 0;
+	}
+	t.like((await request(`${a}/sign-out-everywhere?user=ada`, new CookieJar())).body, { ended: 2 });
+	await gate.query('SELECT pg_advisory_unlock(4242)');
+	t.deepEqual((await Promise.all(inFlight)).map((response) => response.status), [200, 200]);
+	t.deepEqual(await database.query('SELECT key FROM http_sessions'), [], 'no save() brought a session back');
+	t.like((await request(`${a}/`, laptop)).body, { session: {} });
+});
+
+bouncerTest('every process runs the cleanup schedule behind PgBouncer: all expired rows go, no live row is lost', async (t) => {
+	const database = await createDatabase(t);
+	await database.query(`INSERT INTO http_sessions (key, data, created_on, modified_on, expires_on)
+		SELECT 'expired-' || n, '{}'::jsonb, now(), now(), now() - interval '1 minute' FROM generate_series(1, 5000) AS n
+		UNION ALL SELECT 'live-' || n, '{}'::jsonb, now(), now(), now() + interval '1 hour' FROM generate_series(1, 200) AS n`);
+	const bouncer = await startPgBouncer(t, database.url, { poolSize: 2 });
+	await Promise.all([1, 2, 3].map(() => startAppProcess(t, { DATABASE_URL: bouncer.url, PGSTORE_CLEANUP_INTERVAL: '300' })));
+	const deadline = Date.now() + 30_000;
+	let counts: { expired: number; live: number } | undefined;
+	do {
+		await new Promise((resolve) => setTimeout(resolve, 200));
+		[counts] = await database.query<{ expired: number; live: number }>(
+			`SELECT count(*) FILTER (WHERE expires_on < now())::int AS expired, count(*) FILTER (WHERE expires_on >= now())::int AS live FROM http_sessions`);
+	} while ((counts?.expired ?? 1) > 0 && Date.now() < deadline);
+	t.deepEqual(counts, { expired: 0, live: 200 });
+});

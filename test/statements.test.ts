@@ -54,7 +54,7 @@ for (const [title, client] of [
 		t.snapshot(statements.updateLive([live('d1', 'ada'), live('d2', undefined)], 0), 'updateLive');
 		t.snapshot(statements.upsert([whole('d1', 'ada'), whole('d2', null)], 0), 'upsert');
 		t.snapshot(statements.bySubject?.deleteAll({ subject: 'ada', keep: ['d1'] }), 'deleteAll');
-		t.snapshot(statements.bySubject?.list({ subject: 'ada', now }), 'list');
+		t.snapshot(statements.bySubject?.list({ subject: 'ada', now, limit: 51 }), 'list');
 		t.snapshot(statements.bySubject?.deleteOne({ subject: 'ada', id: '42' }), 'deleteOne');
 	});
 }

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { PrismaPg } from '@prisma/adapter-pg';
 import test from 'ava';
-import { PgStore } from '../src/index.js';
+import { PgStore, SchemaMismatchError } from '../src/index.js';
 import { digestKey } from '../src/key-digest.js';
 import { PrismaClient as AppClient } from './fixtures/app-schema/generated/client.js';
 import { createDatabase, migrationFiles } from './helpers/database.js';
@@ -150,4 +150,36 @@ test('upgrade: sessions written before the subject migration are read and writte
 	await store.set('old-session', { userId: 'ada', cart: 3 }, hour, { ctx, changed: true });
 	t.deepEqual(await database.query('SELECT data, subject FROM http_sessions'), [{ data: { userId: 'ada', cart: 3 }, subject: 'ada' }]);
 	t.is(await store.destroyAll('ada'), 1);
+});
+
+test('list() shows at most `limit` sessions (50 by default) and says when there are more', async (t) => {
+	const { store, database } = await createStore(t, { subject: (session) => session['userId'] as string | undefined });
+	await database.query(`INSERT INTO http_sessions (key, data, created_on, modified_on, expires_on, subject)
+		SELECT 'k' || n, '{}', now(), now() - n * interval '1 second', now() + interval '1 hour', 'ada' FROM generate_series(1, 60) AS n`);
+	const first = await store.list('ada');
+	t.is(first.length, 50);
+	t.true(first.hasMore);
+	const all = await store.list('ada', { limit: 60 });
+	t.is(all.length, 60);
+	t.false(all.hasMore);
+	t.deepEqual(JSON.parse(JSON.stringify(all)).length, 60, 'a JSON body is the plain list');
+	t.deepEqual(first.map((session) => session.id), all.slice(0, 50).map((session) => session.id), 'the most recent ones first');
+	await t.throwsAsync(store.list('ada', { limit: 0 }), { instanceOf: TypeError, message: /`limit` to be an integer >= 1/ });
+});
+
+test('a store with `subject` on a table without the column: reads and writes fail with SchemaMismatchError naming the migration', async (t) => {
+	const database = await createDatabase(t, { migrate: false });
+	const [init] = await migrationFiles();
+	await database.query(init?.sql ?? '');
+	const store = new PgStore({ connectionString: database.url, cleanupInterval: 0, subject: (session) => session['userId'] as string | undefined });
+	t.teardown(() => store.close());
+	for (const attempt of [store.set('k', { userId: 'ada' }, hour), store.get('k', hour, {})]) {
+		const error = await t.throwsAsync(attempt, { instanceOf: SchemaMismatchError });
+		t.is(error?.code, 'ERR_PGSTORE_SCHEMA');
+		t.deepEqual(error?.missing, ['column "subject"']);
+		t.regex(error?.message ?? '', /…_session_subject.*ensureSchema\(\)/);
+	}
+	t.true((await store.ensureSchema()).some((name) => name.endsWith('_session_subject')), 'ensureSchema() adds it');
+	await store.set('k', { userId: 'ada' }, hour);
+	t.deepEqual(await database.query('SELECT subject FROM http_sessions'), [{ subject: 'ada' }]);
 });

@@ -4,7 +4,7 @@
 import { randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
 import Koa from 'koa';
 import session from 'koa-session';
-import { createKeys, PgStore, reissueOnRotation, type SessionListing } from 'koa-pgstore';
+import { createKeys, PgStore, reissueOnRotation, type SessionList } from 'koa-pgstore';
 
 declare module 'koa-pgstore' {
 	interface SessionFields {
@@ -216,7 +216,7 @@ ${signature}
 <form method="post" action="/sign-out"><button>Sign out</button></form>`);
 }
 
-function devicesPage(name: string, sessions: SessionListing[], ended: number | undefined): string {
+function devicesPage(name: string, sessions: SessionList, ended: number | undefined): string {
 	const time = (date: Date) => `<time datetime="${date.toISOString()}">${date.toISOString().replace('T', ' ').slice(0, 19)} UTC</time>`;
 	const rows = sessions.map((listing) => `<tr data-session="${listing.id}">
 <td>${time(listing.createdOn)}</td><td>${time(listing.modifiedOn)}</td><td>${time(listing.expiresOn)}</td>
@@ -232,6 +232,7 @@ ${ended === undefined ? '' : `<p role="status">Signed out of ${ended} other sess
 ${rows}
 </tbody>
 </table>
+${sessions.hasMore ? `<p>You are signed in on more devices than shown: "Sign out everywhere else" ends them all.</p>` : ''}
 <p>"Last active" moves at most once a minute: the store skips rewriting an unchanged session
 whose stored expiry is less than <code>touchAfter</code> behind.</p>
 <form method="post" action="/devices/sign-out-others"><button>Sign out everywhere else</button></form>

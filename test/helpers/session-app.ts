@@ -5,11 +5,15 @@
 import type { AddressInfo } from 'node:net';
 import Koa from 'koa';
 import session from 'koa-session';
+import pg from 'pg';
 import { DatabaseError, PgStore } from '../../src/index.js';
 
+// PGSTORE_CLEANUP_INTERVAL: this process's cleanup schedule (default: none). GATE_URL: a direct
+// connection to the database, for `/slow`'s gate (an advisory lock the test holds).
 const store = new PgStore({
 	connectionString: process.env['DATABASE_URL'] ?? '',
-	cleanupInterval: 0,
+	cleanupInterval: Number(process.env['PGSTORE_CLEANUP_INTERVAL'] ?? 0),
+	subject: (session) => (typeof session['user'] === 'string' ? session['user'] : null),
 	...process.env['PGSTORE_SCHEMA'] ? { schema: process.env['PGSTORE_SCHEMA'] } : {},
 });
 const app = new Koa();
@@ -40,6 +44,23 @@ app.use(async (ctx) => {
 		case '/visit': {
 			current['views'] = Number(current['views'] ?? 0) + 1;
 			break;
+		}
+		case '/slow': {
+			// Loaded; waits until the test releases advisory lock 4242, then saves a change.
+			const gate = new pg.Client({ connectionString: process.env['GATE_URL'] });
+			await gate.connect();
+			try {
+				await gate.query('SELECT pg_advisory_lock_shared(4242)');
+			} finally {
+				await gate.end();
+			}
+			current['lastSeen'] = process.pid;
+			await current.save();
+			break;
+		}
+		case '/sign-out-everywhere': {
+			ctx.body = { pid: process.pid, ended: await store.destroyAll(String(ctx.query['user'])) };
+			return;
 		}
 		case '/logout': {
 			ctx.session = null;
