@@ -113,6 +113,18 @@ test('a save rewrites only the fields it changed: the ciphertext of an unchanged
 	t.deepEqual(await store.get('k', hour, {}), { cart: '2', lang: 'en' });
 });
 
+test('fieldLevelWrites: false writes the whole session encrypted', async (t) => {
+	const { store, database } = await encryptedStore(t, { fieldLevelWrites: false });
+	await store.set('k', { cart: '1', lang: 'en' }, hour);
+	const ctx = {};
+	await store.get('k', hour, { ctx });
+	await store.set('k', { cart: '2', lang: 'en' }, hour, { ctx, changed: true });
+	const data = await storedData(database, 'k');
+	t.deepEqual(kidsOf(data), new Set([kidOf(newSecret)]));
+	t.false(JSON.stringify(data).includes('"2"'));
+	t.deepEqual(await store.get('k', hour, {}), { cart: '2', lang: 'en' });
+});
+
 test('a ciphertext moved to another field of its row does not decrypt: get gives undefined and onError a SessionTamperedError without the data', async (t) => {
 	const { store, database, reported } = await encryptedStore(t);
 	await store.set('k', { userId: 'alice', role: 'user' }, hour);
