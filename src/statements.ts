@@ -120,7 +120,7 @@ export interface SubjectStatements {
 
 /**
  * Builds the statements for `table`. Their texts are made once; each call only pairs values with
- * them. Coalesced writes send one array per column (`unnest`), times as ISO text cast in SQL.
+ * them. Coalesced writes send their rows as one JSON array (`jsonb_to_recordset`).
  *
  * The size a session is measured by, for `maxLength`, is the byte length of PostgreSQL's text
  * form of the stored `jsonb` (`octet_length(data::text)`): the one measure that SQL can take of
