@@ -8,12 +8,11 @@
 // Environment: BENCH_SECONDS (default 3), BENCH_ROUNDS (default 3), BENCH_CONNECTIONS (default
 // 16), BENCH_SOURCE ("dist", the default: `npm run build` first; or "src" through tsx).
 import { spawn, type ChildProcess } from 'node:child_process';
-import type { AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
 import autocannon from 'autocannon';
 import Koa from 'koa';
 import session from 'koa-session';
-import { buildPackage, median, processCpuMicros, requestsWith, sessionCookies, startDatabase } from './harness.js';
+import { buildPackage, median, processCpuMicros, requestsWith, serveUntilTerminated, sessionCookies, startDatabase } from './harness.js';
 
 const workloads = ['read', 'write', 'new'] as const;
 type Workload = typeof workloads[number];
@@ -57,15 +56,7 @@ async function serve(encrypted: boolean): Promise<void> {
 		}
 		ctx.body = { views: current['views'] ?? 0 };
 	});
-	const server = app.listen(0, '127.0.0.1');
-	await new Promise((resolve) => server.once('listening', resolve));
-	process.stdout.write(`${(server.address() as AddressInfo).port}\n`);
-	process.once('SIGTERM', async () => {
-		server.closeAllConnections();
-		server.close();
-		await store.close();
-		process.exit(0);
-	});
+	await serveUntilTerminated(app, store);
 }
 
 async function run(): Promise<void> {

@@ -6,7 +6,6 @@
 // Environment: BENCH_SECONDS (per measurement, default 3), BENCH_ROUNDS (default 3),
 // BENCH_CONNECTIONS (default 8).
 import { spawn, type ChildProcess } from 'node:child_process';
-import type { AddressInfo } from 'node:net';
 import { readdir, readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +15,7 @@ import session from 'koa-session';
 import pg from 'pg';
 import { PgStore } from '../src/index.js';
 import { startPostgres } from '../scripts/embedded-postgres.js';
+import { serveUntilTerminated } from './harness.js';
 
 type Variant = 'prepared' | 'unprepared';
 const variants: Variant[] = ['prepared', 'unprepared'];
@@ -43,15 +43,7 @@ if (process.argv[2] === 'serve') {
 		}
 		ctx.body = { views: ctx.session['views'] ?? 0 };
 	});
-	const server = app.listen(0, '127.0.0.1');
-	await new Promise((resolve) => server.once('listening', resolve));
-	process.stdout.write(`${(server.address() as AddressInfo).port}\n`);
-	process.on('SIGTERM', async () => {
-		server.closeAllConnections();
-		server.close();
-		await store.close();
-		process.exit(0);
-	});
+	await serveUntilTerminated(app, store);
 } else {
 	const seconds = Number(process.env['BENCH_SECONDS'] ?? 3);
 	const rounds = Number(process.env['BENCH_ROUNDS'] ?? 3);
