@@ -12,12 +12,3 @@ export async function queryRows(client: RawSqlClient, statement: Statement, oper
 	}
 	return Array.isArray(rows) ? rows : [];
 }
-
-/** Runs a statement and gives the number of rows it changed; failures as {@link queryRows}. */
-export async function execute(client: RawSqlClient, statement: Statement, operation: StoreOperation): Promise<number> {
-	try {
-		return await client.$executeRawUnsafe(statement.text, ...statement.values);
-	} catch (error) {
-		throw new DatabaseError(operation, error);
-	}
-}
