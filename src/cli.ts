@@ -150,7 +150,7 @@ interface Status extends SchemaStatus {
 
 async function readStatus(connectionString: string, schemaOption: string | undefined): Promise<Status> {
 	const schema = schemaOption ?? (URL.canParse(connectionString) ? new URL(connectionString).searchParams.get('schema') || undefined : undefined);
-	const client = createOwnedClient(connectionString, {}, schema, () => {}, () => undefined);
+	const { client, close } = createOwnedClient(connectionString, {}, schema, () => {}, () => undefined);
 	try {
 		const status = await schemaStatus(client, schema);
 		if (!status.exists) {
@@ -165,7 +165,7 @@ async function readStatus(connectionString: string, schemaOption: string | undef
 		), { timeout: 60_000 }) as [{ live: string; expired: string; bytes: string }?];
 		return { ...status, live: Number(row?.live ?? 0), expired: Number(row?.expired ?? 0), bytes: Number(row?.bytes ?? 0) };
 	} finally {
-		await client.$disconnect();
+		await close();
 	}
 }
 

@@ -286,7 +286,9 @@ function sanitizedCause(error: unknown, adapterCause: unknown, sqlState: string 
 	const driverError = adapterCause ?? error;
 	const constraint: unknown = property(driverError, 'constraint');
 	const fields: unknown = property(constraint, 'fields');
-	const name = stringProperty(error, 'name');
+	// node-postgres sets `name` to the protocol message's type (`'error'`); its class says more.
+	const ownName = stringProperty(error, 'name');
+	const name = ownName === 'error' && error instanceof Error ? error.constructor.name : ownName;
 	return new SanitizedCause({
 		name: name === undefined || name === '' ? 'Error' : name,
 		// Prisma's message quotes `originalMessage` (PostgreSQL's primary message) and no more; when
@@ -328,13 +330,18 @@ const databaseFailures: ReadonlySet<string> = new Set<DatabaseFailure>(['connect
 const connectionKinds: ReadonlySet<string> = new Set(['ConnectionClosed', 'DatabaseNotReachable', 'SocketTimeout', 'TlsConnectionError']);
 
 // The store's own pool raises errors with a `failure` (Prisma passes them through unchanged);
-// otherwise a connection failure shows in SQLSTATE (class 08, server shutting down) or in the
+// a socket error is a lost connection; otherwise a connection failure shows in SQLSTATE (class 08, server shutting down) or in the
 // adapter's kind of error.
 function failureOf(cause: unknown, sqlState: string | undefined, driverErrorKind: string | undefined): DatabaseFailure | undefined {
 	for (let error = cause, depth = 0; typeof error === 'object' && error !== null && depth < 5; error = Reflect.get(error, 'cause'), depth++) {
 		const failure = stringProperty(error, 'failure');
 		if (failure !== undefined && databaseFailures.has(failure)) {
 			return failure as DatabaseFailure;
+		}
+		// Node's own socket errors (ECONNREFUSED, ECONNRESET, ENOTFOUND, …), as node-postgres
+		// passes them on from the store's own pool; through Prisma they become the adapter's kinds.
+		if (stringProperty(error, 'syscall') !== undefined && stringProperty(error, 'code') !== undefined) {
+			return 'connection-lost';
 		}
 	}
 	if (sqlState !== undefined && (sqlState.startsWith('08') || ['57P01', '57P02', '57P03'].includes(sqlState))) {

@@ -70,31 +70,51 @@ export function poolLimits(pool: PoolOptions): PoolLimits {
 	};
 }
 
-/** Builds the Prisma client a store owns: this package's generated client on `@prisma/adapter-pg`. */
+/** The client a store owns, and the pool under its adapter. */
+export interface OwnedClient {
+	readonly client: PgStorePrismaClient;
+	readonly pool: BoundedPool;
+	/** Disconnects the client, then closes the pool (which the client never connected if only the pool was queried). */
+	close(): Promise<void>;
+}
+
+/**
+ * Builds the Prisma client a store owns: this package's generated client on `@prisma/adapter-pg`,
+ * over a bounded pool the store may also query directly.
+ */
 export function createOwnedClient(
 	connectionString: string,
 	pool: PoolOptions,
 	schema: string | undefined,
 	onPoolError: (error: Error) => void,
 	preparedStatementName: (sql: string) => string | undefined,
-): PgStorePrismaClient {
+): OwnedClient {
 	// The statement bound is the pool's own (see BoundedPool); pg's query_timeout would fire too.
 	const { query_timeout: _statementBound, ...settings } = pool;
 	// An idle pool must not keep the process alive (allowExitOnIdle): a server that closes exits.
 	// No startup parameters beyond pg's: PgBouncer refuses `options` (so no search_path there; the
 	// store's SQL names its schema, and ensureSchema() sets search_path in its own transaction).
 	const driverPool = new BoundedPool({ allowExitOnIdle: true, ...settings, connectionString }, poolLimits(pool));
+	// On the pool itself, not through the adapter's `onPoolError`: the store queries the pool
+	// before Prisma ever connects its adapter (which is when that one would be listened for).
+	driverPool.on('error', onPoolError);
 	const adapter = new (loadPrismaPg())(driverPool, {
 		...(schema === undefined ? {} : { schema }),
-		disposeExternalPool: true,
-		onPoolError,
 		// With `preparedStatements`, the store's own statements are prepared once per connection.
 		statementNameGenerator: (query) => preparedStatementName(query.sql) as string,
 	});
 	// 'minimal': Prisma otherwise captures a call site (`new Error()`) on every call outside
 	// NODE_ENV=production to pretty-print failures, 2–5 µs a request (bench/profile.ts); the store
 	// wraps every failure in a DatabaseError of its own anyway.
-	return new PrismaClient({ adapter, errorFormat: 'minimal' });
+	const client = new PrismaClient({ adapter, errorFormat: 'minimal' });
+	return {
+		client,
+		pool: driverPool,
+		close: async () => {
+			await client.$disconnect();
+			await driverPool.end();
+		},
+	};
 }
 
 // `@prisma/adapter-pg` is an optional peer dependency: only `connectionString` needs it, so it is

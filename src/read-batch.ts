@@ -1,8 +1,7 @@
 import type DataLoader from 'dataloader';
 import { coalesce } from './batching.js';
-import { queryRows } from './database.js';
+import type { StatementRunner } from './database.js';
 import { debug } from './debug.js';
-import type { RawSqlClient } from './prisma-client.js';
 import { copyOf, storedRow, type StoredRow } from './session-codec.js';
 import type { SessionStatements } from './statements.js';
 
@@ -11,12 +10,12 @@ import type { SessionStatements } from './statements.js';
  * caller gets its own row (`undefined` for none or an expired one) or the statement's error.
  * Keys are digests.
  */
-export function createReadBatcher(client: RawSqlClient, statements: SessionStatements): DataLoader<string, StoredRow | undefined> {
+export function createReadBatcher(run: StatementRunner, statements: SessionStatements): DataLoader<string, StoredRow | undefined> {
 	return coalesce(async (digests: readonly string[]) => {
 		debug('read batch: %d reads', digests.length);
 		let rows: unknown[];
 		try {
-			rows = await queryRows(client, statements.selectLive({ digests: [...new Set(digests)], now: new Date() }), 'get');
+			rows = await run(statements.selectLive({ digests: [...new Set(digests)], now: new Date() }), 'get');
 		} catch (error) {
 			const failure = statements.missingSubjectColumn(error) ?? error as Error;
 			return digests.map(() => failure);

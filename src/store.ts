@@ -7,6 +7,7 @@ import { Described, invalid } from './invalid.js';
 import { digestKey } from './key-digest.js';
 import { applyMigrations } from './migrations.js';
 import { resolveOptions, type PgStoreOptions, type ResolvedOptions } from './options.js';
+import { throughPool, throughPrisma, preparedName } from './database.js';
 import { createOwnedClient, type PgStorePrismaClient } from './prisma-client.js';
 import { createReadBatcher } from './read-batch.js';
 import { RequestSessions } from './request-sessions.js';
@@ -52,7 +53,8 @@ export interface DestroyOptions {
 export class PgStore {
 	readonly #options: ResolvedOptions;
 	readonly #client: PgStorePrismaClient;
-	readonly #ownsClient: boolean;
+	/** Closes the store's own client and its pool; `undefined` for an app's client. */
+	readonly #closeOwned: (() => Promise<void>) | undefined;
 	readonly #reads: DataLoader<string, StoredRow | undefined>;
 	readonly #writes: DataLoader<SessionWrite, WriteOutcome>;
 	readonly #requests: RequestSessions;
@@ -67,24 +69,30 @@ export class PgStore {
 		this.#options = resolveOptions(options);
 		const { prisma, connectionString, pool, schema, onError, preparedStatements, subject, touchAfter, fieldLevelWrites, maxLength, encryption } = this.#options;
 		this.#cipher = encryption === undefined ? undefined : new SessionCipher(encryption.secrets, encryption.acceptPlainRowsUntil);
-		this.#ownsClient = prisma === undefined;
 		// The statements depend on the client's data model, and the owned client (with
 		// `preparedStatements`) on their names.
 		let names: ReadonlyMap<string, string> = new Map();
-		this.#client = prisma ?? createOwnedClient(
-			connectionString ?? '',
-			pool,
-			schema,
-			(error) => onError(error, { source: 'pool' }),
-			(sql) => (preparedStatements ? names.get(sql) : undefined),
-		);
+		const owned = prisma === undefined
+			? createOwnedClient(
+				connectionString ?? '',
+				pool,
+				schema,
+				(error) => onError(error, { source: 'pool' }),
+				// Statements the store runs through Prisma (cleanup's, in its transaction).
+				(sql) => (preparedStatements ? names.get(sql) : undefined),
+			)
+			: undefined;
+		this.#client = prisma ?? owned!.client;
+		this.#closeOwned = owned?.close;
 		const statements = sessionStatements(sessionTable(this.#client, schema, subject !== undefined));
 		this.#statements = statements;
-		names = new Map([...statements.names].map(([text, name]) => [text, `koa_pgstore_${name}`]));
-		this.#reads = createReadBatcher(this.#client, statements);
-		this.#writes = createWriteBatcher(this.#client, statements, maxLength);
+		names = new Map([...statements.names].map(([text, name]) => [text, preparedName({ name })]));
+		// The statements of requests: straight to the owned client's pool, or through the app's client.
+		const run = owned === undefined ? throughPrisma(this.#client) : throughPool(owned.pool, preparedStatements);
+		this.#reads = createReadBatcher(run, statements);
+		this.#writes = createWriteBatcher(run, statements, maxLength);
 		this.#requests = new RequestSessions({ touchAfter, fieldLevelWrites });
-		this.#subjects = new SubjectSessions(this.#client, statements.bySubject, this.#requests);
+		this.#subjects = new SubjectSessions(run, statements.bySubject, this.#requests);
 		if (this.#options.cleanupInterval > 0) {
 			this.startCleanup({ interval: this.#options.cleanupInterval });
 		}
@@ -289,15 +297,13 @@ export class PgStore {
 
 	/**
 	 * Closes the store: stops its cleanup schedules (waiting for a sweep in flight), then
-	 * disconnects the Prisma client if the store built it (from `connectionString`), never one it
+	 * disconnects the Prisma client and closes its pool if the store built them (from `connectionString`), never one it
 	 * was given. Calling it again returns the same promise.
 	 */
 	close(): Promise<void> {
 		this.#closing ??= (async () => {
 			await Promise.all([...this.#schedules].map((schedule) => schedule.stop()));
-			if (this.#ownsClient) {
-				await this.#client.$disconnect();
-			}
+			await this.#closeOwned?.();
 		})();
 		return this.#closing;
 	}

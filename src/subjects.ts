@@ -1,8 +1,7 @@
-import { queryRows } from './database.js';
+import type { StatementRunner } from './database.js';
 import { digestKey } from './key-digest.js';
 import { defaultListLimit } from './defaults.js';
 import { integerAtLeast, invalid, isRecord } from './invalid.js';
-import type { RawSqlClient } from './prisma-client.js';
 import type { RequestSessions } from './request-sessions.js';
 import { subjectArgument } from './session-codec.js';
 import type { SubjectStatements } from './statements.js';
@@ -33,13 +32,13 @@ export type SessionList = SessionListing[] & {
  * a `subject` option. Each is one statement on the indexed `subject` column.
  */
 export class SubjectSessions {
-	readonly #client: RawSqlClient;
+	readonly #run: StatementRunner;
 	readonly #statements: SubjectStatements | undefined;
 	readonly #requests: RequestSessions;
 
 	/** @param statements `undefined` when the store has no `subject` option: every method then throws. */
-	constructor(client: RawSqlClient, statements: SubjectStatements | undefined, requests: RequestSessions) {
-		this.#client = client;
+	constructor(run: StatementRunner, statements: SubjectStatements | undefined, requests: RequestSessions) {
+		this.#run = run;
 		this.#statements = statements;
 		this.#requests = requests;
 	}
@@ -48,7 +47,7 @@ export class SubjectSessions {
 	async destroyAll(subject: string | number, options: { except?: object; ctx?: object } = {}): Promise<number> {
 		const statements = this.#available();
 		const keep = this.#requests.liveKeysOf(options.except).map(digestKey);
-		const rows = await queryRows(this.#client, statements.deleteAll({ subject: subjectArgument(subject), keep }), 'destroyAll');
+		const rows = await this.#run(statements.deleteAll({ subject: subjectArgument(subject), keep }), 'destroyAll');
 		this.#endedBy(options.ctx, rows);
 		return rows.length;
 	}
@@ -58,7 +57,7 @@ export class SubjectSessions {
 		const statements = this.#available();
 		const limit = integerAtLeast('limit', options.limit, 1, defaultListLimit);
 		// One row more than asked tells whether there are more.
-		const rows = await queryRows(this.#client, statements.list({ subject: subjectArgument(subject), now: new Date(), limit: limit + 1 }), 'list');
+		const rows = await this.#run(statements.list({ subject: subjectArgument(subject), now: new Date(), limit: limit + 1 }), 'list');
 		const current = new Set(this.#requests.liveKeysOf(options.ctx).map(digestKey));
 		const sessions = rows.slice(0, limit).filter(isRecord).map((row) => ({
 			id: String(row['id']),
@@ -77,7 +76,7 @@ export class SubjectSessions {
 		if ((typeof id !== 'string' || !/^\d{1,19}$/.test(id)) && typeof id !== 'bigint') {
 			invalid('id', 'a session id from list() (a string of digits)', id);
 		}
-		const rows = await queryRows(this.#client, statements.deleteOne({ subject: subjectArgument(subject), id: String(id) }), 'destroySession');
+		const rows = await this.#run(statements.deleteOne({ subject: subjectArgument(subject), id: String(id) }), 'destroySession');
 		this.#endedBy(options.ctx, rows);
 		return rows.length > 0;
 	}

@@ -1,10 +1,9 @@
 import type DataLoader from 'dataloader';
 import { coalesce } from './batching.js';
-import { queryRows } from './database.js';
+import type { StatementRunner } from './database.js';
 import { debug } from './debug.js';
 import { DatabaseError } from './errors.js';
 import { isRecord } from './invalid.js';
-import type { RawSqlClient } from './prisma-client.js';
 import type { LiveWrite, SessionStatements, WholeWrite } from './statements.js';
 
 /** One write as `set` or `destroy` asks for it. */
@@ -42,7 +41,7 @@ const rowCausedClasses = new Set(['22', '23', '54']);
  * matter. A batch that writes one key twice (concurrent requests of one session) keeps per-key
  * order by running its writes one statement at a time, in the order they were asked for.
  */
-export function createWriteBatcher(client: RawSqlClient, statements: SessionStatements, maxLength: number): DataLoader<SessionWrite, WriteOutcome> {
+export function createWriteBatcher(query: StatementRunner, statements: SessionStatements, maxLength: number): DataLoader<SessionWrite, WriteOutcome> {
 	// Runs writes of one kind as one statement: the outcome of each, by digest.
 	const run = async (kind: SessionWrite['kind'], writes: readonly SessionWrite[]): Promise<Map<string, WriteOutcome>> => {
 		const digests = writes.map((write) => write.digest);
@@ -52,7 +51,7 @@ export function createWriteBatcher(client: RawSqlClient, statements: SessionStat
 			: kind === 'upsert'
 				? statements.upsert(writes as readonly WholeWrite[], maxLength)
 				: statements.updateLive(writes as readonly LiveWrite[], maxLength);
-		const rows = await queryRows(client, statement, kind === 'delete' ? 'destroy' : 'set').catch((error: unknown) => {
+		const rows = await query(statement, kind === 'delete' ? 'destroy' : 'set').catch((error: unknown) => {
 			throw statements.missingSubjectColumn(error) ?? error;
 		});
 		for (const row of rows) {
