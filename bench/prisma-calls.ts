@@ -12,6 +12,7 @@ import { digestKey } from '../src/key-digest.js';
 import { sessionStatements } from '../src/statements.js';
 const s = await startPostgres();
 const pool = new pg.Pool({ connectionString: s.url, max: 10 });
+pool.on('error', () => {}); // the server stopping at the end
 await pool.query(readFileSync('prisma/migrations/20261122000000_init/migration.sql', 'utf8'));
 await pool.query(`INSERT INTO http_sessions (key, data, created_on, modified_on, expires_on) SELECT 'k'||n, '{"a":1}', now(), now(), now() + interval '1 day' FROM generate_series(1,1000) n`);
 const prisma = new PrismaClient({ adapter: new PrismaPg({ connectionString: s.url, max: 10 }), errorFormat: 'minimal' });

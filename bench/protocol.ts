@@ -2,8 +2,8 @@
 // bench/server.ts, which starts a server when imported.
 
 /** The stores the benchmark app can run with. */
-export type StoreKind = 'koa-pgstore' | 'koa-pgstore-prepared' | 'pg' | 'map' | 'cookie';
-export const storeKinds: readonly StoreKind[] = ['koa-pgstore', 'koa-pgstore-prepared', 'pg', 'map', 'cookie'];
+export type StoreKind = 'koa-pgstore' | 'koa-pgstore-unprepared' | 'pg' | 'map' | 'cookie';
+export const storeKinds: readonly StoreKind[] = ['koa-pgstore', 'koa-pgstore-unprepared', 'pg', 'map', 'cookie'];
 
 /** What a server prints once listening: its plain app and its `rolling: true` app. */
 export interface ServerPorts {

@@ -12,8 +12,8 @@
 //   BENCH_ROUNDS          interleaved rounds; each cell reports the median (default 3)
 //   BENCH_CONNECTIONS     connection counts, each workload runs at each (default "8,32")
 //   BENCH_STORES          stores to run (default "koa-pgstore,pg,map"; also "cookie": cookie-only koa-session)
-//   BENCH_PREPARED        koa-pgstore with prepared statements: "0" (default, as the store's default
-//                         `preparedStatements: false`), "1", or "1,0" for both side by side in one run,
+//   BENCH_PREPARED        koa-pgstore with prepared statements: "1" (default, as the store's default
+//                         `preparedStatements: true`), "0", or "1,0" for both side by side in one run,
 //                         with a table of their ratio
 //   BENCH_WORKLOADS       HTTP workloads (default "read,write,new,rolling")
 //   BENCH_TABS_SESSIONS   sessions of the two-tabs workload, 0 skips it (default 200)
@@ -38,9 +38,9 @@ const tabRounds = Number(process.env['BENCH_TABS_ROUNDS'] ?? 5);
 const allWorkloads = ['read', 'write', 'new', 'rolling'] as const;
 type Workload = typeof allWorkloads[number];
 const workloads = listFromEnv('BENCH_WORKLOADS', allWorkloads.join(',')) as Workload[];
-const prepared = listFromEnv('BENCH_PREPARED', '0');
+const prepared = listFromEnv('BENCH_PREPARED', '1');
 const kinds: StoreKind[] = listFromEnv('BENCH_STORES', 'koa-pgstore,pg,map').flatMap((name): StoreKind[] => (name === 'koa-pgstore'
-	? prepared.map((flag) => (flag === '1' ? 'koa-pgstore-prepared' : 'koa-pgstore'))
+	? prepared.map((flag) => (flag === '1' ? 'koa-pgstore' : 'koa-pgstore-unprepared'))
 	: [name as StoreKind]));
 
 for (const [name, value] of Object.entries({ seconds, rounds, expiredRows, liveRows, tabSessions, tabRounds })) {
@@ -198,16 +198,16 @@ if (results.size > 0) {
 			}
 		}
 	}
-	if (kinds.includes('koa-pgstore') && kinds.includes('koa-pgstore-prepared')) {
-		console.log('\nPrepared statements: koa-pgstore with `preparedStatements: true` against `false` (default), same run');
+	if (kinds.includes('koa-pgstore') && kinds.includes('koa-pgstore-unprepared')) {
+		console.log('\nPrepared statements: koa-pgstore with `preparedStatements: true` (default) against `false`, same run');
 		console.log('| workload | connections | prepared req/s | unprepared req/s | prepared ÷ unprepared | PostgreSQL CPU µs/req prepared | unprepared |');
 		console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
 		for (const workload of workloads) {
 			for (const connections of connectionCounts) {
-				const on = requestsPerSecond(workload, connections, 'koa-pgstore-prepared');
-				const off = requestsPerSecond(workload, connections, 'koa-pgstore');
+				const on = requestsPerSecond(workload, connections, 'koa-pgstore');
+				const off = requestsPerSecond(workload, connections, 'koa-pgstore-unprepared');
 				console.log(`| ${workload} | ${connections} | ${on.toFixed(0)} | ${off.toFixed(0)} | ${ratio(on, off)} `
-					+ `| ${fixed(medianOf(workload, connections, 'koa-pgstore-prepared', (m) => m.databaseCpu), 0)} | ${fixed(medianOf(workload, connections, 'koa-pgstore', (m) => m.databaseCpu), 0)} |`);
+					+ `| ${fixed(medianOf(workload, connections, 'koa-pgstore', (m) => m.databaseCpu), 0)} | ${fixed(medianOf(workload, connections, 'koa-pgstore-unprepared', (m) => m.databaseCpu), 0)} |`);
 			}
 		}
 	}

@@ -29,8 +29,8 @@ const { PgStore } = (process.env['BENCH_SOURCE'] === 'src'
 	: await import('../dist/index.js' as string)) as typeof import('../src/index.js');
 const touchAfter = Number(process.env['BENCH_TOUCH_AFTER'] ?? 60_000);
 
-const store = kind === 'koa-pgstore' || kind === 'koa-pgstore-prepared'
-	? new PgStore({ connectionString, cleanupInterval: 0, touchAfter, preparedStatements: kind === 'koa-pgstore-prepared' })
+const store = kind === 'koa-pgstore' || kind === 'koa-pgstore-unprepared'
+	? new PgStore({ connectionString, cleanupInterval: 0, touchAfter, preparedStatements: kind === 'koa-pgstore' })
 	: kind === 'pg' ? new NaivePgStore(connectionString)
 		: kind === 'map' ? new MapStore() : undefined;
 

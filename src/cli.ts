@@ -150,7 +150,7 @@ interface Status extends SchemaStatus {
 
 async function readStatus(connectionString: string, schemaOption: string | undefined): Promise<Status> {
 	const schema = schemaOption ?? (URL.canParse(connectionString) ? new URL(connectionString).searchParams.get('schema') || undefined : undefined);
-	const { client, close } = createOwnedClient(connectionString, {}, schema, () => {}, () => undefined);
+	const { client, close } = createOwnedClient(connectionString, {}, schema, () => {});
 	try {
 		const status = await schemaStatus(client, schema);
 		if (!status.exists) {

@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
+import { debug } from './debug.js';
 import { DatabaseError, type StoreOperation } from './errors.js';
 import type { RawSqlClient } from './prisma-client.js';
 import type { Statement } from './sql.js';
@@ -31,24 +33,58 @@ export function throughPrisma(client: RawSqlClient): StatementRunner {
  * per statement over node-postgres alone, measured with the store's select and update of 10
  * sessions (`npx tsx bench/prisma-calls.ts`), which at 8 connections is about 100 µs a request.
  *
- * @param prepare Whether statements go as named (prepared) statements.
+ * With `prepare`, statements go as named statements, so PostgreSQL parses and plans each once per
+ * connection (the field-level update's plan costs more than running it on a small table: its
+ * PostgreSQL CPU halves, `bench/prepared.ts`). A pooler that does not keep named statements with
+ * their client (PgBouncer in transaction mode before 1.21, or with `max_prepared_statements = 0`)
+ * refuses one sooner or later, before running it: `26000` (not prepared on the server connection
+ * it got) or `42P05` (prepared there already, by another client). Then the refused statement runs
+ * again unnamed and this pool prepares nothing more: the pooler costs the first refusal, never a
+ * failed request. Names carry a digest of their text, so one name never stands for two texts on
+ * a server connection that processes with other tables share.
  */
 export function throughPool(pool: pg.Pool, prepare: boolean): StatementRunner {
+	let preparing = prepare;
+	const send = (statement: Statement, named: boolean) => pool.query({
+		text: statement.text,
+		values: statement.values as unknown[],
+		...(named ? { name: preparedName(statement) } : {}),
+	});
 	return async (statement, operation) => {
+		const named = preparing;
 		try {
-			const result = await pool.query({
-				text: statement.text,
-				values: statement.values as unknown[],
-				...(prepare ? { name: preparedName(statement) } : {}),
-			});
-			return result.rows;
+			return (await send(statement, named)).rows;
 		} catch (error) {
+			if (named && refusedByPooler(error)) {
+				if (preparing) {
+					preparing = false;
+					debug('named statement refused (SQLSTATE %s): a pooler in transaction mode; statements go unnamed from now on', Reflect.get(error as object, 'code'));
+				}
+				try {
+					return (await send(statement, false)).rows;
+				} catch (retryError) {
+					throw new DatabaseError(operation, retryError);
+				}
+			}
 			throw new DatabaseError(operation, error);
 		}
 	};
 }
 
-/** The name a statement is prepared under, on the store's own connections. */
-export function preparedName(statement: Pick<Statement, 'name'>): string {
-	return `koa_pgstore_${statement.name}`;
+// node-postgres' error for a named statement a pooler's server connection did not have, or had.
+function refusedByPooler(error: unknown): boolean {
+	const code: unknown = typeof error === 'object' && error !== null ? Reflect.get(error, 'code') : undefined;
+	return code === '26000' || code === '42P05';
+}
+
+const nameDigests = new Map<string, string>();
+
+/** The name a statement is prepared under: its own name and a digest of its text. */
+export function preparedName(statement: Pick<Statement, 'name' | 'text'>): string {
+	let name = nameDigests.get(statement.text);
+	if (name === undefined) {
+		name = `koa_pgstore_${statement.name}_${createHash('sha256').update(statement.text).digest('hex').slice(0, 12)}`;
+		nameDigests.set(statement.text, name);
+	}
+	return name;
 }

@@ -31,14 +31,13 @@ export interface PgStoreOptions {
 	 */
 	pool?: PoolOptions;
 	/**
-	 * With `connectionString`: prepare the store's statements once per connection (named
-	 * statements), so PostgreSQL does not parse and plan them on every call. Off by default: since
-	 * reads and writes are coalesced it saves nothing measurable (README, "Deploying"), and named
-	 * statements break behind poolers in transaction mode (PgBouncer before 1.21 or with
-	 * `max_prepared_statements = 0`, Supavisor-style poolers: `42P05 prepared statement … already
-	 * exists` after an app restart, `26000` with several processes). Turn on only for direct
-	 * connections.
-	 * @default false
+	 * With `connectionString`: prepare the statements of requests once per connection (named
+	 * statements), so PostgreSQL does not parse and plan them on every call (the field-level
+	 * update's PostgreSQL CPU halves; README, "Deploying"). Behind a pooler that does not keep named
+	 * statements with their client (PgBouncer in transaction mode before 1.21 or with
+	 * `max_prepared_statements = 0`), the first statement it refuses (`26000`, `42P05`) runs again
+	 * unnamed and the store prepares nothing more: no request fails. `false`: never prepare.
+	 * @default true
 	 */
 	preparedStatements?: boolean;
 	/**
@@ -212,7 +211,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 		connectionString,
 		pool: { ...pool },
 		schema: schema ?? schemaParameter(connectionString),
-		preparedStatements: preparedStatements ?? false,
+		preparedStatements: preparedStatements ?? true,
 		maxLength: integerAtLeast('maxLength', maxLength, 0, defaultMaxLength),
 		sessionTtl: integerAtLeast('sessionTtl', sessionTtl, 1, defaultSessionTtl),
 		cleanupInterval: integerAtLeast('cleanupInterval', cleanupInterval, 0, defaultCleanupInterval),

@@ -87,7 +87,6 @@ export function createOwnedClient(
 	pool: PoolOptions,
 	schema: string | undefined,
 	onPoolError: (error: Error) => void,
-	preparedStatementName: (sql: string) => string | undefined,
 ): OwnedClient {
 	// The statement bound is the pool's own (see BoundedPool); pg's query_timeout would fire too.
 	const { query_timeout: _statementBound, ...settings } = pool;
@@ -100,8 +99,6 @@ export function createOwnedClient(
 	driverPool.on('error', onPoolError);
 	const adapter = new (loadPrismaPg())(driverPool, {
 		...(schema === undefined ? {} : { schema }),
-		// With `preparedStatements`, the store's own statements are prepared once per connection.
-		statementNameGenerator: (query) => preparedStatementName(query.sql) as string,
 	});
 	// 'minimal': Prisma otherwise captures a call site (`new Error()`) on every call outside
 	// NODE_ENV=production to pretty-print failures, 2–5 µs a request (bench/profile.ts); the store

@@ -98,8 +98,6 @@ export interface SessionStatements {
 	deleteExpired(fields: { limit: number }): Statement;
 	/** Present when the store keeps a subject per session. */
 	readonly bySubject: SubjectStatements | undefined;
-	/** Statement text to name, for the client that prepares them. */
-	readonly names: ReadonlyMap<string, string>;
 	/**
 	 * The actionable error for a statement that failed because the table lacks the `subject`
 	 * column the store's `subject` option needs (SQLSTATE 42703): for a store whose
@@ -128,11 +126,7 @@ export interface SubjectStatements {
  */
 export function sessionStatements(table: SessionTable): SessionStatements {
 	const { name: t, id, key, data, createdOn, modifiedOn, expiresOn, subject } = table;
-	const names = new Map<string, string>();
-	const named = (name: string, text: string) => {
-		names.set(text, name);
-		return (values: readonly unknown[]): Statement => ({ name, text, values });
-	};
+	const named = (name: string, text: string) => (values: readonly unknown[]): Statement => ({ name, text, values });
 
 	// $1 digests, $2 now. The data come as text: each reader parses its own copy, and the text is
 	// what a later save is compared with, field by field, only if there is a save.
@@ -214,7 +208,6 @@ export function sessionStatements(table: SessionTable): SessionStatements {
 		delete: ({ digests }) => deleteKeys([digests]),
 		deleteExpired: ({ limit }) => deleteExpired([limit]),
 		bySubject,
-		names,
 		missingSubjectColumn: (error) => (subject !== undefined && error instanceof DatabaseError && error.sqlState === '42703'
 			? new SchemaMismatchError(
 				`The session table ${t} has no column ${subject}, which the store's \`subject\` option needs: apply this package's `

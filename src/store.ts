@@ -7,7 +7,7 @@ import { Described, invalid } from './invalid.js';
 import { digestKey } from './key-digest.js';
 import { applyMigrations } from './migrations.js';
 import { resolveOptions, type PgStoreOptions, type ResolvedOptions } from './options.js';
-import { throughPool, throughPrisma, preparedName } from './database.js';
+import { throughPool, throughPrisma } from './database.js';
 import { createOwnedClient, type PgStorePrismaClient } from './prisma-client.js';
 import { createReadBatcher } from './read-batch.js';
 import { RequestSessions } from './request-sessions.js';
@@ -69,24 +69,14 @@ export class PgStore {
 		this.#options = resolveOptions(options);
 		const { prisma, connectionString, pool, schema, onError, preparedStatements, subject, touchAfter, fieldLevelWrites, maxLength, encryption } = this.#options;
 		this.#cipher = encryption === undefined ? undefined : new SessionCipher(encryption.secrets, encryption.acceptPlainRowsUntil);
-		// The statements depend on the client's data model, and the owned client (with
-		// `preparedStatements`) on their names.
-		let names: ReadonlyMap<string, string> = new Map();
+		// The statements depend on the client's data model.
 		const owned = prisma === undefined
-			? createOwnedClient(
-				connectionString ?? '',
-				pool,
-				schema,
-				(error) => onError(error, { source: 'pool' }),
-				// Statements the store runs through Prisma (cleanup's, in its transaction).
-				(sql) => (preparedStatements ? names.get(sql) : undefined),
-			)
+			? createOwnedClient(connectionString ?? '', pool, schema, (error) => onError(error, { source: 'pool' }))
 			: undefined;
 		this.#client = prisma ?? owned!.client;
 		this.#closeOwned = owned?.close;
 		const statements = sessionStatements(sessionTable(this.#client, schema, subject !== undefined));
 		this.#statements = statements;
-		names = new Map([...statements.names].map(([text, name]) => [text, preparedName({ name })]));
 		// The statements of requests: straight to the owned client's pool, or through the app's client.
 		const run = owned === undefined ? throughPrisma(this.#client) : throughPool(owned.pool, preparedStatements);
 		this.#reads = createReadBatcher(run, statements);

@@ -172,7 +172,7 @@ test('a role that may not migrate gets a SchemaMismatchError naming the missing 
 	const [init] = await migrationFiles();
 	await database.query(init?.sql ?? '');
 	const url = await tableUserUrl(t, database);
-	const { client, close } = createOwnedClient(url, {}, undefined, () => {}, () => undefined);
+	const { client, close } = createOwnedClient(url, {}, undefined, () => {});
 	t.teardown(close);
 	const error = await t.throwsAsync(applyMigrations(client, undefined, { subject: true }), { instanceOf: SchemaMismatchError });
 	t.is(error?.code, 'ERR_PGSTORE_SCHEMA');

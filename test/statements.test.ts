@@ -61,7 +61,13 @@ for (const [title, client] of [
 
 test('every statement has a name of its own, for preparing it', (t) => {
 	const statements = sessionStatements(sessionTable(packageClient, undefined, true));
-	t.deepEqual([...statements.names.values()].sort(), [
+	const subject = statements.bySubject;
+	const built = [
+		statements.selectLive({ digests: [], now }), statements.updateLive([], 0), statements.upsert([], 0), statements.delete({ digests: [] }),
+		statements.deleteExpired({ limit: 1 }), subject?.deleteAll({ subject: 'ada', keep: [] }), subject?.list({ subject: 'ada', now, limit: 1 }),
+		subject?.deleteOne({ subject: 'ada', id: '1' }),
+	];
+	t.deepEqual(built.map((statement) => statement?.name).sort(), [
 		'deleteAllOfSubject', 'deleteOneOfSubject', 'delete', 'deleteExpired', 'listOfSubject', 'selectLive', 'updateLive', 'upsert',
 	].sort());
 });
