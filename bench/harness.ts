@@ -3,6 +3,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
+import os from 'node:os';
 import type { AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
 import type Koa from 'koa';
@@ -32,6 +33,8 @@ export interface BenchDatabase {
 	/** A small pool on it, for the harness' own queries. */
 	readonly pool: pg.Pool;
 	readonly version: string;
+	/** Which CPUs PostgreSQL and the app run on. */
+	readonly placement: string;
 	/** CPU time all of PostgreSQL's processes have used so far, in µs (Linux only). */
 	cpuMicros(): number | undefined;
 	close(): Promise<void>;
@@ -86,7 +89,38 @@ function processTreeCpuMicros(pid: number): number | undefined {
 	return total;
 }
 
-export async function startDatabase(options: { statementStats?: boolean } = {}): Promise<BenchDatabase> {
+/**
+ * Gives PostgreSQL a CPU of its own (Linux, `taskset`): the postmaster and its processes go to the
+ * last CPU, this process to the others, and with it the app servers it starts afterwards. Backends
+ * the postmaster forks later inherit its CPU. With the database off the app's cores, a store's
+ * ratio to the Map ceiling shows what the store costs the app, not what PostgreSQL's CPU costs
+ * the machine.
+ * @returns Where each runs, for the report.
+ */
+function pinPostgres(postmaster: number): string {
+	const cpus = os.cpus().length;
+	if (cpus < 2) {
+		throw new Error('BENCH_PIN_POSTGRES needs at least 2 CPUs');
+	}
+	const database = String(cpus - 1);
+	const app = cpus === 2 ? '0' : `0-${cpus - 2}`;
+	const pin = (cpu: string, pid: number) => {
+		const result = spawnSync('taskset', ['--all-tasks', '--cpu-list', '--pid', cpu, String(pid)], { encoding: 'utf8' });
+		if (result.status !== 0) {
+			throw new Error(`taskset failed for pid ${pid}: ${result.error?.message ?? result.stderr}`);
+		}
+	};
+	pin(database, postmaster);
+	for (const entry of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
+		if (processStat(entry)?.ppid === postmaster) {
+			pin(database, Number(entry));
+		}
+	}
+	pin(app, process.pid);
+	return `PostgreSQL on CPU ${database}, the app servers and the load generator on CPU ${app}`;
+}
+
+export async function startDatabase(options: { statementStats?: boolean; pinPostgres?: boolean } = {}): Promise<BenchDatabase> {
 	const server = await startPostgres({
 		postgresFlags: options.statementStats === true
 			? ['-c', 'shared_preload_libraries=pg_stat_statements', '-c', 'pg_stat_statements.track=all']
@@ -117,8 +151,10 @@ export async function startDatabase(options: { statementStats?: boolean } = {}):
 	const { rows: [row] } = await pool.query<{ version: string; pid: number }>("SELECT current_setting('server_version') AS version, pg_backend_pid() AS pid");
 	// Every backend is a child of the postmaster.
 	const postmaster = row === undefined ? undefined : processStat(row.pid)?.ppid;
+	const placement = options.pinPostgres === true && postmaster !== undefined ? pinPostgres(postmaster) : 'PostgreSQL on the same CPUs';
 	return {
 		server,
+		placement,
 		url,
 		pool,
 		version: row?.version ?? '?',

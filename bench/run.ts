@@ -21,6 +21,9 @@
 //   BENCH_EXPIRED_ROWS    expired rows for the cleanup sweep, 0 skips it (default 1000000)
 //   BENCH_LIVE_ROWS       live rows beside them (default 100000)
 //   BENCH_TOUCH_AFTER     koa-pgstore's `touchAfter` in ms (default 60000; read by bench/server.ts)
+//   BENCH_PIN_POSTGRES    "1": PostgreSQL on a CPU of its own, the app servers and the load generator on the
+//                         others (Linux, taskset), so that ratios to the Map ceiling leave out PostgreSQL's
+//                         share of the machine (default "0": all on the same CPUs)
 //   BENCH_SOURCE          "dist" (default: `npm run build` first, then the compiled package) or "src" (through tsx)
 import os from 'node:os';
 import autocannon from 'autocannon';
@@ -69,7 +72,7 @@ for (const workload of workloads) {
 
 const startedAt = performance.now();
 buildPackage();
-const database = await startDatabase({ statementStats: true });
+const database = await startDatabase({ statementStats: true, pinPostgres: process.env['BENCH_PIN_POSTGRES'] === '1' });
 const db = database.pool;
 
 async function statementCounts(): Promise<{ statements: number; writes: number }> {
@@ -121,7 +124,7 @@ const load = () => os.loadavg().map((value) => value.toFixed(1)).join(' ');
 console.log(`koa-pgstore benchmark — ${new Date().toISOString().slice(0, 10)}, Node ${process.version}, PostgreSQL ${database.version}, `
 	+ `${cpu.length} × ${cpu[0]?.model.trim() ?? 'unknown CPU'}, load average at start ${load()}`);
 console.log(`${connectionCounts.join(' and ')} connections, ${rounds} interleaved rounds of ${seconds} s per cell; `
-	+ 'the app server of each store is its own process, the load generator another, PostgreSQL on the same machine; '
+	+ `the app server of each store is its own process, the load generator another, PostgreSQL on the same machine (${database.placement}); `
 	+ `koa-pgstore from ${process.env['BENCH_SOURCE'] === 'src' ? 'src/ through tsx' : 'dist/ (compiled by tsc)'}\n`);
 
 const servers = new Map<StoreKind, AppServer>();
