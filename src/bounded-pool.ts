@@ -11,7 +11,8 @@ import type { DatabaseFailure } from './errors.js';
 export class ConnectionFailure extends Error {
 	override name = 'ConnectionFailure';
 
-	constructor(readonly failure: DatabaseFailure, message: string, options?: ErrorOptions) {
+	/** @param code The socket's or TLS's error code (`ECONNREFUSED`, …), when there was one. */
+	constructor(readonly failure: DatabaseFailure, message: string, options?: ErrorOptions, readonly code?: string) {
 		super(message, options);
 	}
 }
@@ -237,7 +238,7 @@ function codeless(error: Error, what: string): Error {
 		: new ConnectionFailure('connection-lost', `${what}: ${error.message}`, { cause: error });
 }
 
-// PostgreSQL answered (an ErrorResponse has a severity): the connection itself is fine.
-function isServerError(error: Error): boolean {
+/** PostgreSQL answered (an ErrorResponse has a severity): the connection itself is fine. */
+export function isServerError(error: Error): boolean {
 	return typeof Reflect.get(error, 'severity') === 'string';
 }

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
+import { ConnectionFailure, isServerError } from './bounded-pool.js';
 import { debug } from './debug.js';
 import { DatabaseError, type StoreOperation } from './errors.js';
 import type { RawSqlClient } from './prisma-client.js';
@@ -33,9 +34,9 @@ export function throughPrisma(client: RawSqlClient): StatementRunner {
  * per statement over node-postgres alone, measured with the store's select and update of 10
  * sessions (`npx tsx bench/prisma-calls.ts`), which at 8 connections is about 100 µs a request.
  *
- * With `prepare`, statements go as named statements, so PostgreSQL parses and plans each once per
- * connection (the field-level update's plan costs more than running it on a small table: its
- * PostgreSQL CPU halves, `bench/prepared.ts`). A pooler that does not keep named statements with
+ * With `prepare`, statements go as named statements: PostgreSQL parses each once per connection
+ * and, after five runs, may keep one generic plan for it (planning the field-level update costs
+ * more than running it on a small table: prepared, its PostgreSQL CPU halves; README, "Deploying"). A pooler that does not keep named statements with
  * their client (PgBouncer in transaction mode before 1.21, or with `max_prepared_statements = 0`)
  * refuses one sooner or later, before running it: `26000` (not prepared on the server connection
  * it got) or `42P05` (prepared there already, by another client). Then the refused statement runs
@@ -48,6 +49,7 @@ export function throughPool(pool: pg.Pool, prepare: boolean): StatementRunner {
 	const send = (statement: Statement, named: boolean) => pool.query({
 		text: statement.text,
 		values: statement.values as unknown[],
+		types: ownTypes,
 		...(named ? { name: preparedName(statement) } : {}),
 	});
 	return async (statement, operation) => {
@@ -63,12 +65,41 @@ export function throughPool(pool: pg.Pool, prepare: boolean): StatementRunner {
 				try {
 					return (await send(statement, false)).rows;
 				} catch (retryError) {
-					throw new DatabaseError(operation, retryError);
+					throw new DatabaseError(operation, unanswered(retryError));
 				}
 			}
-			throw new DatabaseError(operation, error);
+			throw new DatabaseError(operation, unanswered(error));
 		}
 	};
+}
+
+// The store's statements return text, booleans, integers and float8 (times as epoch ms) only, and
+// read them with these parsers, never with the ones an app may install globally in node-postgres
+// (`pg.types.setTypeParser`), which would change what the store reads.
+const ownTypes = {
+	getTypeParser: (oid: number): (value: string) => unknown => {
+		switch (oid) {
+			case 16: // bool
+				return (value) => value === 't';
+			case 21: // int2
+			case 23: // int4
+			case 701: // float8
+				return Number;
+			default:
+				return (value) => value;
+		}
+	},
+} as unknown as pg.CustomTypesConfig;
+
+// What node-postgres raises without an answer from the server (a socket or TLS error, "Connection
+// terminated unexpectedly" while a statement was running) is a lost connection; its code stays
+// (ECONNREFUSED, …). The pool's own failures already say which bound was hit.
+function unanswered(error: unknown): unknown {
+	if (!(error instanceof Error) || isServerError(error) || error instanceof ConnectionFailure) {
+		return error;
+	}
+	const code: unknown = Reflect.get(error, 'code');
+	return new ConnectionFailure('connection-lost', error.message, { cause: error }, typeof code === 'string' ? code : undefined);
 }
 
 // node-postgres' error for a named statement a pooler's server connection did not have, or had.

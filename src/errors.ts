@@ -136,7 +136,10 @@ export class DatabaseError extends PgStoreError {
 		const code = stringProperty(error, 'code');
 		const prismaCode = code !== undefined && prismaCodePattern.test(code) ? code : undefined;
 		const adapterCause = driverAdapterCause(error);
-		const sqlState = [stringProperty(adapterCause, 'originalCode'), stringProperty(adapterCause, 'code'), prismaCode ? undefined : code]
+		// node-postgres' own `code` is a SQLSTATE only when the server answered (its error has a
+		// `severity`); a socket's `EPIPE` has five letters too.
+		const serverCode = prismaCode === undefined && stringProperty(error, 'severity') !== undefined ? code : undefined;
+		const sqlState = [stringProperty(adapterCause, 'originalCode'), stringProperty(adapterCause, 'code'), serverCode]
 			.find((candidate) => candidate !== undefined && sqlStatePattern.test(candidate));
 		const driverErrorKind = stringProperty(adapterCause, 'kind');
 		const failure = failureOf(error, sqlState, driverErrorKind);
@@ -330,18 +333,13 @@ const databaseFailures: ReadonlySet<string> = new Set<DatabaseFailure>(['connect
 const connectionKinds: ReadonlySet<string> = new Set(['ConnectionClosed', 'DatabaseNotReachable', 'SocketTimeout', 'TlsConnectionError']);
 
 // The store's own pool raises errors with a `failure` (Prisma passes them through unchanged);
-// a socket error is a lost connection; otherwise a connection failure shows in SQLSTATE (class 08, server shutting down) or in the
+// otherwise a connection failure shows in SQLSTATE (class 08, server shutting down) or in the
 // adapter's kind of error.
 function failureOf(cause: unknown, sqlState: string | undefined, driverErrorKind: string | undefined): DatabaseFailure | undefined {
 	for (let error = cause, depth = 0; typeof error === 'object' && error !== null && depth < 5; error = Reflect.get(error, 'cause'), depth++) {
 		const failure = stringProperty(error, 'failure');
 		if (failure !== undefined && databaseFailures.has(failure)) {
 			return failure as DatabaseFailure;
-		}
-		// Node's own socket errors (ECONNREFUSED, ECONNRESET, ENOTFOUND, …), as node-postgres
-		// passes them on from the store's own pool; through Prisma they become the adapter's kinds.
-		if (stringProperty(error, 'syscall') !== undefined && stringProperty(error, 'code') !== undefined) {
-			return 'connection-lost';
 		}
 	}
 	if (sqlState !== undefined && (sqlState.startsWith('08') || ['57P01', '57P02', '57P03'].includes(sqlState))) {

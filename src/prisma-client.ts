@@ -108,8 +108,11 @@ export function createOwnedClient(
 		client,
 		pool: driverPool,
 		close: async () => {
-			await client.$disconnect();
-			await driverPool.end();
+			try {
+				await client.$disconnect();
+			} finally {
+				await driverPool.end();
+			}
 		},
 	};
 }

@@ -94,7 +94,7 @@ export function fieldsOf(data: SessionData): Map<string, string> {
 
 /** The row as the read statement gave it, or `undefined` when it has another shape. */
 export function storedRow(row: unknown): StoredRow | undefined {
-	if (!isRecord(row) || typeof row['key'] !== 'string' || typeof row['json'] !== 'string' || !(row['expiresOn'] instanceof Date)) {
+	if (!isRecord(row) || typeof row['key'] !== 'string' || typeof row['json'] !== 'string' || typeof row['expiresOn'] !== 'number') {
 		return undefined;
 	}
 	const data: unknown = JSON.parse(row['json']);
@@ -102,7 +102,7 @@ export function storedRow(row: unknown): StoredRow | undefined {
 		return undefined;
 	}
 	const subject = row['subject'];
-	const stored = { key: row['key'], json: row['json'], data, expiresOn: row['expiresOn'] };
+	const stored = { key: row['key'], json: row['json'], data, expiresOn: new Date(row['expiresOn']) };
 	return typeof subject === 'string' || subject === null ? { ...stored, subject } : stored;
 }
 

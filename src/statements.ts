@@ -129,11 +129,12 @@ export function sessionStatements(table: SessionTable): SessionStatements {
 	const named = (name: string, text: string) => (values: readonly unknown[]): Statement => ({ name, text, values });
 
 	// $1 digests, $2 now. The data come as text: each reader parses its own copy, and the text is
-	// what a later save is compared with, field by field, only if there is a save.
+	// what a later save is compared with, field by field, only if there is a save. Times come as
+	// milliseconds since the epoch (see `epochMillis`).
 	const selectLive = named('selectLive', subject === undefined
-		? `SELECT ${key} AS "key", ${data}::text AS "json", ${expiresOn} AS "expiresOn" FROM ${t} `
+		? `SELECT ${key} AS "key", ${data}::text AS "json", ${epochMillis(expiresOn)} AS "expiresOn" FROM ${t} `
 			+ `WHERE ${key} = ANY($1::text[]) AND ${expiresOn} > $2`
-		: `SELECT ${key} AS "key", ${data}::text AS "json", ${expiresOn} AS "expiresOn", ${subject} AS "subject" FROM ${t} `
+		: `SELECT ${key} AS "key", ${data}::text AS "json", ${epochMillis(expiresOn)} AS "expiresOn", ${subject} AS "subject" FROM ${t} `
 			+ `WHERE ${key} = ANY($1::text[]) AND ${expiresOn} > $2`);
 
 	// $1 the writes as one JSON array of rows (named fields, see `liveRows`), $2 maxLength (0:
@@ -189,8 +190,8 @@ export function sessionStatements(table: SessionTable): SessionStatements {
 		// $1 subject, $2 digests to keep.
 		const deleteAll = named('deleteAllOfSubject', `DELETE FROM ${t} WHERE ${subject} = $1 AND NOT (${key} = ANY($2::text[])) RETURNING ${key} AS "key"`);
 		// $1 subject, $2 now, $3 most rows.
-		const list = named('listOfSubject', `SELECT ${id}::text AS "id", ${key} AS "key", ${createdOn} AS "createdOn", `
-			+ `${modifiedOn} AS "modifiedOn", ${expiresOn} AS "expiresOn" FROM ${t} `
+		const list = named('listOfSubject', `SELECT ${id}::text AS "id", ${key} AS "key", ${epochMillis(createdOn)} AS "createdOn", `
+			+ `${epochMillis(modifiedOn)} AS "modifiedOn", ${epochMillis(expiresOn)} AS "expiresOn" FROM ${t} `
 			+ `WHERE ${subject} = $1 AND ${expiresOn} > $2 ORDER BY ${modifiedOn} DESC, ${id} DESC LIMIT $3`);
 		// $1 subject, $2 row id.
 		const deleteOne = named('deleteOneOfSubject', `DELETE FROM ${t} WHERE ${subject} = $1 AND ${id} = $2::bigint RETURNING ${key} AS "key"`);
@@ -219,6 +220,13 @@ export function sessionStatements(table: SessionTable): SessionStatements {
 			)
 			: undefined),
 	};
+}
+
+// A timestamp column as milliseconds since the epoch (float8): a plain number through either
+// driver, whatever type parsers an app installs in node-postgres (one that keeps timestamptz as
+// text would otherwise turn every stored session into none), and no date string to parse.
+function epochMillis(column: string): string {
+	return `(extract(epoch FROM ${column}) * 1000)::float8`;
 }
 
 // The rows of `updateLive`, as `jsonb_to_recordset` reads them. `patch` and `removed` are JSON

@@ -61,9 +61,9 @@ export class SubjectSessions {
 		const current = new Set(this.#requests.liveKeysOf(options.ctx).map(digestKey));
 		const sessions = rows.slice(0, limit).filter(isRecord).map((row) => ({
 			id: String(row['id']),
-			createdOn: row['createdOn'] as Date,
-			modifiedOn: row['modifiedOn'] as Date,
-			expiresOn: row['expiresOn'] as Date,
+			createdOn: new Date(Number(row['createdOn'])),
+			modifiedOn: new Date(Number(row['modifiedOn'])),
+			expiresOn: new Date(Number(row['expiresOn'])),
 			current: current.has(String(row['key'])),
 		}));
 		// Not enumerable: JSON (a devices API's `ctx.body = list`) and deep equality see the array only.

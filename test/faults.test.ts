@@ -113,6 +113,21 @@ test('a connection reset is a connection-lost DatabaseError, and the next reques
 	t.deepEqual(await store.get('a', hour, {}), { n: 1 });
 });
 
+test('a connection closed without a word while a statement runs is a connection-lost DatabaseError, and the next request succeeds', async (t) => {
+	const { store, proxy } = await storeBehindProxy(t);
+	await store.set('a', { n: 1 }, hour);
+	proxy.blackHole();
+	const pending = timed(store.get('a', hour, {}));
+	await new Promise((resolve) => setTimeout(resolve, 200));
+	// node-postgres: "Connection terminated unexpectedly", an error with neither code nor syscall.
+	proxy.hangUp();
+	const outcome = await pending;
+	t.true(outcome.error instanceof DatabaseError);
+	t.like(outcome.error, { failure: 'connection-lost', sqlState: undefined });
+	t.regex((outcome.error as DatabaseError).message, /Connection terminated unexpectedly/);
+	t.deepEqual(await store.get('a', hour, {}), { n: 1 });
+});
+
 test('requests stuck behind row locks of an exhausted pool end within the bound, are cancelled in PostgreSQL, and the rest are served', async (t) => {
 	const { store, database } = await storeBehindProxy(t, { pool: { max: 2 } });
 	await store.set('locked-1', { n: 1 }, hour);
@@ -148,11 +163,20 @@ test('requests stuck behind row locks of an exhausted pool end within the bound,
 	// Queued requests outlive the stuck statements' bound (connectionTimeoutMillis >= query_timeout) and are served.
 	t.deepEqual(new Set(visitors.map((visitor) => visitor.status)), new Set([200]));
 	t.true(visitorsMs < defaultQueryTimeout + defaultConnectionTimeout + slack, `visitors took ${visitorsMs} ms`);
-	// The timed-out UPDATEs were cancelled in PostgreSQL: nothing waits on the lock any more, and
-	// releasing it applies no late write.
-	const [waiting] = await database.query<{ n: number }>(
-		`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'`, [database.name],
-	);
+	// The timed-out UPDATEs were cancelled in PostgreSQL: nothing waits on the lock any more (the
+	// CancelRequest travels on a connection of its own, so it may land a moment later; the lock is
+	// held until the COMMIT below, so without the cancel they would wait forever), and releasing
+	// it applies no late write.
+	let waiting: { n: number } | undefined;
+	for (const deadline = performance.now() + 2_000; performance.now() < deadline;) {
+		[waiting] = await database.query<{ n: number }>(
+			`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'`, [database.name],
+		);
+		if (waiting?.n === 0) {
+			break;
+		}
+		await new Promise((resolve) => setTimeout(resolve, 50));
+	}
 	t.deepEqual(waiting, { n: 0 });
 	await locker.query('COMMIT');
 	t.deepEqual(await store.get('locked-1', hour, {}), { n: 1 });

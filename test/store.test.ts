@@ -5,6 +5,8 @@ import {
 } from '../src/index.js';
 import { digestKey } from '../src/key-digest.js';
 import { createStore, sessionRows } from './helpers/store.js';
+import { runScript } from './helpers/child-process.js';
+import { createDatabase } from './helpers/database.js';
 import { hour } from './helpers/time.js';
 
 
@@ -208,6 +210,38 @@ test('an unreachable database is a DatabaseError whose failure says the connecti
 	t.is(error?.sqlState, undefined);
 	t.truthy(error?.cause);
 	t.false(error?.message.includes('secret'), 'the password stays out of the message');
+});
+
+test('type parsers an app installs in node-postgres change nothing the store reads or lists', async (t) => {
+	const database = await createDatabase(t);
+	// Global to the process, so in a process of its own.
+	const script = `
+		import pg from 'pg';
+		import { PgStore } from './src/index.ts';
+		for (const oid of [16, 20, 21, 23, 25, 114, 701, 1114, 1184, 3802]) {
+			pg.types.setTypeParser(oid, (value) => 'app:' + value);
+		}
+		const store = new PgStore({ connectionString: process.env.URL, cleanupInterval: 0, subject: (session) => session.user });
+		const ctx = {};
+		await store.set('k', { user: 'ada', n: 1 }, 60_000);
+		const loaded = await store.get('k', 60_000, { ctx });
+		await store.set('k', { user: 'ada', n: 2 }, 60_000, { ctx, changed: true });
+		const [device] = await store.list('ada');
+		const validDate = (date) => date instanceof Date && Math.abs(date.getTime() - Date.now()) < 120_000;
+		console.log(JSON.stringify({
+			loaded,
+			again: await store.get('k', 60_000, {}),
+			device: { id: typeof device?.id, createdOn: validDate(device?.createdOn), modifiedOn: validDate(device?.modifiedOn), expires: device?.expiresOn instanceof Date },
+		}));
+		await store.close();
+	`;
+	const { code, output, errorOutput } = await runScript(script, { URL: database.url });
+	t.is(code, 0, errorOutput);
+	t.deepEqual(JSON.parse(output), {
+		loaded: { user: 'ada', n: 1 },
+		again: { user: 'ada', n: 2 },
+		device: { id: 'string', createdOn: true, modifiedOn: true, expires: true },
+	});
 });
 
 test('a database error keeps its SQLSTATE', async (t) => {

@@ -23,6 +23,8 @@ export interface FaultProxy {
 	blackHole(): void;
 	/** Destroys every connection with a TCP RST (what a server crash or failover looks like) and passes again. */
 	reset(): void;
+	/** Closes every connection cleanly (FIN, no error message: a proxy or load balancer ending it) and passes again. */
+	hangUp(): void;
 	/**
 	 * Passes traffic again for new connections and for the connections that sent nothing while
 	 * black-holed; the bytes dropped meanwhile stay lost, so a connection that was waiting for
@@ -128,6 +130,10 @@ export async function startFaultProxy(t: ExecutionContext, target: string): Prom
 		},
 		reset() {
 			destroyAll(true);
+			mode = 'pass';
+		},
+		hangUp() {
+			destroyAll(false);
 			mode = 'pass';
 		},
 		heal() {
