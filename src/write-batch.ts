@@ -39,7 +39,7 @@ const rowCausedClasses = new Set(['22', '23', '54']);
  *
  * Writes to distinct keys do not depend on each other, so their order within the batch does not
  * matter. A batch that writes one key twice (concurrent requests of one session) keeps per-key
- * order by running its writes one statement at a time, in the order they were asked for.
+ * order by running in rounds (see `rounds`).
  */
 export function createWriteBatcher(query: StatementRunner, statements: SessionStatements, maxLength: number): DataLoader<SessionWrite, WriteOutcome> {
 	// Runs writes of one kind as one statement: the outcome of each, by digest.
@@ -89,21 +89,31 @@ export function createWriteBatcher(query: StatementRunner, statements: SessionSt
 
 	return coalesce(async (writes: readonly SessionWrite[]) => {
 		debug('write batch: %d writes', writes.length);
-		if (new Set(writes.map((write) => write.digest)).size < writes.length) {
-			const results: (WriteOutcome | Error)[] = [];
-			for (const write of writes) {
-				results.push(...await runGroup(write.kind, [write]));
-			}
-			return results;
-		}
 		const results = new Map<SessionWrite, WriteOutcome | Error>();
-		await Promise.all((['updateLive', 'upsert', 'delete'] as const).map(async (kind) => {
-			const group = writes.filter((write) => write.kind === kind);
-			if (group.length > 0) {
-				const outcomes = await runGroup(kind, group);
-				group.forEach((write, index) => results.set(write, outcomes[index] ?? { written: false }));
-			}
-		}));
+		for (const round of rounds(writes)) {
+			await Promise.all((['updateLive', 'upsert', 'delete'] as const).map(async (kind) => {
+				const group = round.filter((write) => write.kind === kind);
+				if (group.length > 0) {
+					const outcomes = await runGroup(kind, group);
+					group.forEach((write, index) => results.set(write, outcomes[index] ?? { written: false }));
+				}
+			}));
+		}
 		return writes.map((write) => results.get(write) ?? { written: false });
 	});
+}
+
+// The writes of a batch in rounds that each hold a key at most once: round n has the n-th write
+// of every key, in the order they were asked for. Rounds run one after the other, so the writes
+// of one key (concurrent requests of one session) apply in order, and the other keys still share
+// the first round's statements.
+function rounds(writes: readonly SessionWrite[]): SessionWrite[][] {
+	const result: SessionWrite[][] = [];
+	const seen = new Map<string, number>();
+	for (const write of writes) {
+		const index = seen.get(write.digest) ?? 0;
+		seen.set(write.digest, index + 1);
+		(result[index] ??= []).push(write);
+	}
+	return result;
 }

@@ -117,6 +117,24 @@ test('a turn of mixed writes runs one statement per kind of write', async (t) =>
 	t.deepEqual(rows.map((row) => [row.key, row.data]).sort(), ['u1', 'u2', 'n1', 'n2'].map((key) => [digestKey(key), { n: 1 }]).sort());
 });
 
+test('writes of one key in one turn apply in the order asked, in rounds; the other keys share the first round\'s statement', async (t) => {
+	const database = await createDatabase(t);
+	const { prisma, statements } = countingClient(t, database.url);
+	const store = new PgStore({ prisma, cleanupInterval: 0 });
+	const before = statements();
+	await Promise.all([
+		store.set('twice', { n: 1 }, hour),
+		store.set('a', { n: 1 }, hour),
+		store.set('twice', { n: 2 }, hour),
+		store.set('b', { n: 1 }, hour),
+		store.set('twice', { n: 3 }, hour),
+	]);
+	t.is(statements() - before, 3, 'an upsert of a, b and the first write of `twice`, then one for each later write of `twice`');
+	const rows = await sessionRows(database);
+	t.deepEqual(rows.map((row) => [row.key, row.data]).sort(), [['twice', { n: 3 }], ['a', { n: 1 }], ['b', { n: 1 }]]
+		.map(([key, data]) => [digestKey(key as string), data]).sort());
+});
+
 test('with preparedStatements (the default) the store\'s statements are prepared under their name and a digest of their text, without they are not', async (t) => {
 	const database = await createDatabase(t);
 	for (const preparedStatements of [true, false]) {
