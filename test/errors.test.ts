@@ -137,6 +137,14 @@ for (const via of clients) {
 	});
 }
 
+test('a socket error\'s code is never taken for a SQLSTATE, even with five letters', (t) => {
+	const socketError = Object.assign(new Error('write EPIPE'), { code: 'EPIPE', errno: -32, syscall: 'write' });
+	const error = new DatabaseError('set', socketError);
+	t.is(error.sqlState, undefined);
+	t.is(error.cause.code, 'EPIPE');
+	t.false(error.message.includes('SQLSTATE'), error.message);
+});
+
 test('an invalid JSON error from node-postgres loses its `where` (JSON data, line 1: …) and its detail', async (t) => {
 	const { database } = await createStore(t);
 	const client = new pg.Client({ connectionString: database.url });
