@@ -27,7 +27,7 @@ export interface PgStoreOptions {
 	/**
 	 * With `connectionString`: node-postgres pool options (`max`, `ssl`,
 	 * `connectionTimeoutMillis`, `idleTimeoutMillis`, …).
-	 * @default { allowExitOnIdle: true } and node-postgres' defaults (`max: 10`)
+	 * @default { allowExitOnIdle: true, connectionTimeoutMillis: 5_000, query_timeout: 3_000 } and node-postgres' defaults (`max: 10`)
 	 */
 	pool?: PoolOptions;
 	/**
