@@ -34,7 +34,7 @@ const statements = sessionStatements({ name: '"http_sessions"', id: '"id"', key:
 await pool.query(`UPDATE http_sessions SET key = encode(sha256(key::bytea), 'hex')`);
 const tenDigests = (i: number) => Array.from({ length: 10 }, (_, k) => digestKey(`k${(i * 10 + k) % 1000 + 1}`));
 const tenWrites = (i: number) => tenDigests(i).map((digest) => ({
-  digest, replace: false, patch: `{"views":${i},"_expire":${Date.now() + 3_600_000},"_maxAge":3600000}`, removed: '[]', now: new Date(), expiresOn: new Date(Date.now() + 3_600_000), subject: undefined,
+  digest, replace: false, patch: `{"views":${i},"_expire":${Date.now() + 3_600_000},"_maxAge":3600000}`, removed: '[]', now: new Date(), expiresOn: new Date(Date.now() + 3_600_000), keepExpiry: false, subject: undefined,
 }));
 const select = (i: number) => statements.selectLive({ digests: tenDigests(i), now: new Date() });
 const update = (i: number) => statements.updateLive(tenWrites(i), 4096);

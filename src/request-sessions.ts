@@ -21,6 +21,11 @@ export type WriteDecision =
 		/** The fields to delete, as a JSON array of names. */
 		readonly removed: string;
 		readonly writeSubject: boolean;
+		/**
+		 * The stored expiry stays (with the stored `_expire`): it is within `touchAfter` of the new
+		 * one. The row then changes no indexed column, and PostgreSQL can update it in place (HOT).
+		 */
+		readonly keepExpiry: boolean;
 	}
 	/** A key this request knows nothing of: insert it, or replace its row. */
 	| { readonly kind: 'upsert' };
@@ -128,16 +133,21 @@ export class RequestSessions {
 			return { kind: 'skip', reason: 'fresh' };
 		}
 		if (!this.#fieldLevelWrites) {
-			return { kind: 'updateLive', replace: true, patch: session.json, written: [...session.fields.keys()], removed: '[]', writeSubject: true };
+			return { kind: 'updateLive', replace: true, patch: session.json, written: [...session.fields.keys()], removed: '[]', writeSubject: true, keepExpiry: false };
 		}
 		// Re-encrypting writes every field, still as a patch: fields another request added
 		// meanwhile stay (they are under the newest secret, or the next read flags them again).
 		if (known.reencrypt) {
 			debug('save writes every field: the session was under an older encryption secret, or plain');
 		}
-		// koa-session's fields travel together: when one of them changes, all are written.
-		const written = new Set(known.reencrypt ? session.fields.keys() : changedNames);
-		if ([...changedNames, ...removed].some((name) => koaSessionFields.has(name))) {
+		// koa-session's fields travel together: when one of them changes, all are written, and the
+		// expiry column with them. A save that moves only the expiry, by less than the window,
+		// keeps the stored one (see `#isFreshTouch`): the expiry column, indexed, stays as it is.
+		const koaChanged = [...changedNames, ...removed].filter((name) => koaSessionFields.has(name));
+		const keepExpiry = !known.reencrypt && koaChanged.every((name) => name === '_expire' && before.has(name) && session.fields.has(name))
+			&& this.#isFreshTouch(known, expiresOn);
+		const written = new Set(known.reencrypt ? session.fields.keys() : changedNames.filter((name) => !keepExpiry || name !== '_expire'));
+		if (!keepExpiry && koaChanged.length > 0) {
 			for (const name of koaSessionFields) {
 				if (session.fields.has(name)) {
 					written.add(name);
@@ -145,20 +155,20 @@ export class RequestSessions {
 			}
 		}
 		const patch = [...written].map((name) => `${JSON.stringify(name)}:${session.fields.get(name) ?? 'null'}`);
-		return { kind: 'updateLive', replace: false, patch: `{${patch.join(',')}}`, written: [...written], removed: JSON.stringify(removed), writeSubject };
+		return { kind: 'updateLive', replace: false, patch: `{${patch.join(',')}}`, written: [...written], removed: JSON.stringify(removed), writeSubject, keepExpiry };
 	}
 
 	/**
 	 * A write of `key` ran. `written: false` after an `updateLive` means the row was no longer live:
 	 * the session ended while the request ran.
 	 */
-	wrote(ctx: object | undefined, key: string, decision: 'updateLive' | 'upsert', written: boolean, session: EncodedSession, expiresOn: Date, subject: string | null | undefined): void {
+	wrote(ctx: object | undefined, key: string, decision: Exclude<WriteDecision, { kind: 'skip' }>, written: boolean, session: EncodedSession, expiresOn: Date, subject: string | null | undefined): void {
 		if (ctx === undefined) {
 			return;
 		}
 		const knowledge = this.#of(ctx);
 		const known = knowledge.sessions.get(key);
-		if (decision === 'updateLive' && !written) {
+		if (decision.kind === 'updateLive' && !written) {
 			debug('save not written: the session ended while the request ran, and is not recreated');
 			knowledge.endedElsewhere = true;
 			if (known !== undefined) {
@@ -166,8 +176,17 @@ export class RequestSessions {
 			}
 			return;
 		}
-		// From here on this request updates the row it wrote, and never recreates it.
-		knowledge.sessions.set(key, { state: 'live', expiresOn, fields: session.fields, subject, reencrypt: false });
+		// From here on this request updates the row it wrote, and never recreates it. A kept expiry
+		// is still the stored one, with the stored `_expire`.
+		let fields = session.fields;
+		const storedExpire = known?.fields?.get('_expire');
+		if (decision.kind === 'updateLive' && decision.keepExpiry && known !== undefined) {
+			if (storedExpire !== undefined && fields.has('_expire')) {
+				fields = new Map(fields).set('_expire', storedExpire);
+			}
+			expiresOn = known.expiresOn;
+		}
+		knowledge.sessions.set(key, { state: 'live', expiresOn, fields, subject, reencrypt: false });
 	}
 
 	/**

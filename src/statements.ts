@@ -70,6 +70,8 @@ export interface LiveWrite {
 	readonly removed: string;
 	readonly now: Date;
 	readonly expiresOn: Date;
+	/** The row keeps its stored expiry, and `expiresOn` is not written. */
+	readonly keepExpiry: boolean;
 	/** Written only when defined; `null`: the session has none. */
 	readonly subject: string | null | undefined;
 }
@@ -145,12 +147,13 @@ export function sessionStatements(table: SessionTable): SessionStatements {
 	// so two statements in flight on overlapping keys (two instances, or two turns of one) never
 	// deadlock.
 	const updateLive = named('updateLive', `WITH v AS (SELECT * FROM jsonb_to_recordset($1::jsonb) `
-		+ `AS v(key text, replace boolean, patch jsonb, removed jsonb, now timestamptz, expires timestamptz`
+		+ `AS v(key text, replace boolean, patch jsonb, removed jsonb, now timestamptz, expires timestamptz, keep_expiry boolean`
 		+ `${subject === undefined ? '' : ', subject text, write_subject boolean'})), `
 		+ `live AS (SELECT s.${key} AS key, octet_length(s.${data}::text) AS size_before, `
 		+ `CASE WHEN v.replace THEN v.patch ELSE (s.${data} - ARRAY(SELECT jsonb_array_elements_text(v.removed))) || v.patch END AS merged `
 		+ `FROM ${t} AS s JOIN v ON s.${key} = v.key WHERE s.${expiresOn} > v.now ORDER BY s.${key} FOR UPDATE OF s), `
-		+ `written AS (UPDATE ${t} AS s SET ${data} = live.merged, ${modifiedOn} = v.now, ${expiresOn} = v.expires`
+		+ `written AS (UPDATE ${t} AS s SET ${data} = live.merged, ${modifiedOn} = v.now, `
+		+ `${expiresOn} = CASE WHEN v.keep_expiry THEN s.${expiresOn} ELSE v.expires END`
 		+ `${subject === undefined ? '' : `, ${subject} = CASE WHEN v.write_subject THEN v.subject ELSE s.${subject} END`} `
 		+ `FROM live JOIN v ON v.key = live.key WHERE s.${key} = live.key `
 		+ `AND ($2 = 0 OR octet_length(live.merged::text) <= $2 OR octet_length(live.merged::text) <= live.size_before) `
@@ -233,7 +236,7 @@ function epochMillis(column: string): string {
 // already (checked by the codec) and go in as they are.
 function liveRows(writes: readonly LiveWrite[], withSubject: boolean): string {
 	return `[${writes.map((write) => `{"key":${JSON.stringify(write.digest)},"replace":${write.replace},"patch":${write.patch},`
-		+ `"removed":${write.removed},"now":"${write.now.toISOString()}","expires":"${write.expiresOn.toISOString()}"`
+		+ `"removed":${write.removed},"now":"${write.now.toISOString()}","expires":"${write.expiresOn.toISOString()}","keep_expiry":${write.keepExpiry}`
 		+ `${withSubject ? `,"subject":${JSON.stringify(write.subject ?? null)},"write_subject":${write.subject !== undefined}` : ''}}`).join(',')}]`;
 }
 

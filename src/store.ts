@@ -188,15 +188,15 @@ export class PgStore {
 				throw new SessionTooLargeError(outcome.size ?? Buffer.byteLength(encoded.json), maxLength);
 			}
 		} else {
-			const { replace, removed, writeSubject, written } = decision;
+			const { replace, removed, writeSubject, written, keepExpiry } = decision;
 			// Only what is written is encrypted: the comparison with what was loaded stayed on plain JSON.
 			const patch = cipher === undefined ? decision.patch : cipher.seal(digest, encoded.fields, written);
-			outcome = await this.#writes.load({ kind: 'updateLive', digest, replace, patch, removed, now, expiresOn, subject: writeSubject ? subject : undefined });
+			outcome = await this.#writes.load({ kind: 'updateLive', digest, replace, patch, removed, now, expiresOn, keepExpiry, subject: writeSubject ? subject : undefined });
 			if (!outcome.written && outcome.size !== undefined) {
 				throw new SessionTooLargeError(outcome.size, maxLength);
 			}
 		}
-		this.#requests.wrote(ctx, key, decision.kind, outcome.written, encoded, expiresOn, subject);
+		this.#requests.wrote(ctx, key, decision, outcome.written, encoded, expiresOn, subject);
 	}
 
 	/** koa-session's `destroy`: deletes the session stored under `key`, if any. */

@@ -26,7 +26,7 @@ const now = new Date('2026-12-01T10:00:00.000Z');
 const expiresOn = new Date('2026-12-02T10:00:00.000Z');
 const whole = (digest: string, subject: string | null | undefined): WholeWrite => ({ digest, json: `{"user":"${digest}"}`, now, expiresOn, subject });
 const live = (digest: string, subject: string | null | undefined, replace = false): LiveWrite => ({
-	digest, replace, patch: `{"cart":"${digest}"}`, removed: '["coupon"]', now, expiresOn, subject,
+	digest, replace, patch: `{"cart":"${digest}"}`, removed: '["coupon"]', now, expiresOn, keepExpiry: false, subject,
 });
 
 for (const [title, client, schema] of [

@@ -47,6 +47,7 @@ test('rolling with touchAfter: once the stored expiry is older than the window, 
 	const { database, url } = await rollingApp(t);
 	const jar = new CookieJar();
 	await request(`${url}/count`, jar);
+	const [created] = await sessionRows(database);
 	await database.query(`UPDATE http_sessions SET expires_on = expires_on - interval '2 minutes', modified_on = modified_on - interval '2 minutes'`);
 	const [stale] = await sessionRows(database);
 	await request(`${url}/`, jar);
@@ -54,6 +55,80 @@ test('rolling with touchAfter: once the stored expiry is older than the window, 
 	t.true((renewed?.modified_on.getTime() ?? 0) > (stale?.modified_on.getTime() ?? 0));
 	t.true((renewed?.expires_on.getTime() ?? 0) - Date.now() > hour);
 	t.is(renewed?.data['views'], 1);
+});
+
+// koa-session moves `_expire` on every save. Within the window the store keeps the stored expiry,
+// and the stored `_expire` with it, so a save changes no indexed column and PostgreSQL updates the
+// row in place (HOT: no new index entries, no dead row left for vacuum).
+async function countingApp(t: Parameters<typeof createStore>[0], options: { touchAfter?: number } = {}) {
+	const { store, database } = await createStore(t, { touchAfter, ...options });
+	const { url } = await startApp(t, { session: { store, maxAge: hour }, handler: routes });
+	return { store, database, url };
+}
+
+// How far the expiry column is past the stored `_expire` (koa-session gives the store 10 s more).
+const expiryGap = (row: { expires_on: Date; data: Record<string, unknown> } | undefined) => (row?.expires_on.getTime() ?? 0) - Number(row?.data['_expire']);
+
+// Row updates PostgreSQL counted for the session table, and how many were HOT. The store's
+// backends report them when they exit, so the store is closed first and the counts polled.
+async function rowUpdates(store: PgStore, database: Parameters<typeof sessionRows>[0], expected: number) {
+	await store.close();
+	for (let tries = 0; ; tries++) {
+		const [row] = await database.query<{ updates: number; hot: number }>(
+			`SELECT n_tup_upd::int AS updates, n_tup_hot_upd::int AS hot FROM pg_stat_user_tables WHERE relname = 'http_sessions'`);
+		if ((row?.updates ?? 0) >= expected || tries === 50) {
+			return row;
+		}
+		await new Promise((resolve) => setTimeout(resolve, 100));
+	}
+}
+
+test('a changed save within touchAfter keeps the stored expiry and `_expire`: the row is updated in place (HOT)', async (t) => {
+	const { store, database, url } = await countingApp(t);
+	const jar = new CookieJar();
+	await request(`${url}/count`, jar);
+	const [created] = await sessionRows(database);
+	let last;
+	for (let i = 0; i < 3; i++) {
+		await new Promise((resolve) => setTimeout(resolve, 5));
+		last = await request(`${url}/count`, jar);
+	}
+	const [saved] = await sessionRows(database);
+	t.is(saved?.data['views'], 4, 'every change is written');
+	t.true((saved?.modified_on.getTime() ?? 0) > (created?.modified_on.getTime() ?? 0));
+	t.deepEqual(saved?.expires_on, created?.expires_on, 'the expiry column stays');
+	t.is(saved?.data['_expire'], created?.data['_expire'], 'and so does the stored `_expire`, with it');
+	// The cookie may outlive the row by at most touchAfter.
+	const cookieExpires = Date.parse(last?.setCookies.find((cookie) => cookie.name === 'koa.sess')?.attributes.get('expires') ?? '');
+	t.true(Number.isFinite(cookieExpires), 'each save sent the cookie');
+	t.true(cookieExpires - (saved?.expires_on.getTime() ?? 0) <= touchAfter);
+	t.deepEqual(await rowUpdates(store, database, 3), { updates: 3, hot: 3 });
+});
+
+test('a changed save moves the expiry once the stored one is older than touchAfter, `_expire` with it', async (t) => {
+	const { database, url } = await countingApp(t);
+	const jar = new CookieJar();
+	await request(`${url}/count`, jar);
+	const [created] = await sessionRows(database);
+	await database.query(`UPDATE http_sessions SET expires_on = expires_on - interval '2 minutes', `
+		+ `data = jsonb_set(data, '{_expire}', to_jsonb((data->>'_expire')::bigint - 120000))`);
+	await request(`${url}/count`, jar);
+	const [row] = await sessionRows(database);
+	t.is(row?.data['views'], 2);
+	t.true((row?.expires_on.getTime() ?? 0) - Date.now() > hour - 60_000);
+	t.is(expiryGap(row), expiryGap(created), 'the stored `_expire` moved with the expiry column');
+});
+
+test('with touchAfter: 0 every changed save moves the expiry', async (t) => {
+	const { database, url } = await countingApp(t, { touchAfter: 0 });
+	const jar = new CookieJar();
+	await request(`${url}/count`, jar);
+	const [first] = await sessionRows(database);
+	await new Promise((resolve) => setTimeout(resolve, 10));
+	await request(`${url}/count`, jar);
+	const [second] = await sessionRows(database);
+	t.true((second?.expires_on.getTime() ?? 0) > (first?.expires_on.getTime() ?? 0));
+	t.is(expiryGap(second), expiryGap(first), 'the stored `_expire` moved with the expiry column');
 });
 
 test('touchAfter never skips a maxAge change on an otherwise unchanged session', async (t) => {
