@@ -52,13 +52,21 @@ try {
 				}));
 			}
 		}
-		await db.query('SELECT pg_stat_force_next_flush()');
-		await new Promise((resolve) => setTimeout(resolve, 700));
-		const after = await size();
-		const { rows: [stats] } = await db.query<{ updates: string; hot: string; dead: string }>(
-			`SELECT n_tup_upd AS updates, n_tup_hot_upd AS hot, n_dead_tup AS dead FROM pg_stat_user_tables WHERE relname = 'http_sessions'`);
-		rows.push(`| ${workload} | ${touchAfter} | ${sessions * rounds} | ${stats?.updates ?? '?'} | ${stats?.hot ?? '?'} | ${stats?.dead ?? '?'} | ${Math.round(Number(before?.table) / 1024)} → ${Math.round(Number(after?.table) / 1024)} | ${Math.round(Number(before?.indexes) / 1024)} → ${Math.round(Number(after?.indexes) / 1024)} |`);
+		// The store's backends report their counts when they exit: close it, then wait for them.
 		await store.close();
+		const counts = async () => (await db.query<{ updates: string; hot: string; dead: string }>(
+			`SELECT n_tup_upd AS updates, n_tup_hot_upd AS hot, n_dead_tup AS dead FROM pg_stat_user_tables WHERE relname = 'http_sessions'`)).rows[0];
+		let stats = await counts();
+		for (let tries = 0; tries < 50; tries++) {
+			await new Promise((resolve) => setTimeout(resolve, 100));
+			const next = await counts();
+			if (next?.updates === stats?.updates && tries >= 3) {
+				break;
+			}
+			stats = next;
+		}
+		const after = await size();
+		rows.push(`| ${workload} | ${touchAfter} | ${sessions * rounds} | ${stats?.updates ?? '?'} | ${stats?.hot ?? '?'} | ${stats?.dead ?? '?'} | ${Math.round(Number(before?.table) / 1024)} → ${Math.round(Number(after?.table) / 1024)} | ${Math.round(Number(before?.indexes) / 1024)} → ${Math.round(Number(after?.indexes) / 1024)} |`);
 		await db.end();
 	}
 } finally {

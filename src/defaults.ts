@@ -17,9 +17,9 @@ export const defaultMaxLength = 4096;
 export const defaultSessionTtl = 86_400_000;
 
 /**
- * `touchAfter`: a minute. With `rolling: true` every request would otherwise rewrite the indexed
- * `expires_on` column, which PostgreSQL cannot update in place (no HOT update), so the table and
- * its indexes bloat (measured in `bench/bloat.ts`).
+ * `touchAfter`: a minute. Every save would otherwise rewrite the indexed `expires_on` column (with
+ * `rolling: true`, every request), which PostgreSQL cannot update in place (no HOT update), so the
+ * table and its indexes bloat (measured in `bench/bloat.ts`).
  */
 export const defaultTouchAfter = 60_000;
 

@@ -85,12 +85,17 @@ export interface PgStoreOptions {
 	 */
 	cleanupInterval?: number;
 	/**
-	 * Milliseconds within which an unchanged session is not written again: with koa-session's
-	 * `rolling` (or `save()` on an unchanged session), a save whose data equal what the request
-	 * loaded, `_maxAge` included, and whose new expiry is less than `touchAfter` (and less than a
-	 * quarter of the session's lifetime) past the stored one costs no statement. The stored
-	 * expiry, and so the session, may then end up to `touchAfter` earlier than the cookie says.
-	 * `0` writes every save, and every rolling request then leaves a dead row (see the README).
+	 * Milliseconds by which the stored expiry may stay behind a save's new one. Within that window
+	 * (never more than a quarter of the session's lifetime):
+	 * - a save whose data equal what the request loaded, `_maxAge` included (koa-session's
+	 *   `rolling`, or `save()` on an unchanged session), costs no statement;
+	 * - a save that changes the data writes them and keeps the stored expiry, and the stored
+	 *   `_expire` with it: no indexed column changes, so PostgreSQL can update the row in place
+	 *   (a HOT update, no new index entries).
+	 *
+	 * The session may then end up to `touchAfter` earlier than the cookie says. A `maxAge` change,
+	 * or an expiry that moves earlier, is always written. `0` moves the expiry on every save, and
+	 * every save then leaves a dead row version and index entries behind (see the README).
 	 * @default 60_000 (a minute)
 	 */
 	touchAfter?: number;
