@@ -27,8 +27,11 @@ export type WriteDecision =
 		 */
 		readonly keepExpiry: boolean;
 	}
-	/** A key this request knows nothing of: insert it, or replace its row. */
-	| { readonly kind: 'upsert' };
+	/**
+	 * A key this request knows nothing of: insert it, or replace its row. `fresh`: koa-session made
+	 * the key in this request (a new session, or `regenerate()`), so it is expected to be new.
+	 */
+	| { readonly kind: 'upsert'; readonly fresh: boolean };
 
 /** What a request knows of one session key. */
 interface Known {
@@ -116,7 +119,8 @@ export class RequestSessions {
 				debug('new key refused: this request\'s session was ended elsewhere');
 				throw new SessionEndedError();
 			}
-			return { kind: 'upsert' };
+			// With `ctx`, koa-session asks for a key it did not load only when it made that key.
+			return { kind: 'upsert', fresh: ctx !== undefined };
 		}
 		if (known.state === 'ended') {
 			debug('save not written: the session ended, and is not recreated');

@@ -151,7 +151,8 @@ export class PgStore {
 	/**
 	 * koa-session's `set`. A session this request loaded is updated only while its row still
 	 * exists and is live, so a logout elsewhere stays a logout; any other key (a new session,
-	 * `regenerate()`, a call without `ctx`) is created or replaced by one upsert.
+	 * `regenerate()`, a call without `ctx`) is created or replaced by one upsert (a plain insert
+	 * for the keys koa-session made in this request, an upsert if one is stored after all).
 	 *
 	 * @param maxAge Milliseconds until the row expires, or `'session'` for `sessionTtl`.
 	 * @throws {SessionTooLargeError} The JSON is longer than `maxLength`; nothing was written.
@@ -183,7 +184,7 @@ export class PgStore {
 		if (decision.kind === 'upsert') {
 			assertShorterThan(encoded.json, maxLength);
 			const json = cipher === undefined ? encoded.json : cipher.seal(digest, encoded.fields);
-			outcome = await this.#writes.load({ kind: 'upsert', digest, json, now, expiresOn, subject });
+			outcome = await this.#writes.load({ kind: decision.fresh ? 'insert' : 'upsert', digest, json, now, expiresOn, subject });
 			if (!outcome.written) {
 				throw new SessionTooLargeError(outcome.size ?? Buffer.byteLength(encoded.json), maxLength);
 			}

@@ -10,6 +10,8 @@ import type { LiveWrite, SessionStatements, WholeWrite } from './statements.js';
 export type SessionWrite =
 	| (LiveWrite & { readonly kind: 'updateLive' })
 	| (WholeWrite & { readonly kind: 'upsert' })
+	/** A whole write of a key expected to be new: an upsert if the key is stored after all. */
+	| (WholeWrite & { readonly kind: 'insert' })
 	| { readonly kind: 'delete'; readonly digest: string };
 
 /**
@@ -32,8 +34,8 @@ const retriedOnce = new Set(['40001', '40P01']);
 const rowCausedClasses = new Set(['22', '23', '54']);
 
 /**
- * Coalesces the writes of one turn of the event loop into at most three statements (one
- * UPDATE, one upsert, one DELETE, each for many rows); each write gets its own outcome or its
+ * Coalesces the writes of one turn of the event loop into at most four statements (one
+ * UPDATE, one INSERT, one upsert, one DELETE, each for many rows); each write gets its own outcome or its
  * statement's error. One request's data never fails another's write: a batch that fails for a
  * row-caused reason is retried one row per statement.
  *
@@ -50,7 +52,9 @@ export function createWriteBatcher(query: StatementRunner, statements: SessionSt
 			? statements.delete({ digests })
 			: kind === 'upsert'
 				? statements.upsert(writes as readonly WholeWrite[], maxLength)
-				: statements.updateLive(writes as readonly LiveWrite[], maxLength);
+				: kind === 'insert'
+					? statements.insert(writes as readonly WholeWrite[], maxLength)
+					: statements.updateLive(writes as readonly LiveWrite[], maxLength);
 		const rows = await query(statement, kind === 'delete' ? 'destroy' : 'set').catch((error: unknown) => {
 			throw statements.missingSubjectColumn(error) ?? error;
 		});
@@ -76,14 +80,15 @@ export function createWriteBatcher(query: StatementRunner, statements: SessionSt
 			});
 			return writes.map((write) => outcomes.get(write.digest) ?? { written: false });
 		} catch (error) {
+			if (kind === 'insert' && error instanceof DatabaseError && error.sqlState === '23505') {
+				debug('insert of %d new keys met a stored one (SQLSTATE 23505): run as an upsert', writes.length);
+				return runGroup('upsert', writes);
+			}
 			if (writes.length === 1 || !(error instanceof DatabaseError) || !rowCausedClasses.has(error.sqlState?.slice(0, 2) ?? '')) {
 				return writes.map(() => error as Error);
 			}
 			debug('write batch of %d failed for a row\'s data (SQLSTATE %s): retried row by row', writes.length, error.sqlState);
-			return Promise.all(writes.map((write) => run(kind, [write]).then(
-				(outcomes) => outcomes.get(write.digest) ?? { written: false },
-				(rowError: Error) => rowError,
-			)));
+			return Promise.all(writes.map(async (write) => (await runGroup(kind, [write]))[0] ?? { written: false }));
 		}
 	};
 
@@ -91,7 +96,7 @@ export function createWriteBatcher(query: StatementRunner, statements: SessionSt
 		debug('write batch: %d writes', writes.length);
 		const results = new Map<SessionWrite, WriteOutcome | Error>();
 		for (const round of rounds(writes)) {
-			await Promise.all((['updateLive', 'upsert', 'delete'] as const).map(async (kind) => {
+			await Promise.all((['updateLive', 'upsert', 'insert', 'delete'] as const).map(async (kind) => {
 				const group = round.filter((write) => write.kind === kind);
 				if (group.length > 0) {
 					const outcomes = await runGroup(kind, group);

@@ -117,6 +117,23 @@ test('a turn of mixed writes runs one statement per kind of write', async (t) =>
 	t.deepEqual(rows.map((row) => [row.key, row.data]).sort(), ['u1', 'u2', 'n1', 'n2'].map((key) => [digestKey(key), { n: 1 }]).sort());
 });
 
+test('keys koa-session made in a request are inserted in one statement; a batch that meets a stored key runs again as one upsert, and every write lands', async (t) => {
+	const database = await createDatabase(t);
+	const { prisma, statements } = countingClient(t, database.url);
+	const store = new PgStore({ prisma, cleanupInterval: 0 });
+	let before = statements();
+	await Promise.all(['a', 'b', 'c'].map((key) => store.set(key, { n: 1 }, hour, { ctx: {} })));
+	t.is(statements() - before, 1, 'three new keys, one INSERT');
+	// A request that sets a key it did not load, which is stored after all (an app calling `set`
+	// itself): the INSERT fails as a whole on the unique key, and the upsert writes both.
+	before = statements();
+	await Promise.all([store.set('a', { n: 2 }, hour, { ctx: {} }), store.set('d', { n: 2 }, hour, { ctx: {} })]);
+	t.is(statements() - before, 2, 'the INSERT that met `a`, then one upsert');
+	const rows = await sessionRows(database);
+	t.deepEqual(rows.map((row) => [row.key, row.data]).sort(), [['a', { n: 2 }], ['b', { n: 1 }], ['c', { n: 1 }], ['d', { n: 2 }]]
+		.map(([key, data]) => [digestKey(key as string), data]).sort());
+});
+
 test('writes of one key in one turn apply in the order asked, in rounds; the other keys share the first round\'s statement', async (t) => {
 	const database = await createDatabase(t);
 	const { prisma, statements } = countingClient(t, database.url);

@@ -1,5 +1,6 @@
 import test from 'ava';
 import { DatabaseError, InvalidSessionError, PgStore } from '../src/index.js';
+import { digestKey } from '../src/key-digest.js';
 import { countingClient } from './helpers/counting-client.js';
 import { createDatabase, type TestDatabase } from './helpers/database.js';
 import { CookieJar, request, startApp } from './helpers/http.js';
@@ -34,6 +35,23 @@ test('50 good new sessions and 1 that PostgreSQL rejects in one turn: 50 stored,
 	const failed = results.at(-1);
 	t.true(failed?.status === 'rejected' && failed.reason instanceof DatabaseError && failed.reason.sqlState === '22023');
 	t.is((await sessionRows(database)).length, 50);
+});
+
+test('the same for the new sessions of requests (one INSERT): 50 stored, 1 typed error, and a key stored already is replaced', async (t) => {
+	const { store, database } = await createStore(t);
+	await store.set('stored', { n: 0 }, hour);
+	await poisonTrigger(database);
+	const results = await Promise.allSettled([
+		...Array.from({ length: 50 }, (_, index) => store.set(`good-${index}`, { index }, hour, { ctx: {} })),
+		store.set('stored', { n: 1 }, hour, { ctx: {} }),
+		store.set('bad', { poison: true }, hour, { ctx: {} }),
+	]);
+	t.is(results.filter((result) => result.status === 'fulfilled').length, 51);
+	const failed = results.at(-1);
+	t.true(failed?.status === 'rejected' && failed.reason instanceof DatabaseError && failed.reason.sqlState === '22023');
+	const rows = await sessionRows(database);
+	t.is(rows.length, 51);
+	t.deepEqual(rows.find((row) => row.key === digestKey('stored'))?.data, { n: 1 });
 });
 
 test('the same for saves of loaded sessions: only the culprit fails, the others are written', async (t) => {
