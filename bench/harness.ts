@@ -148,6 +148,9 @@ export async function startDatabase(options: { statementStats?: boolean; pinPost
 	for (const name of migrations) {
 		await pool.query(await readFile(`prisma/migrations/${name}/migration.sql`, 'utf8'));
 	}
+	if (process.env['BENCH_FILLFACTOR'] !== undefined) {
+		await pool.query(`ALTER TABLE http_sessions SET (fillfactor = ${Number(process.env['BENCH_FILLFACTOR'])})`);
+	}
 	const { rows: [row] } = await pool.query<{ version: string; pid: number }>("SELECT current_setting('server_version') AS version, pg_backend_pid() AS pid");
 	// Every backend is a child of the postmaster.
 	const postmaster = row === undefined ? undefined : processStat(row.pid)?.ppid;

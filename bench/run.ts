@@ -84,16 +84,33 @@ async function statementCounts(): Promise<{ statements: number; writes: number }
 	return { statements: Number(row?.statements ?? 0), writes: Number(row?.writes ?? 0) };
 }
 
+// Row updates of the session table so far, and how many were HOT (in place). Backends report
+// them about once a second while busy, so a cell's share is close, not exact.
+async function rowUpdates(): Promise<{ updates: number; hot: number }> {
+	const { rows: [row] } = await db.query<{ updates: string; hot: string }>(
+		`SELECT n_tup_upd AS updates, n_tup_hot_upd AS hot FROM pg_stat_user_tables WHERE relname = 'http_sessions'`);
+	return { updates: Number(row?.updates ?? 0), hot: Number(row?.hot ?? 0) };
+}
+
 interface Measurement {
 	requestsPerSecond: number; p50: number; p99: number; requests: number; statements: number; writes: number; errors: number;
 	/** µs of CPU per request of the app server's process, and of all PostgreSQL's (NaN off Linux). */
 	appCpu: number; databaseCpu: number;
+	/** Share of the session table's row updates that were HOT (NaN: none). */
+	hot: number;
 }
 
 async function measure(server: AppServer, workload: Workload, connections: number, duration = seconds): Promise<Measurement> {
+	// The new-session cells add ~100,000 rows within seconds, far faster than autovacuum analyzes a
+	// table (it looks once a minute). A prepared statement's generic plan, made while the table had
+	// a few pages, scans the whole table (EXPLAIN: a 12-row UPDATE read 1,541 pages by sequential
+	// scan instead of 11 index lookups) until an ANALYZE invalidates it. Each cell starts from
+	// current statistics, as a table autovacuum keeps up with does.
+	await db.query('ANALYZE http_sessions');
 	await db.query('SELECT pg_stat_statements_reset()');
 	const appBefore = processCpuMicros(server.child.pid);
 	const databaseBefore = database.cpuMicros();
+	const updatesBefore = await rowUpdates();
 	const result = await autocannon({
 		url: `http://127.0.0.1:${workload === 'rolling' ? server.ports.rolling : server.ports.plain}`,
 		connections,
@@ -103,6 +120,7 @@ async function measure(server: AppServer, workload: Workload, connections: numbe
 	const appAfter = processCpuMicros(server.child.pid);
 	const databaseAfter = database.cpuMicros();
 	const counts = await statementCounts();
+	const updatesAfter = await rowUpdates();
 	const perRequest = (before: number | undefined, after: number | undefined) => (before === undefined || after === undefined
 		? Number.NaN
 		: (after - before) / result.requests.total);
@@ -116,6 +134,7 @@ async function measure(server: AppServer, workload: Workload, connections: numbe
 		errors: result.errors + result.non2xx,
 		appCpu: perRequest(appBefore, appAfter),
 		databaseCpu: perRequest(databaseBefore, databaseAfter),
+		hot: (updatesAfter.hot - updatesBefore.hot) / (updatesAfter.updates - updatesBefore.updates),
 	};
 }
 
@@ -167,8 +186,8 @@ const medianOf = (workload: Workload, connections: number, kind: StoreKind, pick
 const fixed = (value: number, digits: number) => (Number.isFinite(value) ? value.toFixed(digits) : '—');
 
 if (results.size > 0) {
-	console.log('| workload | connections | store | req/s | p50 ms | p99 ms | × pg baseline | × Map ceiling | app CPU µs/req | PostgreSQL CPU µs/req | statements/req | writes/req | errors |');
-	console.log('| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+	console.log('| workload | connections | store | req/s | p50 ms | p99 ms | × pg baseline | × Map ceiling | app CPU µs/req | PostgreSQL CPU µs/req | statements/req | writes/req | HOT updates % | errors |');
+	console.log('| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 	for (const workload of workloads) {
 		for (const connections of connectionCounts) {
 			const baseline = requestsPerSecond(workload, connections, 'pg');
@@ -180,7 +199,7 @@ if (results.size > 0) {
 				const of = (pick: (m: Measurement) => number) => median(runs.map(pick));
 				console.log(`| ${workload} | ${connections} | ${kind} | ${rps.toFixed(0)} | ${of((m) => m.p50).toFixed(1)} | ${of((m) => m.p99).toFixed(1)} `
 					+ `| ${ratio(rps, baseline)} | ${ratio(rps, ceiling)} | ${fixed(of((m) => m.appCpu), 0)} | ${inDatabase ? fixed(of((m) => m.databaseCpu), 0) : '—'} `
-					+ `| ${inDatabase ? of((m) => m.statements).toFixed(2) : '—'} | ${inDatabase ? of((m) => m.writes).toFixed(2) : '—'} | ${runs.reduce((sum, m) => sum + m.errors, 0)} |`);
+					+ `| ${inDatabase ? of((m) => m.statements).toFixed(2) : '—'} | ${inDatabase ? of((m) => m.writes).toFixed(2) : '—'} | ${inDatabase && Number.isFinite(of((m) => m.hot)) ? (100 * of((m) => m.hot)).toFixed(0) : '—'} | ${runs.reduce((sum, m) => sum + m.errors, 0)} |`);
 			}
 		}
 	}

@@ -90,8 +90,8 @@ export interface PgStoreOptions {
 	 * - a save whose data equal what the request loaded, `_maxAge` included (koa-session's
 	 *   `rolling`, or `save()` on an unchanged session), costs no statement;
 	 * - a save that changes the data writes them and keeps the stored expiry, and the stored
-	 *   `_expire` with it: no indexed column changes, so PostgreSQL can update the row in place
-	 *   (a HOT update, no new index entries).
+	 *   `_expire` with it: unless the subject changes, no indexed column of the shipped schema
+	 *   changes, so PostgreSQL can update the row in place (a HOT update, no new index entries).
 	 *
 	 * The session may then end up to `touchAfter` earlier than the cookie says. A `maxAge` change,
 	 * or an expiry that moves earlier, is always written. `0` moves the expiry on every save, and

@@ -145,8 +145,9 @@ export class RequestSessions {
 			debug('save writes every field: the session was under an older encryption secret, or plain');
 		}
 		// koa-session's fields travel together: when one of them changes, all are written, and the
-		// expiry column with them. A save that moves only the expiry, by less than the window,
-		// keeps the stored one (see `#isFreshTouch`): the expiry column, indexed, stays as it is.
+		// expiry column with them. A save that moves only the expiry (`_expire`), by less than the
+		// window, keeps the stored one (see `#isFreshTouch`): the indexed expiry column stays as it
+		// is, and so can the row's page (a HOT update).
 		const koaChanged = [...changedNames, ...removed].filter((name) => koaSessionFields.has(name));
 		const keepExpiry = !known.reencrypt && koaChanged.every((name) => name === '_expire' && before.has(name) && session.fields.has(name))
 			&& this.#isFreshTouch(known, expiresOn);
@@ -157,6 +158,11 @@ export class RequestSessions {
 					written.add(name);
 				}
 			}
+		}
+		if (keepExpiry && written.size === 0 && removed.length === 0 && !writeSubject) {
+			// koa-session saw a change (a field's keys reordered, say) that leaves every field's JSON as stored.
+			debug('save skipped: no field differs, and the stored expiry is within touchAfter');
+			return { kind: 'skip', reason: 'fresh' };
 		}
 		const patch = [...written].map((name) => `${JSON.stringify(name)}:${session.fields.get(name) ?? 'null'}`);
 		return { kind: 'updateLive', replace: false, patch: `{${patch.join(',')}}`, written: [...written], removed: JSON.stringify(removed), writeSubject, keepExpiry };
@@ -234,10 +240,11 @@ export class RequestSessions {
 		return knowledge;
 	}
 
-	// A save that changes nothing but the expiry, while the stored expiry is recent enough, is
-	// skipped (touchAfter). Only a later expiry may be skipped: one that moves earlier shortens
-	// the session. The window is never more than a quarter of the session's lifetime, so that a
-	// session shorter than touchAfter still lives as long as it is used.
+	// Whether the stored expiry is recent enough to stay (touchAfter): a save that changes nothing
+	// else is then skipped, and one that changes fields keeps the stored expiry. Only a later
+	// expiry may stay behind: one that moves earlier shortens the session. The window is never
+	// more than a quarter of the session's lifetime, so that a session shorter than touchAfter
+	// still lives as long as it is used.
 	#isFreshTouch(known: Known, expiresOn: Date): boolean {
 		const window = Math.min(this.#touchAfter, (expiresOn.getTime() - Date.now()) / 4);
 		const extension = expiresOn.getTime() - known.expiresOn.getTime();

@@ -135,9 +135,9 @@ export function sessionStatements(table: SessionTable): SessionStatements {
 	const { name: t, id, key, data, createdOn, modifiedOn, expiresOn, subject } = table;
 	const named = (name: string, text: string) => (values: readonly unknown[]): Statement => ({ name, text, values });
 
-	// $1 digests, $2 now in milliseconds since the epoch. The data come as text: each reader parses its own copy, and the text is
-	// what a later save is compared with, field by field, only if there is a save. Times come as
-	// milliseconds since the epoch (see `epochMillis`).
+	// $1 digests, $2 now (milliseconds since the epoch, as every time here: see `fromMillis` and
+	// `epochMillis`). The data come as text: each reader parses its own copy, and the text is what
+	// a later save is compared with, field by field, only if there is a save.
 	const selectLive = named('selectLive', subject === undefined
 		? `SELECT ${key} AS "key", ${data}::text AS "json", ${epochMillis(expiresOn)} AS "expiresOn" FROM ${t} `
 			+ `WHERE ${key} = ANY($1::text[]) AND ${expiresOn} > ${fromMillis('$2::float8')}`
@@ -199,7 +199,7 @@ export function sessionStatements(table: SessionTable): SessionStatements {
 	if (subject !== undefined) {
 		// $1 subject, $2 digests to keep.
 		const deleteAll = named('deleteAllOfSubject', `DELETE FROM ${t} WHERE ${subject} = $1 AND NOT (${key} = ANY($2::text[])) RETURNING ${key} AS "key"`);
-		// $1 subject, $2 now, $3 most rows.
+		// $1 subject, $2 now in milliseconds since the epoch, $3 most rows.
 		const list = named('listOfSubject', `SELECT ${id}::text AS "id", ${key} AS "key", ${epochMillis(createdOn)} AS "createdOn", `
 			+ `${epochMillis(modifiedOn)} AS "modifiedOn", ${epochMillis(expiresOn)} AS "expiresOn" FROM ${t} `
 			+ `WHERE ${subject} = $1 AND ${expiresOn} > ${fromMillis('$2::float8')} ORDER BY ${modifiedOn} DESC, ${id} DESC LIMIT $3`);

@@ -16,7 +16,7 @@ export type SessionWrite =
 
 /**
  * What became of one write. `written: false` means: for `updateLive`, no live row (when `size`
- * is absent) or a session too large to store (`size` says how large); for `upsert`, too large;
+ * is absent) or a session too large to store (`size` says how large); for `upsert` and `insert`, too large;
  * for `delete`, no row to delete.
  */
 export interface WriteOutcome {
@@ -34,10 +34,11 @@ const retriedOnce = new Set(['40001', '40P01']);
 const rowCausedClasses = new Set(['22', '23', '54']);
 
 /**
- * Coalesces the writes of one turn of the event loop into at most four statements (one
- * UPDATE, one INSERT, one upsert, one DELETE, each for many rows); each write gets its own outcome or its
- * statement's error. One request's data never fails another's write: a batch that fails for a
- * row-caused reason is retried one row per statement.
+ * Coalesces the writes of one turn of the event loop into at most four statements (one UPDATE,
+ * one INSERT, one upsert, one DELETE, each for many rows; an INSERT that meets a stored key runs
+ * again as an upsert); each write gets its own outcome or its statement's error. One request's
+ * data never fails another's write: a batch that fails for a row-caused reason is retried one row
+ * per statement.
  *
  * Writes to distinct keys do not depend on each other, so their order within the batch does not
  * matter. A batch that writes one key twice (concurrent requests of one session) keeps per-key

@@ -25,8 +25,8 @@ const appClientWithSubject = {
 const now = new Date('2026-12-01T10:00:00.000Z');
 const expiresOn = new Date('2026-12-02T10:00:00.000Z');
 const whole = (digest: string, subject: string | null | undefined): WholeWrite => ({ digest, json: `{"user":"${digest}"}`, now, expiresOn, subject });
-const live = (digest: string, subject: string | null | undefined, replace = false): LiveWrite => ({
-	digest, replace, patch: `{"cart":"${digest}"}`, removed: '["coupon"]', now, expiresOn, keepExpiry: false, subject,
+const live = (digest: string, subject: string | null | undefined, replace = false, keepExpiry = false): LiveWrite => ({
+	digest, replace, patch: `{"cart":"${digest}"}`, removed: '["coupon"]', now, expiresOn, keepExpiry, subject,
 });
 
 for (const [title, client, schema] of [
@@ -38,8 +38,9 @@ for (const [title, client, schema] of [
 		const statements = sessionStatements(sessionTable(client, schema, false));
 		t.is(statements.bySubject, undefined);
 		t.snapshot(statements.selectLive({ digests: ['d1', 'd2'], now }), 'selectLive');
-		t.snapshot(statements.updateLive([live('d1', undefined), live('d2', undefined, true)], 4096), 'updateLive');
+		t.snapshot(statements.updateLive([live('d1', undefined), live('d2', undefined, true), live('d3', undefined, false, true)], 4096), 'updateLive');
 		t.snapshot(statements.upsert([whole('d1', undefined)], 4096), 'upsert');
+		t.snapshot(statements.insert([whole('d1', undefined)], 4096), 'insert');
 		t.snapshot(statements.delete({ digests: ['d1'] }), 'delete');
 		t.snapshot(statements.deleteExpired({ limit: 1000 }), 'deleteExpired');
 	});
@@ -53,6 +54,7 @@ for (const [title, client] of [
 		const statements = sessionStatements(sessionTable(client, undefined, true));
 		t.snapshot(statements.updateLive([live('d1', 'ada'), live('d2', undefined)], 0), 'updateLive');
 		t.snapshot(statements.upsert([whole('d1', 'ada'), whole('d2', null)], 0), 'upsert');
+		t.snapshot(statements.insert([whole('d1', 'ada'), whole('d2', null)], 0), 'insert');
 		t.snapshot(statements.bySubject?.deleteAll({ subject: 'ada', keep: ['d1'] }), 'deleteAll');
 		t.snapshot(statements.bySubject?.list({ subject: 'ada', now, limit: 51 }), 'list');
 		t.snapshot(statements.bySubject?.deleteOne({ subject: 'ada', id: '42' }), 'deleteOne');
@@ -63,12 +65,12 @@ test('every statement has a name of its own, for preparing it', (t) => {
 	const statements = sessionStatements(sessionTable(packageClient, undefined, true));
 	const subject = statements.bySubject;
 	const built = [
-		statements.selectLive({ digests: [], now }), statements.updateLive([], 0), statements.upsert([], 0), statements.delete({ digests: [] }),
+		statements.selectLive({ digests: [], now }), statements.updateLive([], 0), statements.upsert([], 0), statements.insert([], 0), statements.delete({ digests: [] }),
 		statements.deleteExpired({ limit: 1 }), subject?.deleteAll({ subject: 'ada', keep: [] }), subject?.list({ subject: 'ada', now, limit: 1 }),
 		subject?.deleteOne({ subject: 'ada', id: '1' }),
 	];
 	t.deepEqual(built.map((statement) => statement?.name).sort(), [
-		'deleteAllOfSubject', 'deleteOneOfSubject', 'delete', 'deleteExpired', 'listOfSubject', 'selectLive', 'updateLive', 'upsert',
+		'deleteAllOfSubject', 'deleteOneOfSubject', 'delete', 'deleteExpired', 'insert', 'listOfSubject', 'selectLive', 'updateLive', 'upsert',
 	].sort());
 });
 
