@@ -24,6 +24,7 @@
 //   BENCH_PIN_POSTGRES    "1": PostgreSQL on a CPU of its own, the app servers and the load generator on the
 //                         others (Linux, taskset), so that ratios to the Map ceiling leave out PostgreSQL's
 //                         share of the machine (default "0": all on the same CPUs)
+//   BENCH_FILLFACTOR      the session table's fillfactor, set before the run (default: PostgreSQL's, 100)
 //   BENCH_SOURCE          "dist" (default: `npm run build` first, then the compiled package) or "src" (through tsx)
 import os from 'node:os';
 import autocannon from 'autocannon';
