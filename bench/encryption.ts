@@ -12,7 +12,8 @@ import { createInterface } from 'node:readline';
 import autocannon from 'autocannon';
 import Koa from 'koa';
 import session from 'koa-session';
-import { buildPackage, median, processCpuMicros, requestsWith, serveUntilTerminated, sessionCookies, startDatabase } from './harness.js';
+import { serveUntilTerminated } from '../scripts/serve-until-terminated.js';
+import { buildPackage, median, processCpuMicros, requestsWith, sessionCookies, startDatabase } from './harness.js';
 
 const workloads = ['read', 'write', 'new'] as const;
 type Workload = typeof workloads[number];

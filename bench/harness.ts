@@ -4,9 +4,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import os from 'node:os';
-import type { AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
-import type Koa from 'koa';
 import type autocannon from 'autocannon';
 import pg from 'pg';
 import { startPostgres, type PostgresServer } from '../scripts/embedded-postgres.js';
@@ -231,20 +229,4 @@ export const median = (values: readonly number[]): number => [...values].sort((a
 /** A comma-separated environment variable, e.g. `BENCH_CONNECTIONS=8,32`. */
 export function listFromEnv(name: string, fallback: string): string[] {
 	return (process.env[name] ?? fallback).split(',').map((item) => item.trim()).filter((item) => item !== '');
-}
-
-/**
- * In an app-server child process: listens on a free loopback port, prints it on a line of its
- * own (what the parent waits for), and on SIGTERM closes the connections and the store, then exits.
- */
-export async function serveUntilTerminated(app: Koa, store: { close(): Promise<void> }): Promise<void> {
-	const server = app.listen(0, '127.0.0.1');
-	await new Promise((resolve) => server.once('listening', resolve));
-	process.stdout.write(`${(server.address() as AddressInfo).port}\n`);
-	process.once('SIGTERM', async () => {
-		server.closeAllConnections();
-		server.close();
-		await store.close();
-		process.exit(0);
-	});
 }

@@ -189,8 +189,8 @@ export class RequestSessions {
 		// From here on this request updates the row it wrote, and never recreates it. A kept expiry
 		// is still the stored one, with the stored `_expire`.
 		let fields = session.fields;
-		const storedExpire = known?.fields?.get('_expire');
 		if (decision.kind === 'updateLive' && decision.keepExpiry && known !== undefined) {
+			const storedExpire = known.fields?.get('_expire');
 			if (storedExpire !== undefined && fields.has('_expire')) {
 				fields = new Map(fields).set('_expire', storedExpire);
 			}

@@ -2,10 +2,10 @@
 // (test/pgbouncer.test.ts): `node --import=tsx test/helpers/session-app.ts`, with DATABASE_URL.
 // Prints its port once listening; answers 500 with the error's name and `failure` on a store
 // error; stops on SIGTERM after closing the store.
-import type { AddressInfo } from 'node:net';
 import Koa from 'koa';
 import session from 'koa-session';
 import pg from 'pg';
+import { serveUntilTerminated } from '../../scripts/serve-until-terminated.js';
 import { DatabaseError, PgStore } from '../../src/index.js';
 
 // PGSTORE_CLEANUP_INTERVAL: this process's cleanup schedule (default: none). GATE_URL: a direct
@@ -73,12 +73,4 @@ app.use(async (ctx) => {
 	ctx.body = { pid: process.pid, session: ctx.session?.toJSON() };
 });
 
-const server = app.listen(0, '127.0.0.1');
-await new Promise((resolve) => server.once('listening', resolve));
-process.stdout.write(`${(server.address() as AddressInfo).port}\n`);
-process.once('SIGTERM', async () => {
-	server.closeAllConnections();
-	server.close();
-	await store.close();
-	process.exit(0);
-});
+await serveUntilTerminated(app, store);
