@@ -1,20 +1,19 @@
-import type DataLoader from 'dataloader';
 import { startSchedule, sweepExpired, type Cleanup, type CleanupOptions, type CleanupReport, type SweepOptions } from './cleanup.js';
-import { debug } from './debug.js';
+import { encryptedCodec, plainCodec, type RowCodec } from './codec/row-codec.js';
 import { SessionCipher } from './encryption.js';
-import { DatabaseError, PgStoreError, SessionTooLargeError, StoreClosedError } from './errors.js';
+import { DatabaseError, PgStoreError, StoreClosedError } from './errors.js';
 import { Described, invalid } from './invalid.js';
 import { digestKey } from './key-digest.js';
 import { applyMigrations } from './migrations.js';
 import { resolveOptions, type PgStoreOptions, type ResolvedOptions } from './options.js';
 import { throughPool, throughPrisma } from './database.js';
 import { createOwnedClient, type PgStorePrismaClient } from './prisma-client.js';
-import { createReadBatcher } from './read-batch.js';
-import { RequestSessions } from './request-sessions.js';
-import { assertShorterThan, encodeSession, isWellFormed, subjectOf, type SessionData, type StoredRow } from './session-codec.js';
+import { createSessionReader, type SessionReader } from './read-batch.js';
+import { RequestSessions } from './store/request-sessions.js';
+import { assertShorterThan, encodeSession, isWellFormed, subjectOf, type SessionData } from './session-codec.js';
 import { sessionStatements, sessionTable, type SessionStatements } from './statements.js';
 import { SubjectSessions, type SessionList } from './subjects.js';
-import { createWriteBatcher, type SessionWrite, type WriteOutcome } from './write-batch.js';
+import { createSessionWriter, type SessionWrite, type SessionWriter } from './write-batch.js';
 
 /** The third argument koa-session passes to `get`. */
 export interface GetOptions {
@@ -55,20 +54,20 @@ export class PgStore {
 	readonly #client: PgStorePrismaClient;
 	/** Closes the store's own client and its pool; `undefined` for an app's client. */
 	readonly #closeOwned: (() => Promise<void>) | undefined;
-	readonly #reads: DataLoader<string, StoredRow | undefined>;
-	readonly #writes: DataLoader<SessionWrite, WriteOutcome>;
+	readonly #reader: SessionReader;
+	readonly #writer: SessionWriter;
 	readonly #requests: RequestSessions;
 	readonly #subjects: SubjectSessions;
 	readonly #statements: SessionStatements;
-	/** With `encryptionKeys`. */
-	readonly #cipher: SessionCipher | undefined;
+	/** Plain, or with `encryptionKeys` encrypted. */
+	readonly #codec: RowCodec;
 	readonly #schedules = new Set<Cleanup>();
 	#closing: Promise<void> | undefined;
 
 	constructor(options: PgStoreOptions) {
 		this.#options = resolveOptions(options);
 		const { prisma, connectionString, pool, schema, onError, preparedStatements, subject, touchAfter, fieldLevelWrites, maxLength, encryption } = this.#options;
-		this.#cipher = encryption === undefined ? undefined : new SessionCipher(encryption.secrets, encryption.acceptPlainRowsUntil);
+		this.#codec = encryption === undefined ? plainCodec : encryptedCodec(new SessionCipher(encryption.secrets, encryption.acceptPlainRowsUntil));
 		// The statements depend on the client's data model.
 		const owned = prisma === undefined
 			? createOwnedClient(connectionString ?? '', pool, schema, (error) => onError(error, { source: 'pool' }))
@@ -79,8 +78,8 @@ export class PgStore {
 		this.#statements = statements;
 		// The statements of requests: straight to the owned client's pool, or through the app's client.
 		const run = owned === undefined ? throughPrisma(this.#client) : throughPool(owned.pool, preparedStatements);
-		this.#reads = createReadBatcher(run, statements);
-		this.#writes = createWriteBatcher(run, statements, maxLength);
+		this.#reader = createSessionReader(run, statements);
+		this.#writer = createSessionWriter(run, statements, maxLength);
 		this.#requests = new RequestSessions({ touchAfter, fieldLevelWrites });
 		this.#subjects = new SubjectSessions(run, statements.bySubject, this.#requests);
 		if (this.#options.cleanupInterval > 0) {
@@ -126,22 +125,15 @@ export class PgStore {
 		this.#assertOpen();
 		assertKey(key);
 		const digest = digestKey(key);
-		const row = await this.#reads.load(digest);
+		const row = await this.#reader.read(digest);
 		if (row === undefined) {
 			return undefined;
 		}
-		if (this.#cipher === undefined) {
-			this.#requests.loaded(options?.ctx, key, row);
-			return row.data;
-		}
-		const opened = this.#cipher.open(digest, row.data);
-		if (opened.kind === 'tampered') {
-			// As for a cookie whose signature fails: a fresh session, and someone is told.
-			this.#options.onError(opened.error, { source: 'get' });
-			return undefined;
-		}
-		if (opened.kind === 'unknownKey') {
-			debug('session not returned: it is encrypted under a secret no longer in encryptionKeys');
+		const opened = this.#codec.open(digest, row);
+		if (opened.kind === 'refused') {
+			if (opened.error !== undefined) {
+				this.#options.onError(opened.error, { source: 'get' });
+			}
 			return undefined;
 		}
 		this.#requests.loaded(options?.ctx, key, row, opened);
@@ -172,39 +164,32 @@ export class PgStore {
 			invalid('maxAge', 'a number of milliseconds that gives an expiry date JavaScript can represent', maxAge);
 		}
 		const subject = subjectOf(this.#options.subject, session);
-		const ctx = options?.ctx;
-		const decision = this.#requests.decide(ctx, key, encoded, expiresOn, subject, options?.changed);
-		if (decision.kind === 'skip') {
+		const plan = this.#requests.planSave(options?.ctx, { key, session: encoded, now, expiresOn, subject, changed: options?.changed });
+		if (plan.write === undefined) {
 			return;
 		}
-		const { maxLength } = this.#options;
 		const digest = digestKey(key);
-		let outcome: WriteOutcome;
-		const cipher = this.#cipher;
-		if (decision.kind === 'upsert') {
-			assertShorterThan(encoded.json, maxLength);
-			const json = cipher === undefined ? encoded.json : cipher.seal(digest, encoded.fields);
-			outcome = await this.#writes.load({ kind: decision.fresh ? 'insert' : 'upsert', digest, json, now, expiresOn, subject });
-			if (!outcome.written) {
-				throw new SessionTooLargeError(outcome.size ?? Buffer.byteLength(encoded.json), maxLength);
-			}
+		const codec = this.#codec;
+		let write: SessionWrite;
+		if (plan.write.kind === 'updateLive') {
+			// Only what is written is sealed: the comparison with what was loaded stayed on plain JSON.
+			const { replace, written, removed, keepExpiry, writeSubject } = plan.write;
+			write = {
+				kind: 'updateLive', digest, replace, patch: codec.seal(digest, encoded, replace ? undefined : written), removed: JSON.stringify(removed),
+				now, expiresOn, keepExpiry, subject: writeSubject ? subject : undefined,
+			};
 		} else {
-			const { replace, removed, writeSubject, written, keepExpiry } = decision;
-			// Only what is written is encrypted: the comparison with what was loaded stayed on plain JSON.
-			const patch = cipher === undefined ? decision.patch : cipher.seal(digest, encoded.fields, written);
-			outcome = await this.#writes.load({ kind: 'updateLive', digest, replace, patch, removed, now, expiresOn, keepExpiry, subject: writeSubject ? subject : undefined });
-			if (!outcome.written && outcome.size !== undefined) {
-				throw new SessionTooLargeError(outcome.size, maxLength);
-			}
+			assertShorterThan(encoded.json, this.#options.maxLength);
+			write = { kind: plan.write.kind, digest, json: codec.seal(digest, encoded), now, expiresOn, subject };
 		}
-		this.#requests.wrote(ctx, key, decision, outcome.written, encoded, expiresOn, subject);
+		plan.settle(await this.#writer.write(write));
 	}
 
 	/** koa-session's `destroy`: deletes the session stored under `key`, if any. */
 	async destroy(key: string, options?: DestroyOptions): Promise<void> {
 		this.#assertOpen();
 		assertKey(key);
-		const { written: existed } = await this.#writes.load({ kind: 'delete', digest: digestKey(key) });
+		const { existed } = await this.#writer.delete(digestKey(key));
 		this.#requests.destroyed(options?.ctx, key, existed);
 	}
 

@@ -2,7 +2,7 @@ import type { StatementRunner } from './database.js';
 import { digestKey } from './key-digest.js';
 import { defaultListLimit } from './defaults.js';
 import { integerAtLeast, invalid, isRecord } from './invalid.js';
-import type { RequestSessions } from './request-sessions.js';
+import type { RequestSessions } from './store/request-sessions.js';
 import { subjectArgument } from './session-codec.js';
 import type { SubjectStatements } from './statements.js';
 

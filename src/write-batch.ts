@@ -4,25 +4,40 @@ import type { StatementRunner } from './database.js';
 import { debug } from './debug.js';
 import { DatabaseError } from './errors.js';
 import { isRecord } from './invalid.js';
+import type { Statement } from './sql.js';
 import type { LiveWrite, SessionStatements, WholeWrite } from './statements.js';
 
-/** One write as `set` or `destroy` asks for it. */
+/** A save as the store sends it: a merge into a live row, or a whole session. */
 export type SessionWrite =
 	| (LiveWrite & { readonly kind: 'updateLive' })
+	/** A whole write that replaces whatever row the key has. */
 	| (WholeWrite & { readonly kind: 'upsert' })
 	/** A whole write of a key expected to be new: an upsert if the key is stored after all. */
-	| (WholeWrite & { readonly kind: 'insert' })
-	| { readonly kind: 'delete'; readonly digest: string };
+	| (WholeWrite & { readonly kind: 'insert' });
 
-/**
- * What became of one write. `written: false` means: for `updateLive`, no live row (when `size`
- * is absent) or a session too large to store (`size` says how large); for `upsert` and `insert`, too large;
- * for `delete`, no row to delete.
- */
-export interface WriteOutcome {
-	readonly written: boolean;
-	readonly size?: number;
+/** What became of one save. */
+export type WriteOutcome =
+	/** The row now holds the save. */
+	| { readonly kind: 'applied' }
+	/** `updateLive` only: the key had no live row (deleted or expired); nothing was written. */
+	| { readonly kind: 'noLiveRow' }
+	/** The session stored after the save would be `size` bytes, over `maxLength`; nothing was written. */
+	| { readonly kind: 'tooLarge'; readonly size: number; readonly maxLength: number };
+
+/** What became of one delete. */
+export interface DeleteOutcome {
+	/** A row of the key was there, and is gone. */
+	readonly existed: boolean;
 }
+
+/** The store's writes and deletes, coalesced per turn of the event loop (see `createSessionWriter`). */
+export interface SessionWriter {
+	write(write: SessionWrite): Promise<WriteOutcome>;
+	delete(digest: string): Promise<DeleteOutcome>;
+}
+
+type Operation = SessionWrite | { readonly kind: 'delete'; readonly digest: string };
+type Outcome = WriteOutcome | { readonly kind: 'deleted' } | { readonly kind: 'absent' };
 
 // A deadlock or serialization failure rolled the statement back: it is run again, once.
 const retriedOnce = new Set(['40001', '40P01']);
@@ -34,92 +49,150 @@ const retriedOnce = new Set(['40001', '40P01']);
 const rowCausedClasses = new Set(['22', '23', '54']);
 
 /**
- * Coalesces the writes of one turn of the event loop into at most four statements (one UPDATE,
- * one INSERT, one upsert, one DELETE, each for many rows; an INSERT that meets a stored key runs
- * again as an upsert); each write gets its own outcome or its statement's error. One request's
- * data never fails another's write: a batch that fails for a row-caused reason is retried one row
- * per statement.
+ * Coalesces the writes and deletes of one turn of the event loop into at most four statements
+ * (one UPDATE, one INSERT, one upsert, one DELETE, each for many rows; an INSERT that meets a
+ * stored key runs again as an upsert); each operation gets its own outcome or its statement's
+ * error. One request's data never fails another's write: a batch that fails for a row-caused
+ * reason is retried one row per statement.
  *
- * Writes to distinct keys do not depend on each other, so their order within the batch does not
- * matter. A batch that writes one key twice (concurrent requests of one session) keeps per-key
+ * Operations on distinct keys do not depend on each other, so their order within the batch does
+ * not matter. A batch that has one key twice (concurrent requests of one session) keeps per-key
  * order by running in rounds (see `rounds`).
  */
-export function createWriteBatcher(query: StatementRunner, statements: SessionStatements, maxLength: number): DataLoader<SessionWrite, WriteOutcome> {
-	// Runs writes of one kind as one statement: the outcome of each, by digest.
-	const run = async (kind: SessionWrite['kind'], writes: readonly SessionWrite[]): Promise<Map<string, WriteOutcome>> => {
-		const digests = writes.map((write) => write.digest);
-		const outcomes = new Map<string, WriteOutcome>(digests.map((digest) => [digest, { written: false }]));
-		const statement = kind === 'delete'
-			? statements.delete({ digests })
-			: kind === 'upsert'
-				? statements.upsert(writes as readonly WholeWrite[], maxLength)
-				: kind === 'insert'
-					? statements.insert(writes as readonly WholeWrite[], maxLength)
-					: statements.updateLive(writes as readonly LiveWrite[], maxLength);
-		const rows = await query(statement, kind === 'delete' ? 'destroy' : 'set').catch((error: unknown) => {
-			throw statements.missingSubjectColumn(error) ?? error;
-		});
-		for (const row of rows) {
-			if (isRecord(row) && typeof row['key'] === 'string') {
-				outcomes.set(row['key'], kind === 'delete'
-					? { written: true }
-					: { written: row['written'] === true, size: Number(row['size']) });
-			}
-		}
-		return outcomes;
-	};
-
-	// One statement for the group; when a row's data made it fail, one statement per row.
-	const runGroup = async (kind: SessionWrite['kind'], writes: readonly SessionWrite[]): Promise<(WriteOutcome | Error)[]> => {
-		try {
-			const outcomes = await run(kind, writes).catch((error: unknown) => {
-				if (error instanceof DatabaseError && retriedOnce.has(error.sqlState ?? '')) {
-					debug('write batch of %d rolled back (SQLSTATE %s): run again', writes.length, error.sqlState);
-					return run(kind, writes);
-				}
-				throw error;
-			});
-			return writes.map((write) => outcomes.get(write.digest) ?? { written: false });
-		} catch (error) {
-			if (kind === 'insert' && error instanceof DatabaseError && error.sqlState === '23505') {
-				debug('insert of %d new keys met a stored one (SQLSTATE 23505): run as an upsert', writes.length);
-				return runGroup('upsert', writes);
-			}
-			if (writes.length === 1 || !(error instanceof DatabaseError) || !rowCausedClasses.has(error.sqlState?.slice(0, 2) ?? '')) {
-				return writes.map(() => error as Error);
-			}
-			debug('write batch of %d failed for a row\'s data (SQLSTATE %s): retried row by row', writes.length, error.sqlState);
-			return Promise.all(writes.map(async (write) => (await runGroup(kind, [write]))[0] ?? { written: false }));
-		}
-	};
-
-	return coalesce(async (writes: readonly SessionWrite[]) => {
-		debug('write batch: %d writes', writes.length);
-		const results = new Map<SessionWrite, WriteOutcome | Error>();
-		for (const round of rounds(writes)) {
-			await Promise.all((['updateLive', 'upsert', 'insert', 'delete'] as const).map(async (kind) => {
-				const group = round.filter((write) => write.kind === kind);
-				if (group.length > 0) {
-					const outcomes = await runGroup(kind, group);
-					group.forEach((write, index) => results.set(write, outcomes[index] ?? { written: false }));
-				}
-			}));
-		}
-		return writes.map((write) => results.get(write) ?? { written: false });
+export function createSessionWriter(runner: StatementRunner, statements: SessionStatements, maxLength: number): SessionWriter {
+	const run: StatementRunner = (statement, operation) => runner(statement, operation).catch((error: unknown) => {
+		throw statements.missingSubjectColumn(error) ?? error;
 	});
+	const loader: DataLoader<Operation, Outcome> = coalesce((operations) => writeBatch(run, statements, maxLength, operations));
+	return {
+		async write(write) {
+			const outcome = await loader.load(write);
+			return outcome.kind === 'deleted' || outcome.kind === 'absent' ? { kind: 'noLiveRow' } : outcome;
+		},
+		async delete(digest) {
+			return { existed: (await loader.load({ kind: 'delete', digest })).kind === 'deleted' };
+		},
+	};
 }
 
-// The writes of a batch in rounds that each hold a key at most once: round n has the n-th write
-// of every key, in the order they were asked for. Rounds run one after the other, so the writes
-// of one key (concurrent requests of one session) apply in order, and the other keys still share
-// the first round's statements.
-function rounds(writes: readonly SessionWrite[]): SessionWrite[][] {
-	const result: SessionWrite[][] = [];
+/** One batch: its rounds one after the other, the kinds of a round side by side. */
+async function writeBatch(run: StatementRunner, statements: SessionStatements, maxLength: number, operations: readonly Operation[]): Promise<(Outcome | Error)[]> {
+	debug('write batch: %d writes', operations.length);
+	const results = new Map<Operation, Outcome | Error>();
+	for (const round of rounds(operations)) {
+		const updates: (LiveWrite & { readonly kind: 'updateLive' })[] = [];
+		const upserts: WholeWrite[] = [];
+		const inserts: WholeWrite[] = [];
+		const deletes: string[] = [];
+		for (const operation of round) {
+			switch (operation.kind) {
+				case 'updateLive': updates.push(operation); break;
+				case 'upsert': upserts.push(operation); break;
+				case 'insert': inserts.push(operation); break;
+				case 'delete': deletes.push(operation.digest); break;
+			}
+		}
+		const byDigest = new Map<string, Outcome | Error>();
+		const record = (digests: readonly string[], outcomes: readonly (Outcome | Error)[]) => {
+			digests.forEach((digest, index) => byDigest.set(digest, outcomes[index] ?? new Error('No outcome for a write')));
+		};
+		await Promise.all([
+			updates.length > 0 && runGroup(run, updates, {
+				operation: 'set',
+				statement: (writes) => statements.updateLive(writes, maxLength),
+				digestOf: (write) => write.digest,
+				outcomeOf: (row) => (row === undefined ? { kind: 'noLiveRow' } : saveOutcome(row, maxLength)),
+			}).then((outcomes) => record(updates.map((write) => write.digest), outcomes)),
+			upserts.length > 0 && runWhole(run, statements, maxLength, upserts, false).then((outcomes) => record(upserts.map((write) => write.digest), outcomes)),
+			inserts.length > 0 && runWhole(run, statements, maxLength, inserts, true).then((outcomes) => record(inserts.map((write) => write.digest), outcomes)),
+			deletes.length > 0 && runGroup(run, deletes, {
+				operation: 'destroy',
+				statement: (digests) => statements.delete({ digests }),
+				digestOf: (digest) => digest,
+				outcomeOf: (row) => ({ kind: row === undefined ? 'absent' : 'deleted' }),
+			}).then((outcomes) => record(deletes, outcomes)),
+		]);
+		for (const operation of round) {
+			results.set(operation, byDigest.get(operation.digest) ?? new Error('No outcome for a write'));
+		}
+	}
+	return operations.map((operation) => results.get(operation) ?? new Error('No outcome for a write'));
+}
+
+// Inserts go as a plain INSERT (no speculative insertion); a group of them that meets a stored
+// key (SQLSTATE 23505) runs again as an upsert.
+function runWhole(run: StatementRunner, statements: SessionStatements, maxLength: number, writes: readonly WholeWrite[], insert: boolean): Promise<(Outcome | Error)[]> {
+	const upsert: GroupStatements<WholeWrite> = {
+		operation: 'set',
+		statement: (batch) => statements.upsert(batch, maxLength),
+		digestOf: (write) => write.digest,
+		outcomeOf: (row) => (row === undefined ? new Error('No result row for a whole write') : saveOutcome(row, maxLength)),
+	};
+	return runGroup(run, writes, insert ? { ...upsert, statement: (batch) => statements.insert(batch, maxLength), onUniqueViolation: upsert } : upsert);
+}
+
+/** How one kind of operation becomes a statement, and each result row an outcome. */
+interface GroupStatements<Item> {
+	readonly operation: 'set' | 'destroy';
+	statement(items: readonly Item[]): Statement;
+	digestOf(item: Item): string;
+	/** The outcome of an item from its result row (`undefined`: the statement returned none for it). */
+	outcomeOf(row: Record<string, unknown> | undefined): Outcome | Error;
+	/** How to run the group again when it met a stored key (SQLSTATE 23505): an INSERT as an upsert. */
+	readonly onUniqueViolation?: GroupStatements<Item>;
+}
+
+// One statement for the group; a deadlock runs it again once; when a row's data made it fail,
+// one statement per row.
+async function runGroup<Item>(run: StatementRunner, items: readonly Item[], group: GroupStatements<Item>): Promise<(Outcome | Error)[]> {
+	const once = async (): Promise<(Outcome | Error)[]> => {
+		const rows = await run(group.statement(items), group.operation);
+		const byDigest = new Map<string, Record<string, unknown>>();
+		for (const row of rows) {
+			if (isRecord(row) && typeof row['key'] === 'string') {
+				byDigest.set(row['key'], row);
+			}
+		}
+		return items.map((item) => group.outcomeOf(byDigest.get(group.digestOf(item))));
+	};
+	try {
+		return await once().catch((error: unknown) => {
+			if (error instanceof DatabaseError && retriedOnce.has(error.sqlState ?? '')) {
+				debug('write batch of %d rolled back (SQLSTATE %s): run again', items.length, error.sqlState);
+				return once();
+			}
+			throw error;
+		});
+	} catch (error) {
+		if (group.onUniqueViolation !== undefined && error instanceof DatabaseError && error.sqlState === '23505') {
+			debug('insert of %d new keys met a stored one (SQLSTATE 23505): run as an upsert', items.length);
+			return runGroup(run, items, group.onUniqueViolation);
+		}
+		if (items.length === 1 || !(error instanceof DatabaseError) || !rowCausedClasses.has(error.sqlState?.slice(0, 2) ?? '')) {
+			const failure = error instanceof Error ? error : new Error(String(error));
+			return items.map(() => failure);
+		}
+		debug('write batch of %d failed for a row\'s data (SQLSTATE %s): retried row by row', items.length, error.sqlState);
+		return (await Promise.all(items.map((item) => runGroup(run, [item], group)))).flat();
+	}
+}
+
+// A save's result row: `written`, and `size` (the bytes of the session stored after it).
+function saveOutcome(row: Record<string, unknown>, maxLength: number): WriteOutcome {
+	return row['written'] === true ? { kind: 'applied' } : { kind: 'tooLarge', size: Number(row['size']), maxLength };
+}
+
+// The operations of a batch in rounds that each hold a key at most once: round n has the n-th
+// operation of every key, in the order they were asked for. Rounds run one after the other, so
+// the operations on one key (concurrent requests of one session) apply in order, and the other
+// keys still share the first round's statements.
+function rounds(operations: readonly Operation[]): Operation[][] {
+	const result: Operation[][] = [];
 	const seen = new Map<string, number>();
-	for (const write of writes) {
-		const index = seen.get(write.digest) ?? 0;
-		seen.set(write.digest, index + 1);
-		(result[index] ??= []).push(write);
+	for (const operation of operations) {
+		const index = seen.get(operation.digest) ?? 0;
+		seen.set(operation.digest, index + 1);
+		(result[index] ??= []).push(operation);
 	}
 	return result;
 }
