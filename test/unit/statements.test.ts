@@ -1,11 +1,11 @@
 import { PrismaPg } from '@prisma/adapter-pg';
 import test from 'ava';
-import { PrismaClient } from '../src/generated/prisma/client.js';
-import { sessionStatements, sessionTable, type LiveWrite, type WholeWrite } from '../src/statements.js';
-import { PrismaClient as AppClient } from './fixtures/app-schema/generated/client.js';
+import { PrismaClient } from '../../src/generated/prisma/client.js';
+import { sessionStatements, sessionTable, type LiveWrite, type WholeWrite } from '../../src/statements.js';
+import { PrismaClient as AppClient } from '../fixtures/app-schema/generated/client.js';
 
 // The generated SQL, snapshot by snapshot: a reviewer reads each statement whole, with the
-// values its `$n` stand for. `test/snapshots/statements.test.ts.md` is the readable form.
+// values its `$n` stand for. `test/unit/snapshots/statements.test.ts.md` is the readable form.
 
 // Building a client connects to nothing; these tests run no SQL.
 const adapter = () => new PrismaPg({ connectionString: 'postgresql://nobody@127.0.0.1:1/none' });

@@ -1,0 +1,117 @@
+import test from 'ava';
+import { decideSave, isWithinTouchWindow, type KnownSession, type SaveInput } from '../../src/store/save-decision.js';
+
+// One test per row of the decision table in src/store/save-decision.ts, each with the smallest
+// input that reaches that row and not an earlier one. A changed branch turns its row's test red
+// (the closing note of the change that introduced this file lists the breaks tried).
+
+const minute = 60_000;
+const now = Date.UTC(2026, 11, 6, 12);
+const day = 86_400_000;
+
+// A session loaded a little earlier: stored expiry a day from 10 s ago.
+const storedExpiry = now - 10_000 + day;
+const fields = (entries: Record<string, unknown>): Map<string, string> => new Map(Object.entries(entries).map(([name, value]) => [name, JSON.stringify(value)]));
+const koa = (expire: number) => ({ _expire: expire, _maxAge: day });
+
+const known = (overrides: Partial<KnownSession> = {}): KnownSession => ({
+	fields: fields({ user: 'ada', cart: [1], ...koa(storedExpiry) }),
+	expiresOn: storedExpiry,
+	subject: 'ada',
+	reencrypt: false,
+	...overrides,
+});
+
+// A save of that session now: the same fields, `_expire` moved to a day from now (10 s later).
+const save = (overrides: Partial<SaveInput> = {}): SaveInput => ({
+	known: known(),
+	inRequest: true,
+	endedElsewhere: false,
+	fields: fields({ user: 'ada', cart: [1], ...koa(now + day) }),
+	expiresOn: now + day,
+	subject: 'ada',
+	changed: false,
+	now,
+	touchAfter: minute,
+	fieldLevelWrites: true,
+	...overrides,
+});
+
+test('refuse-new-key: a key the request does not know, after its session ended elsewhere, writes nothing', (t) => {
+	t.deepEqual(decideSave(save({ known: undefined, endedElsewhere: true })), { rule: 'refuse-new-key', write: undefined });
+});
+
+test('insert: a key the request does not know (koa-session made it) goes in as a new row', (t) => {
+	t.deepEqual(decideSave(save({ known: undefined })), { rule: 'insert', write: { kind: 'insert' } });
+});
+
+test('upsert: a key saved without a request replaces whatever row it has', (t) => {
+	t.deepEqual(decideSave(save({ known: undefined, inRequest: false })), { rule: 'upsert', write: { kind: 'upsert' } });
+});
+
+test('ended: a session the request knows as ended is never written again', (t) => {
+	t.deepEqual(decideSave(save({ known: 'ended', changed: true })), { rule: 'ended', write: undefined });
+});
+
+test('touch: an unflagged save that moves only `_expire`, within touchAfter, writes nothing', (t) => {
+	t.deepEqual(decideSave(save()), { rule: 'touch', write: undefined });
+});
+
+test('touch does not apply past the window: the same save a minute and more later moves the expiry', (t) => {
+	const later = save({ expiresOn: storedExpiry + minute, fields: fields({ user: 'ada', cart: [1], ...koa(storedExpiry + minute) }) });
+	t.deepEqual(decideSave(later), {
+		rule: 'fields',
+		write: { kind: 'updateLive', replace: false, written: ['_expire', '_maxAge'], removed: [], writeSubject: false, keepExpiry: false },
+	});
+});
+
+test('whole: with fieldLevelWrites off, a changed save replaces the whole session and writes the subject', (t) => {
+	t.deepEqual(decideSave(save({ changed: true, fieldLevelWrites: false })), {
+		rule: 'whole',
+		write: { kind: 'updateLive', replace: true, written: ['user', 'cart', '_expire', '_maxAge'], removed: [], writeSubject: true, keepExpiry: false },
+	});
+});
+
+test('reencrypt: a row under an older secret gets every field, even an unflagged save within the window', (t) => {
+	t.deepEqual(decideSave(save({ known: known({ reencrypt: true }) })), {
+		rule: 'reencrypt',
+		write: { kind: 'updateLive', replace: false, written: ['user', 'cart', '_expire', '_maxAge'], removed: [], writeSubject: false, keepExpiry: false },
+	});
+});
+
+test('keep-expiry-noop: a flagged save whose fields all equal the stored ones, within the window, writes nothing', (t) => {
+	t.deepEqual(decideSave(save({ changed: true })), { rule: 'keep-expiry-noop', write: undefined });
+});
+
+test('keep-expiry: a changed field within the window is written alone; the stored expiry and `_expire` stay', (t) => {
+	const changed = save({ changed: true, fields: fields({ user: 'ada', cart: [1, 2], ...koa(now + day) }) });
+	t.deepEqual(decideSave(changed), {
+		rule: 'keep-expiry',
+		write: { kind: 'updateLive', replace: false, written: ['cart'], removed: [], writeSubject: false, keepExpiry: true },
+	});
+});
+
+test('fields: a maxAge change writes koa-session\'s fields together, with the changed field and the removed one', (t) => {
+	const changed = save({ changed: true, fields: fields({ user: 'ada', note: 'x', _expire: now + 2 * day, _maxAge: 2 * day }), expiresOn: now + 2 * day });
+	t.deepEqual(decideSave(changed), {
+		rule: 'fields',
+		write: { kind: 'updateLive', replace: false, written: ['note', '_expire', '_maxAge'], removed: ['cart'], writeSubject: false, keepExpiry: false },
+	});
+});
+
+test('keep-expiry: a changed subject is written, with the field it comes from', (t) => {
+	const changed = save({ changed: true, fields: fields({ user: 'bob', cart: [1], ...koa(now + day) }), subject: 'bob' });
+	t.deepEqual(decideSave(changed), {
+		rule: 'keep-expiry',
+		write: { kind: 'updateLive', replace: false, written: ['user'], removed: [], writeSubject: true, keepExpiry: true },
+	});
+});
+
+test('the touch window: later by less than touchAfter and than a quarter of the time left; never earlier', (t) => {
+	t.true(isWithinTouchWindow(now + day, now + day + minute - 1, now, minute));
+	t.false(isWithinTouchWindow(now + day, now + day + minute, now, minute), 'touchAfter bounds it');
+	t.false(isWithinTouchWindow(now + 2 * minute, now + 2 * minute - 1, now, minute), 'an earlier expiry shortens the session');
+	// A 2-minute session: a quarter of it is 30 s, less than touchAfter.
+	t.true(isWithinTouchWindow(now + 90_000, now + 2 * minute - 1, now, minute));
+	t.false(isWithinTouchWindow(now + 90_000, now + 2 * minute, now, minute), 'a quarter of the lifetime bounds it');
+});
