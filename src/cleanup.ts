@@ -1,8 +1,8 @@
 import { debug } from './debug.js';
 import { defaultBatchSize, defaultCleanupInterval, defaultLockWait } from './defaults.js';
-import { DatabaseError, type ErrorHandler } from './errors.js';
+import type { Driver } from './driver/driver.js';
+import type { ErrorHandler } from './errors.js';
 import { integerAtLeast, invalid } from './invalid.js';
-import type { PgStorePrismaClient } from './prisma-client.js';
 import type { SessionStatements } from './statements.js';
 
 /** What one sweep did. */
@@ -72,10 +72,6 @@ export interface Cleanup {
 	stop(): Promise<void>;
 }
 
-// Transaction-scoped advisory lock that lets one instance at a time sweep a database
-// (the bytes of "koapgst1").
-export const cleanupLockId = 0x6b6f_6170_6773_7431n;
-
 /**
  * One sweep: deletes sessions expired by PostgreSQL's clock, in batches of `batchSize` rows,
  * until none are left or `signal` aborts. Each batch is one short transaction holding an advisory
@@ -87,8 +83,8 @@ export const cleanupLockId = 0x6b6f_6170_6773_7431n;
  * the process alive until it is done.
  */
 export async function sweepExpired(
-	client: PgStorePrismaClient,
-	statements: Pick<SessionStatements, 'deleteExpired'>,
+	driver: Driver,
+	statements: Pick<SessionStatements, 'lockSweep' | 'deleteExpired'>,
 	options: SweepOptions,
 	{ scheduled }: { scheduled: boolean },
 ): Promise<CleanupReport> {
@@ -101,7 +97,7 @@ export async function sweepExpired(
 	let lockWanted: number | undefined;
 	while (options.signal?.aborted !== true) {
 		const batchStarted = performance.now();
-		const count = await deleteBatch(client, statements, batchSize);
+		const count = await deleteBatch(driver, statements, batchSize);
 		if (count === undefined) {
 			lockWanted ??= performance.now();
 			if (performance.now() - lockWanted >= lockWait) {
@@ -131,22 +127,15 @@ const lockRetryInterval = 250;
 
 // One batch in its own transaction: the rows deleted, or `undefined` when another instance holds
 // the sweep lock.
-async function deleteBatch(client: PgStorePrismaClient, statements: Pick<SessionStatements, 'deleteExpired'>, limit: number): Promise<number | undefined> {
-	try {
-		return await client.$transaction(async (transaction) => {
-			const [lock] = await transaction.$queryRawUnsafe(
-				`SELECT pg_try_advisory_xact_lock(${cleanupLockId}) AS "locked"`,
-			) as [{ locked: boolean }?];
-			if (lock?.locked !== true) {
-				return undefined;
-			}
-			const { text, values } = statements.deleteExpired({ limit });
-			const [result] = await transaction.$queryRawUnsafe(text, ...values) as [{ deleted: number }?];
-			return result?.deleted ?? 0;
-		}, { maxWait: 10_000, timeout: 60_000 });
-	} catch (error) {
-		throw new DatabaseError('cleanup', error);
-	}
+async function deleteBatch(driver: Driver, statements: Pick<SessionStatements, 'lockSweep' | 'deleteExpired'>, limit: number): Promise<number | undefined> {
+	return driver.transaction('cleanup', 'sweep', async (transaction) => {
+		const [lock] = await transaction.query(statements.lockSweep()) as [{ locked: boolean }?];
+		if (lock?.locked !== true) {
+			return undefined;
+		}
+		const [result] = await transaction.query(statements.deleteExpired({ limit })) as [{ deleted: number }?];
+		return result?.deleted ?? 0;
+	});
 }
 
 /**

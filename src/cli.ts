@@ -4,9 +4,7 @@
 import { parseArgs } from 'node:util';
 import { SchemaMismatchError } from './errors.js';
 import { PgStore, type CleanupReport } from './index.js';
-import { schemaStatus, type SchemaStatus } from './migrations.js';
-import { createOwnedClient } from './prisma-client.js';
-import { qualifiedName } from './sql.js';
+import type { StoreStatus } from './store.js';
 
 /** Exit codes a scheduler can act on. */
 const exitCodes = {
@@ -120,7 +118,7 @@ async function main(args: string[], env: NodeJS.ProcessEnv, out: (line: string) 
 				return exitCodes.ok;
 			}
 			default: {
-				const status = await readStatus(connectionString, values.schema);
+				const status = await store.status();
 				print(status, describeStatus(status));
 				// The catalog decides, as for ensureSchema(): a table made by hand from the migration SQL
 				// is complete though nothing is recorded.
@@ -140,35 +138,6 @@ async function main(args: string[], env: NodeJS.ProcessEnv, out: (line: string) 
 	}
 }
 
-/** What `status` prints. */
-interface Status extends SchemaStatus {
-	readonly live?: number;
-	readonly expired?: number;
-	/** Table, indexes and TOAST, in bytes. */
-	readonly bytes?: number;
-}
-
-async function readStatus(connectionString: string, schemaOption: string | undefined): Promise<Status> {
-	const schema = schemaOption ?? (URL.canParse(connectionString) ? new URL(connectionString).searchParams.get('schema') || undefined : undefined);
-	const { client, close } = createOwnedClient(connectionString, {}, schema, () => {});
-	try {
-		const status = await schemaStatus(client, schema);
-		if (!status.exists) {
-			return status;
-		}
-		const table = qualifiedName(schema, 'http_sessions');
-		// A count of a large table takes a while: in a transaction, it has the longer bound of maintenance work.
-		const [row] = await client.$transaction(async (transaction) => transaction.$queryRawUnsafe(
-			`SELECT count(*) FILTER (WHERE expires_on > now())::int8::text AS "live", count(*) FILTER (WHERE expires_on <= now())::int8::text AS "expired",
-			        pg_total_relation_size($1::regclass)::text AS "bytes" FROM ${table}`,
-			table,
-		), { timeout: 60_000 }) as [{ live: string; expired: string; bytes: string }?];
-		return { ...status, live: Number(row?.live ?? 0), expired: Number(row?.expired ?? 0), bytes: Number(row?.bytes ?? 0) };
-	} finally {
-		await close();
-	}
-}
-
 function describeReport(report: CleanupReport): string {
 	if (report.skipped) {
 		return `Skipped: another instance was sweeping (this one deleted ${report.deleted} expired sessions in ${report.batches} batches first)`;
@@ -176,7 +145,7 @@ function describeReport(report: CleanupReport): string {
 	return `Deleted ${report.deleted} expired sessions in ${report.batches} batch${report.batches === 1 ? '' : 'es'} (${Math.round(report.ms)} ms)`;
 }
 
-function describeStatus(status: Status): string {
+function describeStatus(status: StoreStatus): string {
 	const lines = [
 		`Table: ${status.table}`,
 		`Migrations applied: ${status.applied === undefined ? 'unknown (no access to _prisma_migrations)' : status.applied.join(', ') || 'none recorded'}`,

@@ -67,7 +67,8 @@ export type StoreOperation =
 	| 'destroyAll'
 	| 'destroySession'
 	| 'cleanup'
-	| 'ensureSchema';
+	| 'ensureSchema'
+	| 'status';
 
 /**
  * What {@link DatabaseError.cause} keeps of the driver's error: the codes and names that say what

@@ -1,8 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
-import { withStatementTimeout } from './bounded-pool.js';
+import type { Driver, TransactionQueries } from './driver/driver.js';
 import { DatabaseError, SchemaMismatchError } from './errors.js';
-import type { PgStorePrismaClient, RawSqlClient } from './prisma-client.js';
 import { packageColumns, sessionModel, type SessionField } from './session-model.js';
 import { qualifiedName, quoteIdentifier } from './sql.js';
 
@@ -31,17 +30,20 @@ export async function shippedMigrations(): Promise<ShippedMigration[]> {
 	}));
 }
 
-async function appliedMigrationNames(client: RawSqlClient, schema: string | undefined): Promise<Set<string>> {
+/** Runs one read of the catalog or of `_prisma_migrations`: alone, or in the migration's transaction. */
+type Query = TransactionQueries['query'];
+
+async function appliedMigrationNames(query: Query, schema: string | undefined): Promise<Set<string>> {
 	const migrationsTable = qualifiedName(schema, '_prisma_migrations');
-	const [table] = await client.$queryRawUnsafe(
-		`SELECT to_regclass($1) IS NOT NULL AS "exists"`, migrationsTable,
-	) as [{ exists: boolean }];
-	if (!table?.exists) {
+	const [table] = await query({ name: 'migrationsTableExists', text: `SELECT to_regclass($1) IS NOT NULL AS "exists"`, values: [migrationsTable] }) as [{ exists: boolean }?];
+	if (table?.exists !== true) {
 		return new Set();
 	}
-	const rows = await client.$queryRawUnsafe(
-		`SELECT migration_name FROM ${migrationsTable} WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL`,
-	) as { migration_name: string }[];
+	const rows = await query({
+		name: 'appliedMigrations',
+		text: `SELECT migration_name FROM ${migrationsTable} WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL`,
+		values: [],
+	}) as { migration_name: string }[];
 	return new Set(rows.map((row) => row.migration_name));
 }
 
@@ -68,12 +70,13 @@ export interface SchemaRequirements {
  * and the role may not migrate it.
  */
 export async function applyMigrations(
-	client: PgStorePrismaClient,
+	client: object,
+	driver: Driver,
 	schema: string | undefined,
 	requirements: SchemaRequirements = {},
 ): Promise<string[]> {
 	const table = sessionTableOf(client, schema);
-	const missing = await missingFromCatalog(client, table, requirements);
+	const missing = await missingFromCatalog(alone(driver), table, requirements);
 	if (missing.length === 0) {
 		return [];
 	}
@@ -89,7 +92,7 @@ export async function applyMigrations(
 		);
 	}
 	try {
-		return await migrate(client, schema, migrations);
+		return await migrate(driver, schema, migrations);
 	} catch (error) {
 		if (sqlStateOf(error) === '42501') {
 			throw new SchemaMismatchError(
@@ -111,7 +114,7 @@ export interface SchemaStatus {
 	/** The table, as `"schema"."table"`. */
 	readonly table: string;
 	readonly exists: boolean;
-	/** What the catalog shows is missing for the store (and this package's migrations). */
+	/** What the catalog shows is missing for the store. */
 	readonly missing: readonly string[];
 	/** Migrations recorded in `_prisma_migrations`; `undefined` when this role may not read it. */
 	readonly applied: readonly string[] | undefined;
@@ -120,13 +123,15 @@ export interface SchemaStatus {
 }
 
 /** Reads what `applyMigrations` would do, changing nothing. */
-export async function schemaStatus(client: PgStorePrismaClient, schema: string | undefined): Promise<SchemaStatus> {
+export async function schemaStatus(client: object, driver: Driver, schema: string | undefined, requirements: SchemaRequirements = {}): Promise<SchemaStatus> {
 	const table = sessionTableOf(client, schema);
-	const missing = await missingFromCatalog(client, table, {});
+	// What this store needs, not every column of the newest migration: a table without `subject`
+	// serves a store without the `subject` option (the migration shows as pending).
+	const missing = await missingFromCatalog(alone(driver), table, requirements, { everyMigration: false });
 	const migrations = await shippedMigrations();
 	let applied: Set<string> | undefined;
 	try {
-		applied = await appliedMigrationNames(client, schema);
+		applied = await appliedMigrationNames(alone(driver), schema);
 	} catch (error) {
 		if (sqlStateOf(error) !== '42501') {
 			throw error;
@@ -141,37 +146,42 @@ export async function schemaStatus(client: PgStorePrismaClient, schema: string |
 	};
 }
 
-async function migrate(client: PgStorePrismaClient, schema: string | undefined, migrations: ShippedMigration[]): Promise<string[]> {
+async function migrate(driver: Driver, schema: string | undefined, migrations: ShippedMigration[]): Promise<string[]> {
 	// A migration may wait for another instance's (an index build on a large table): its
-	// statements are bounded by the transaction's own timeout, not by the short request bounds.
-	return withStatementTimeout(migrationTimeout, () => client.$transaction(async (transaction) => {
-		await transaction.$executeRawUnsafe(`SELECT pg_advisory_xact_lock(${prismaMigrateLockId})`);
+	// statements have the migration's bound, not the short one of requests.
+	return driver.transaction('ensureSchema', 'migration', async (transaction) => {
+		await transaction.execute(`SELECT pg_advisory_xact_lock(${prismaMigrateLockId})`);
 		if (schema !== undefined) {
 			// As `prisma migrate deploy` does for the schema named in its URL. The migration SQL names
 			// no schema: search_path says where it goes, for this transaction only (a startup
 			// parameter would not pass PgBouncer, and SET without LOCAL would leak to the next
 			// client of a pooled server connection).
-			await transaction.$executeRawUnsafe(`CREATE SCHEMA IF NOT EXISTS ${quoteIdentifier(schema)}`);
-			await transaction.$executeRawUnsafe(`SET LOCAL search_path TO ${quoteIdentifier(schema)}`);
+			await transaction.execute(`CREATE SCHEMA IF NOT EXISTS ${quoteIdentifier(schema)}`);
+			await transaction.execute(`SET LOCAL search_path TO ${quoteIdentifier(schema)}`);
 		}
-		await transaction.$executeRawUnsafe(createMigrationsTable);
+		await transaction.execute(createMigrationsTable);
 		// Another instance may have finished while this one waited for the lock.
-		const appliedNow = await appliedMigrationNames(transaction, schema);
+		const appliedNow = await appliedMigrationNames(transaction.query, schema);
 		const pending = migrations.filter((migration) => !appliedNow.has(migration.name));
 		for (const migration of pending) {
 			const startedAt = new Date();
-			await transaction.$executeRawUnsafe(migration.sql);
-			await transaction.$executeRawUnsafe(
-				`INSERT INTO _prisma_migrations (id, checksum, migration_name, started_at, finished_at, applied_steps_count)
+			await transaction.execute(migration.sql);
+			await transaction.query({
+				name: 'recordMigration',
+				text: `INSERT INTO _prisma_migrations (id, checksum, migration_name, started_at, finished_at, applied_steps_count)
 				 VALUES ($1, $2, $3, $4, now(), 1)`,
-				randomUUID(), migration.checksum, migration.name, startedAt,
-			);
+				values: [randomUUID(), migration.checksum, migration.name, startedAt],
+			});
 		}
 		return pending.map((migration) => migration.name);
-	}, { maxWait: 10_000, timeout: migrationTimeout }));
+	});
 }
 
-const migrationTimeout = 120_000;
+// The catalog reads outside the migration's transaction: each alone, under the request bound.
+function alone(driver: Driver): Query {
+	return (statement) => driver.query(statement, 'ensureSchema');
+}
+
 
 /** The table the client's `PGSession` model maps to, and its column names. */
 interface SessionTable {
@@ -207,20 +217,23 @@ interface Missing {
 }
 
 // Reads pg_catalog only: every role may, whatever its grants on the table.
-async function missingFromCatalog(client: RawSqlClient, table: SessionTable, requirements: SchemaRequirements): Promise<Missing[]> {
-	const [found] = await client.$queryRawUnsafe(`SELECT to_regclass($1)::oid::int8::text AS "oid"`, table.sqlName) as [{ oid: string | null }?];
+// With `everyMigration`, this package's own table also needs what every shipped migration adds
+// (ensureSchema() then brings it up to date).
+async function missingFromCatalog(query: Query, table: SessionTable, requirements: SchemaRequirements, { everyMigration = true } = {}): Promise<Missing[]> {
+	const [found] = await query({ name: 'sessionTableOid', text: `SELECT to_regclass($1)::oid::int8::text AS "oid"`, values: [table.sqlName] }) as [{ oid: string | null }?];
 	if (found?.oid === null || found?.oid === undefined) {
 		return [{ what: `the table itself (${table.display} does not exist)`, migration: 'init', table: true }];
 	}
-	const columns = await client.$queryRawUnsafe(
-		`SELECT attname AS "name", format_type(atttypid, NULL) AS "type" FROM pg_catalog.pg_attribute
+	const columns = await query({
+		name: 'sessionTableColumns',
+		text: `SELECT attname AS "name", format_type(atttypid, NULL) AS "type" FROM pg_catalog.pg_attribute
 		 WHERE attrelid = $1::oid AND attnum > 0 AND NOT attisdropped`,
-		found.oid,
-	) as { name: string; type: string }[];
+		values: [found.oid],
+	}) as { name: string; type: string }[];
 	const typeOf = new Map(columns.map((column) => [column.name, column.type]));
 	const missing: Missing[] = [];
 	const needed: SessionField[] = ['id', 'key', 'data', 'createdOn', 'modifiedOn', 'expiresOn'];
-	if (requirements.subject === true || table.ownedByPackage) {
+	if (requirements.subject === true || (everyMigration && table.ownedByPackage)) {
 		needed.push('subject');
 	}
 	for (const field of needed) {
@@ -234,14 +247,15 @@ async function missingFromCatalog(client: RawSqlClient, table: SessionTable, req
 		missing.push({ what: `column ${quoteIdentifier(table.columns.data)} of type jsonb (it is ${dataType})`, migration: 'init' });
 	}
 	// ON CONFLICT (key) needs a valid unique index on exactly that column, not a partial one.
-	const [unique] = await client.$queryRawUnsafe(
-		`SELECT EXISTS (
+	const [unique] = await query({
+		name: 'sessionKeyUnique',
+		text: `SELECT EXISTS (
 			SELECT FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
 			WHERE i.indrelid = $1::oid AND i.indisunique AND i.indisvalid AND i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL
 			  AND a.attname = $2
 		) AS "exists"`,
-		found.oid, table.columns.key,
-	) as [{ exists: boolean }?];
+		values: [found.oid, table.columns.key],
+	}) as [{ exists: boolean }?];
 	if (typeOf.has(table.columns.key) && unique?.exists !== true) {
 		missing.push({ what: `a unique index on ${quoteIdentifier(table.columns.key)}`, migration: 'init' });
 	}
@@ -256,9 +270,9 @@ function missingMigrations(missing: Missing[], migrations: ShippedMigration[]): 
 }
 
 
-// PostgreSQL's SQLSTATE, read as DatabaseError reads it.
+// PostgreSQL's SQLSTATE of a failed statement (the drivers raise DatabaseErrors).
 function sqlStateOf(error: unknown): string | undefined {
-	return new DatabaseError('ensureSchema', error).sqlState;
+	return error instanceof DatabaseError ? error.sqlState : undefined;
 }
 
 // The table exactly as Prisma's migration engine creates it.

@@ -1,13 +1,14 @@
 import { createRequire } from 'node:module';
 import type { PrismaPg as PrismaPgAdapter } from '@prisma/adapter-pg';
 import type { PoolConfig } from 'pg';
-import { BoundedPool, transactionStatementFactor, type PoolLimits } from './bounded-pool.js';
+import { BoundedPool, type PoolLimits } from './driver/bounded-pool.js';
 import { PrismaClient } from './generated/prisma/client.js';
 
 /**
- * The part of Prisma's `PGSession` model delegate the store calls (cleanup's batched delete; the
- * other statements are SQL on the table the model maps to). Any Prisma 7 client whose schema has
- * the `PGSession` model fits, whatever its table name, schema or output path.
+ * Part of Prisma's `PGSession` model delegate. The store runs SQL of its own on the table the
+ * model maps to and never calls the delegate: requiring it makes TypeScript refuse, at the call
+ * site, a client generated without the `PGSession` model. Any Prisma 7 client whose schema has
+ * the model fits, whatever its table name, schema or output path.
  */
 export interface PGSessionDelegate {
 	deleteMany(args: {
@@ -65,7 +66,6 @@ export function poolLimits(pool: PoolOptions): PoolLimits {
 	const statementTimeoutMillis = pool.query_timeout ?? defaultQueryTimeout;
 	return {
 		statementTimeoutMillis,
-		transactionStatementTimeoutMillis: statementTimeoutMillis * transactionStatementFactor,
 		connectionTimeoutMillis: pool.connectionTimeoutMillis ?? Math.max(defaultConnectionTimeout, statementTimeoutMillis),
 	};
 }

@@ -1,5 +1,5 @@
 import { coalesce } from './batching.js';
-import type { StatementRunner } from './database.js';
+import type { StatementRunner } from './driver/driver.js';
 import { debug } from './debug.js';
 import { copyOf, storedRow, type StoredRow } from './session-codec.js';
 import type { SessionStatements } from './statements.js';

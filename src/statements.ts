@@ -99,10 +99,17 @@ export interface SessionStatements {
 	/** Deletes the rows of `digests`; returns the keys it deleted. */
 	delete(fields: { digests: readonly string[] }): Statement;
 	/**
+	 * Takes the sweep lock for the rest of the transaction, if no other transaction holds it:
+	 * returns `locked`. One instance at a time sweeps a database.
+	 */
+	lockSweep(): Statement;
+	/**
 	 * Deletes up to `limit` rows expired by PostgreSQL's clock, skipping rows another transaction
 	 * holds; returns the number deleted as `deleted`.
 	 */
 	deleteExpired(fields: { limit: number }): Statement;
+	/** Live and expired rows (`live`, `expired`) and the bytes of the table with its indexes and TOAST (`bytes`), as text. */
+	tableStatus(): Statement;
 	/** Present when the store keeps a subject per session. */
 	readonly bySubject: SubjectStatements | undefined;
 	/**
@@ -195,6 +202,12 @@ export function sessionStatements(table: SessionTable): SessionStatements {
 		+ `SELECT ctid FROM ${t} WHERE ${expiresOn} < now() LIMIT $1 FOR UPDATE SKIP LOCKED)) RETURNING 1) `
 		+ `SELECT count(*)::int AS "deleted" FROM deleted`);
 
+	// $1 the table's name, for pg_total_relation_size.
+	const tableStatus = named('tableStatus', `SELECT count(*) FILTER (WHERE ${expiresOn} > now())::int8::text AS "live", `
+		+ `count(*) FILTER (WHERE ${expiresOn} <= now())::int8::text AS "expired", pg_total_relation_size($1::regclass)::text AS "bytes" FROM ${t}`);
+
+	const lockSweep = named('lockSweep', `SELECT pg_try_advisory_xact_lock(${sweepLockId}) AS "locked"`);
+
 	let bySubject: SubjectStatements | undefined;
 	if (subject !== undefined) {
 		// $1 subject, $2 digests to keep.
@@ -218,6 +231,8 @@ export function sessionStatements(table: SessionTable): SessionStatements {
 		upsert: (writes, maxLength) => upsert([wholeRows(writes, subject !== undefined), maxLength]),
 		insert: (writes, maxLength) => insert([wholeRows(writes, subject !== undefined), maxLength]),
 		delete: ({ digests }) => deleteKeys([digests]),
+		lockSweep: () => lockSweep([]),
+		tableStatus: () => tableStatus([t]),
 		deleteExpired: ({ limit }) => deleteExpired([limit]),
 		bySubject,
 		missingSubjectColumn: (error) => (subject !== undefined && error instanceof DatabaseError && error.sqlState === '42703'
@@ -232,6 +247,9 @@ export function sessionStatements(table: SessionTable): SessionStatements {
 			: undefined),
 	};
 }
+
+/** The transaction-scoped advisory lock that lets one instance at a time sweep a database (the bytes of "koapgst1"). */
+export const sweepLockId = 0x6b6f_6170_6773_7431n;
 
 // Milliseconds since the epoch (float8) as a timestamptz, exact to the millisecond the columns
 // keep. Times go in as numbers: `Date#toISOString` costs about 1 µs a call, two per row written,

@@ -4,9 +4,11 @@ import { SessionCipher } from './encryption.js';
 import { DatabaseError, PgStoreError, StoreClosedError } from './errors.js';
 import { Described, invalid } from './invalid.js';
 import { digestKey } from './key-digest.js';
-import { applyMigrations } from './migrations.js';
+import { applyMigrations, schemaStatus, type SchemaStatus } from './migrations.js';
 import { resolveOptions, type PgStoreOptions, type ResolvedOptions } from './options.js';
-import { throughPool, throughPrisma } from './database.js';
+import type { Driver } from './driver/driver.js';
+import { ownedDriver } from './driver/owned-driver.js';
+import { prismaDriver } from './driver/prisma-driver.js';
 import { createOwnedClient, type PgStorePrismaClient } from './prisma-client.js';
 import { createSessionReader, type SessionReader } from './read-batch.js';
 import { RequestSessions } from './store/request-sessions.js';
@@ -14,6 +16,16 @@ import { assertShorterThan, encodeSession, isWellFormed, subjectOf, type Session
 import { sessionStatements, sessionTable, type SessionStatements } from './statements.js';
 import { SubjectSessions, type SessionList } from './subjects.js';
 import { createSessionWriter, type SessionWrite, type SessionWriter } from './write-batch.js';
+
+/** What `status()` found. */
+export interface StoreStatus extends SchemaStatus {
+	/** Live sessions, when the table exists and is complete. */
+	readonly live?: number;
+	/** Expired sessions not swept yet. */
+	readonly expired?: number;
+	/** The table's size with its indexes and TOAST, in bytes. */
+	readonly bytes?: number;
+}
 
 /** The third argument koa-session passes to `get`. */
 export interface GetOptions {
@@ -52,6 +64,7 @@ export interface DestroyOptions {
 export class PgStore {
 	readonly #options: ResolvedOptions;
 	readonly #client: PgStorePrismaClient;
+	readonly #driver: Driver;
 	/** Closes the store's own client and its pool; `undefined` for an app's client. */
 	readonly #closeOwned: (() => Promise<void>) | undefined;
 	readonly #reader: SessionReader;
@@ -76,8 +89,9 @@ export class PgStore {
 		this.#closeOwned = owned?.close;
 		const statements = sessionStatements(sessionTable(this.#client, schema, subject !== undefined));
 		this.#statements = statements;
-		// The statements of requests: straight to the owned client's pool, or through the app's client.
-		const run = owned === undefined ? throughPrisma(this.#client) : throughPool(owned.pool, preparedStatements);
+		// Straight to the owned client's pool, or through the app's client.
+		this.#driver = owned === undefined ? prismaDriver(this.#client) : ownedDriver(owned.pool, preparedStatements);
+		const run = this.#driver.query;
 		this.#reader = createSessionReader(run, statements);
 		this.#writer = createSessionWriter(run, statements, maxLength);
 		this.#requests = new RequestSessions({ touchAfter, fieldLevelWrites });
@@ -104,13 +118,29 @@ export class PgStore {
 	async ensureSchema(): Promise<string[]> {
 		this.#assertOpen();
 		try {
-			return await applyMigrations(this.#client, this.#options.schema, { subject: this.#options.subject !== undefined });
+			return await applyMigrations(this.#client, this.#driver, this.#options.schema, { subject: this.#options.subject !== undefined });
 		} catch (error) {
 			if (error instanceof PgStoreError) {
 				throw error;
 			}
 			throw new DatabaseError('ensureSchema', error);
 		}
+	}
+
+	/**
+	 * What `koa-pgstore status` prints: the table this store uses, what it lacks for this store
+	 * (`missing`; the `subject` column only with the `subject` option), the migrations recorded
+	 * and pending, and, when the table exists, its live and expired rows and size. Changes nothing.
+	 * Counting a large table takes a while: its statement has the bound of a sweep.
+	 */
+	async status(): Promise<StoreStatus> {
+		this.#assertOpen();
+		const status = await schemaStatus(this.#client, this.#driver, this.#options.schema, { subject: this.#options.subject !== undefined });
+		if (!status.exists || status.missing.length > 0) {
+			return status;
+		}
+		const [row] = await this.#driver.transaction('status', 'sweep', (transaction) => transaction.query(this.#statements.tableStatus())) as [{ live: string; expired: string; bytes: string }?];
+		return { ...status, live: Number(row?.live ?? 0), expired: Number(row?.expired ?? 0), bytes: Number(row?.bytes ?? 0) };
 	}
 
 	/**
@@ -248,7 +278,7 @@ export class PgStore {
 	 */
 	async cleanup(options: SweepOptions = {}): Promise<CleanupReport> {
 		this.#assertOpen();
-		return sweepExpired(this.#client, this.#statements, options, { scheduled: false });
+		return sweepExpired(this.#driver, this.#statements, options, { scheduled: false });
 	}
 
 	/**
@@ -264,7 +294,7 @@ export class PgStore {
 	 */
 	startCleanup(options: CleanupOptions = {}): Cleanup {
 		this.#assertOpen();
-		const schedule = startSchedule(options, this.#options.onError, (sweep) => sweepExpired(this.#client, this.#statements, sweep, { scheduled: true }));
+		const schedule = startSchedule(options, this.#options.onError, (sweep) => sweepExpired(this.#driver, this.#statements, sweep, { scheduled: true }));
 		this.#schedules.add(schedule);
 		return {
 			stop: () => schedule.stop().finally(() => this.#schedules.delete(schedule)),

@@ -1,4 +1,4 @@
-import type { StatementRunner } from './database.js';
+import type { StatementRunner } from './driver/driver.js';
 import { digestKey } from './key-digest.js';
 import { defaultListLimit } from './defaults.js';
 import { integerAtLeast, invalid, isRecord } from './invalid.js';

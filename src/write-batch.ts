@@ -1,6 +1,6 @@
 import type DataLoader from 'dataloader';
 import { coalesce } from './batching.js';
-import type { StatementRunner } from './database.js';
+import type { StatementRunner } from './driver/driver.js';
 import { debug } from './debug.js';
 import { DatabaseError } from './errors.js';
 import { isRecord } from './invalid.js';

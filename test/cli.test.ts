@@ -62,7 +62,7 @@ test('migrate applies the missing migrations, then has nothing to do', async (t)
 	t.deepEqual(JSON.parse(again.stdout), { applied: [] });
 });
 
-test('status shows migrations, live and expired sessions and the table size; exits 4 while the table is incomplete', async (t) => {
+test('status shows migrations, live and expired sessions and the table size; exits 4 only while the table lacks what a store needs', async (t) => {
 	const database = await createDatabase(t, { migrate: false });
 	const missing = await cli(['status'], { DATABASE_URL: database.url });
 	t.is(missing.code, 4);
@@ -70,9 +70,11 @@ test('status shows migrations, live and expired sessions and the table size; exi
 
 	const [init] = await migrationFiles();
 	await database.query(init?.sql ?? '');
+	// The first release's table serves a store without the `subject` option: complete, with the
+	// `subject` column's migration pending.
 	const older = await cli(['status', '--json'], { DATABASE_URL: database.url });
-	t.is(older.code, 4);
-	t.like(JSON.parse(older.stdout), { exists: true, missing: ['column "subject"'], applied: [], live: 0, expired: 0 });
+	t.is(older.code, 0);
+	t.like(JSON.parse(older.stdout), { exists: true, missing: [], applied: [], pending: (await migrationFiles()).map((migration) => migration.name), live: 0, expired: 0 });
 
 	t.is((await cli(['migrate'], { DATABASE_URL: database.url })).code, 0);
 	await database.query(`INSERT INTO http_sessions (key, data, created_on, modified_on, expires_on)
