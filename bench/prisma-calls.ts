@@ -8,8 +8,8 @@ import { PrismaClient } from '../src/generated/prisma/client.js';
 import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
 import { readFileSync } from 'node:fs';
-import { digestKey } from '../src/key-digest.js';
-import { sessionStatements } from '../src/statements.js';
+import { digestKey } from '../src/codec/key-digest.js';
+import { sessionStatements } from '../src/sql/statements.js';
 const s = await startPostgres();
 const pool = new pg.Pool({ connectionString: s.url, max: 10 });
 pool.on('error', () => {}); // the server stopping at the end

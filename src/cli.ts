@@ -2,9 +2,9 @@
 // `koa-pgstore`: the operator's command for cron jobs and deploy pipelines where the Prisma CLI is
 // not installed. Connects with DATABASE_URL to this package's own table (`http_sessions`).
 import { parseArgs } from 'node:util';
-import { SchemaMismatchError } from './errors.js';
+import { SchemaMismatchError } from './base/errors.js';
 import { PgStore, type CleanupReport } from './index.js';
-import type { StoreStatus } from './store.js';
+import type { StoreStatus } from './store/store.js';
 
 /** Exit codes a scheduler can act on. */
 const exitCodes = {

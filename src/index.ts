@@ -1,9 +1,9 @@
-export { PgStore, type GetOptions, type SetOptions, type DestroyOptions } from './store.js';
-export type { SessionData } from './session-codec.js';
-export type { SessionList, SessionListing } from './subjects.js';
-export type { PgStoreOptions } from './options.js';
-export type { PgStorePrismaClient, PoolOptions } from './prisma-client.js';
-export type { Cleanup, CleanupOptions, CleanupReport, SweepOptions } from './cleanup.js';
+export { PgStore, type GetOptions, type SetOptions, type DestroyOptions } from './store/store.js';
+export type { SessionData } from './codec/session-codec.js';
+export type { SessionList, SessionListing } from './store/subjects.js';
+export type { PgStoreOptions } from './store/options.js';
+export type { PgStorePrismaClient, PoolOptions } from './driver/prisma-client.js';
+export type { Cleanup, CleanupOptions, CleanupReport, SweepOptions } from './maintenance/cleanup.js';
 export {
 	PgStoreError,
 	SessionTooLargeError,
@@ -21,7 +21,7 @@ export {
 	SessionTamperedError,
 	type TamperReason,
 	type DatabaseFailure,
-} from './errors.js';
-export type { KoaSession, SessionFields } from './koa.js';
-export { createKeys, type CreateKeysOptions, type HmacAlgorithm } from './keys.js';
-export { reissueOnRotation, type ReissueOptions } from './rotation.js';
+} from './base/errors.js';
+export type { KoaSession, SessionFields } from './store/koa-types.js';
+export { createKeys, type CreateKeysOptions, type HmacAlgorithm } from './keys/keys.js';
+export { reissueOnRotation, type ReissueOptions } from './keys/rotation.js';

@@ -1,11 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import { PrismaPg } from '@prisma/adapter-pg';
 import test from 'ava';
-import { SchemaMismatchError } from '../src/errors.js';
+import { SchemaMismatchError } from '../src/base/errors.js';
 import { PgStore } from '../src/index.js';
-import { digestKey } from '../src/key-digest.js';
+import { digestKey } from '../src/codec/key-digest.js';
 import { prismaDriver } from '../src/driver/prisma-driver.js';
-import { applyMigrations } from '../src/migrations.js';
+import { applyMigrations } from '../src/maintenance/migrations.js';
 import { PrismaClient } from './fixtures/app-schema/generated/client.js';
 import { createDatabase } from './helpers/database.js';
 import { CookieJar, request, startApp } from './helpers/http.js';

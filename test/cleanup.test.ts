@@ -1,6 +1,6 @@
 import test, { type ExecutionContext } from 'ava';
 import pg from 'pg';
-import { sweepLockId as cleanupLockId } from '../src/statements.js';
+import { sweepLockId as cleanupLockId } from '../src/sql/statements.js';
 import { DatabaseError, PgStore } from '../src/index.js';
 import type { TestDatabase } from './helpers/database.js';
 import { countingClient } from './helpers/counting-client.js';

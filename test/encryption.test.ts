@@ -1,7 +1,7 @@
 import test, { type ExecutionContext } from 'ava';
-import { kidOf } from '../src/encryption.js';
+import { kidOf } from '../src/codec/cipher.js';
 import { PgStore, SessionTamperedError, type ErrorContext, type PgStoreOptions } from '../src/index.js';
-import { digestKey } from '../src/key-digest.js';
+import { digestKey } from '../src/codec/key-digest.js';
 import type { TestDatabase } from './helpers/database.js';
 import { Gate } from './helpers/gate.js';
 import { CookieJar, request, startApp } from './helpers/http.js';

@@ -1,6 +1,6 @@
 import test, { type ExecutionContext } from 'ava';
 import { PgStore, type PgStoreOptions } from '../src/index.js';
-import { digestKey } from '../src/key-digest.js';
+import { digestKey } from '../src/codec/key-digest.js';
 import { Gate } from './helpers/gate.js';
 import { CookieJar, request, startApp } from './helpers/http.js';
 import { sessionRoutes } from './helpers/routes.js';

@@ -3,7 +3,7 @@ import { PrismaPg } from '@prisma/adapter-pg';
 import test, { type ExecutionContext } from 'ava';
 import pg from 'pg';
 import { DatabaseError, PgStore } from '../src/index.js';
-import { digestKey } from '../src/key-digest.js';
+import { digestKey } from '../src/codec/key-digest.js';
 import { PrismaClient } from '../src/generated/prisma/client.js';
 import type { TestDatabase } from './helpers/database.js';
 import { createStore } from './helpers/store.js';

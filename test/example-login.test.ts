@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto';
 import test, { type ExecutionContext } from 'ava';
-import { digestKey } from '../src/key-digest.js';
+import { digestKey } from '../src/codec/key-digest.js';
 import { cookieName, createLoginApp, type LoginAppOptions } from '../examples/login/app.js';
 import { createDatabase, type TestDatabase } from './helpers/database.js';
 import { serve, startExample } from './helpers/example.js';

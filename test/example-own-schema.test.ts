@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import test, { type ExecutionContext } from 'ava';
-import { digestKey } from '../src/key-digest.js';
+import { digestKey } from '../src/codec/key-digest.js';
 import { applyMigrationSqlIfMissing, createClient, createOwnSchemaApp } from '../examples/own-schema/app.js';
 import { createDatabase } from './helpers/database.js';
 import { serve, startExample } from './helpers/example.js';

@@ -1,8 +1,8 @@
 import test, { type ExecutionContext } from 'ava';
 import pg from 'pg';
 import { DatabaseError, PgStore, type PgStoreOptions } from '../src/index.js';
-import { digestKey } from '../src/key-digest.js';
-import { defaultConnectionTimeout, defaultQueryTimeout } from '../src/prisma-client.js';
+import { digestKey } from '../src/codec/key-digest.js';
+import { defaultConnectionTimeout, defaultQueryTimeout } from '../src/driver/prisma-client.js';
 import { createDatabase, type TestDatabase } from './helpers/database.js';
 import { startFaultProxy, type FaultProxy } from './helpers/fault-proxy.js';
 import { CookieJar, request, startApp } from './helpers/http.js';

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { DatabaseError, InvalidSessionError, PgStore } from '../src/index.js';
-import { digestKey } from '../src/key-digest.js';
+import { digestKey } from '../src/codec/key-digest.js';
 import { countingClient } from './helpers/counting-client.js';
 import { createDatabase, type TestDatabase } from './helpers/database.js';
 import { CookieJar, request, startApp } from './helpers/http.js';

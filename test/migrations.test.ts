@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import test, { type ExecutionContext } from 'ava';
-import { SchemaMismatchError } from '../src/errors.js';
+import { SchemaMismatchError } from '../src/base/errors.js';
 import { PgStore } from '../src/index.js';
 import { ownedDriver } from '../src/driver/owned-driver.js';
-import { applyMigrations } from '../src/migrations.js';
-import { createOwnedClient } from '../src/prisma-client.js';
+import { applyMigrations } from '../src/maintenance/migrations.js';
+import { createOwnedClient } from '../src/driver/prisma-client.js';
 import { createDatabase, migrationFiles, type TestDatabase } from './helpers/database.js';
 
 // What prisma/schema.prisma says, as PostgreSQL reports it.

@@ -3,7 +3,7 @@ import {
 	DatabaseError, InvalidSessionError, isPgStoreError, PgStore, PgStoreError,
 	SessionTooLargeError, StoreClosedError,
 } from '../src/index.js';
-import { digestKey } from '../src/key-digest.js';
+import { digestKey } from '../src/codec/key-digest.js';
 import { createStore, sessionRows } from './helpers/store.js';
 import { runScript } from './helpers/child-process.js';
 import { createDatabase } from './helpers/database.js';

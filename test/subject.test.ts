@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { PrismaPg } from '@prisma/adapter-pg';
 import test from 'ava';
 import { PgStore, SchemaMismatchError } from '../src/index.js';
-import { digestKey } from '../src/key-digest.js';
+import { digestKey } from '../src/codec/key-digest.js';
 import { PrismaClient as AppClient } from './fixtures/app-schema/generated/client.js';
 import { createDatabase, migrationFiles } from './helpers/database.js';
 import { Gate } from './helpers/gate.js';

@@ -1,7 +1,7 @@
-import { debug } from '../debug.js';
-import type { SessionCipher } from '../encryption.js';
-import type { SessionTamperedError } from '../errors.js';
-import type { EncodedSession, SessionData, StoredRow } from '../session-codec.js';
+import { debug } from '../base/debug.js';
+import type { SessionCipher } from './cipher.js';
+import type { SessionTamperedError } from '../base/errors.js';
+import type { EncodedSession, SessionData, StoredRow } from './session-codec.js';
 
 /** A stored row, opened: what the app gets, and what a later save is compared with. */
 export type OpenedRow =

@@ -1,7 +1,7 @@
 import { createConnection } from 'node:net';
 import pg from 'pg';
 import { serialize } from 'pg-protocol';
-import type { DatabaseFailure } from '../errors.js';
+import type { DatabaseFailure } from '../base/errors.js';
 
 /**
  * A failure of the connection rather than of SQL, raised by the store's own pool. It reaches the

@@ -1,5 +1,5 @@
-import type { StoreOperation } from '../errors.js';
-import type { Statement } from '../sql.js';
+import type { StoreOperation } from '../base/errors.js';
+import type { Statement } from '../sql/text.js';
 
 /**
  * The bound each statement of a transaction runs under, named by the caller (a statement alone,

@@ -1,5 +1,5 @@
-import { DatabaseError, PgStoreError } from '../errors.js';
-import type { PgStorePrismaClient } from '../prisma-client.js';
+import { DatabaseError, PgStoreError } from '../base/errors.js';
+import type { PgStorePrismaClient } from './prisma-client.js';
 import { migrationStatementTimeout, type Bound, type Driver } from './driver.js';
 
 // Prisma's limit on a whole interactive transaction, by bound. The app's adapter bounds each

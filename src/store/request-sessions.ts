@@ -1,8 +1,8 @@
 import type { OpenedRow } from '../codec/row-codec.js';
-import { debug } from '../debug.js';
-import { SessionEndedError, SessionTooLargeError } from '../errors.js';
-import { fieldsOf, type EncodedSession, type SessionData, type StoredRow } from '../session-codec.js';
-import type { WriteOutcome } from '../write-batch.js';
+import { debug } from '../base/debug.js';
+import { SessionEndedError, SessionTooLargeError } from '../base/errors.js';
+import { fieldsOf, type EncodedSession, type SessionData, type StoredRow } from '../codec/session-codec.js';
+import type { WriteOutcome } from '../batch/write-batch.js';
 import { decideSave, type LiveSave, type SaveRule, type WholeSave } from './save-decision.js';
 
 /** What a request knows of one session key. */

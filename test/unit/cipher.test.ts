@@ -1,7 +1,7 @@
 import test from 'ava';
-import { SessionCipher } from '../../src/encryption.js';
-import { SessionTamperedError } from '../../src/errors.js';
-import { encodeSession, type SessionData } from '../../src/session-codec.js';
+import { SessionCipher } from '../../src/codec/cipher.js';
+import { SessionTamperedError } from '../../src/base/errors.js';
+import { encodeSession, type SessionData } from '../../src/codec/session-codec.js';
 
 // SessionCipher on its own: what a stored row must be to open, without a database. The tests
 // over HTTP and on stored rows are in test/encryption.test.ts.

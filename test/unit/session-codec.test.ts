@@ -1,6 +1,6 @@
 import test from 'ava';
-import { InvalidSessionError, SessionTooLargeError } from '../../src/errors.js';
-import { assertShorterThan, encodeSession, fieldsOf, isWellFormed, subjectOf } from '../../src/session-codec.js';
+import { InvalidSessionError, SessionTooLargeError } from '../../src/base/errors.js';
+import { assertShorterThan, encodeSession, fieldsOf, isWellFormed, subjectOf } from '../../src/codec/session-codec.js';
 
 test('a session is encoded as JSON.stringify would, field by field, leaving out what JSON leaves out', (t) => {
 	const session = { b: 1, a: { toJSON: () => 'x' }, gone: undefined, fn: () => 1, list: [undefined] };

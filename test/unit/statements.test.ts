@@ -1,7 +1,7 @@
 import { PrismaPg } from '@prisma/adapter-pg';
 import test from 'ava';
 import { PrismaClient } from '../../src/generated/prisma/client.js';
-import { sessionStatements, sessionTable, type LiveWrite, type WholeWrite } from '../../src/statements.js';
+import { sessionStatements, sessionTable, type LiveWrite, type WholeWrite } from '../../src/sql/statements.js';
 import { PrismaClient as AppClient } from '../fixtures/app-schema/generated/client.js';
 
 // The generated SQL, snapshot by snapshot: a reviewer reads each statement whole, with the

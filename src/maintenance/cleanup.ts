@@ -1,9 +1,9 @@
-import { debug } from './debug.js';
-import { defaultBatchSize, defaultCleanupInterval, defaultLockWait } from './defaults.js';
-import type { Driver } from './driver/driver.js';
-import type { ErrorHandler } from './errors.js';
-import { integerAtLeast, invalid } from './invalid.js';
-import type { SessionStatements } from './statements.js';
+import { debug } from '../base/debug.js';
+import { defaultBatchSize, defaultCleanupInterval, defaultLockWait } from '../base/defaults.js';
+import type { Driver } from '../driver/driver.js';
+import type { ErrorHandler } from '../base/errors.js';
+import { integerAtLeast, invalid } from '../base/validate.js';
+import type { SessionStatements } from '../sql/statements.js';
 
 /** What one sweep did. */
 export interface CleanupReport {

@@ -1,10 +1,10 @@
-import type { StatementRunner } from './driver/driver.js';
-import { digestKey } from './key-digest.js';
-import { defaultListLimit } from './defaults.js';
-import { integerAtLeast, invalid, isRecord } from './invalid.js';
-import type { RequestSessions } from './store/request-sessions.js';
-import { subjectArgument } from './session-codec.js';
-import type { SubjectStatements } from './statements.js';
+import type { StatementRunner } from '../driver/driver.js';
+import { digestKey } from '../codec/key-digest.js';
+import { defaultListLimit } from '../base/defaults.js';
+import { integerAtLeast, invalid, isRecord } from '../base/validate.js';
+import type { RequestSessions } from './request-sessions.js';
+import { subjectArgument } from '../codec/session-codec.js';
+import type { SubjectStatements } from '../sql/statements.js';
 
 /** One of a subject's sessions, as `list()` shows it. */
 export interface SessionListing {

@@ -1,8 +1,8 @@
 import { createRequire } from 'node:module';
 import type { PrismaPg as PrismaPgAdapter } from '@prisma/adapter-pg';
 import type { PoolConfig } from 'pg';
-import { BoundedPool, type PoolLimits } from './driver/bounded-pool.js';
-import { PrismaClient } from './generated/prisma/client.js';
+import { BoundedPool, type PoolLimits } from './bounded-pool.js';
+import { PrismaClient } from '../generated/prisma/client.js';
 
 /**
  * Part of Prisma's `PGSession` model delegate. The store runs SQL of its own on the table the

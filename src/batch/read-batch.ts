@@ -1,8 +1,8 @@
-import { coalesce } from './batching.js';
-import type { StatementRunner } from './driver/driver.js';
-import { debug } from './debug.js';
-import { copyOf, storedRow, type StoredRow } from './session-codec.js';
-import type { SessionStatements } from './statements.js';
+import { coalesce } from './coalesce.js';
+import type { StatementRunner } from '../driver/driver.js';
+import { debug } from '../base/debug.js';
+import { copyOf, storedRow, type StoredRow } from '../codec/session-codec.js';
+import type { SessionStatements } from '../sql/statements.js';
 
 /** The store's reads, coalesced per turn of the event loop. */
 export interface SessionReader {

@@ -1,9 +1,9 @@
-import { defaultCleanupInterval, defaultMaxLength, defaultSessionTtl, defaultTouchAfter } from './defaults.js';
-import type { ErrorContext, ErrorHandler } from './errors.js';
-import { Described, integerAtLeast, invalid, isRecord } from './invalid.js';
-import { checkSecrets, minimumSecretBytes, secretList } from './keys.js';
-import type { SessionFields } from './koa.js';
-import type { PgStorePrismaClient, PoolOptions } from './prisma-client.js';
+import { defaultCleanupInterval, defaultMaxLength, defaultSessionTtl, defaultTouchAfter } from '../base/defaults.js';
+import type { ErrorContext, ErrorHandler } from '../base/errors.js';
+import { Described, integerAtLeast, invalid, isRecord } from '../base/validate.js';
+import { checkSecrets, minimumSecretBytes, secretList } from '../keys/keys.js';
+import type { SessionFields } from './koa-types.js';
+import type { PgStorePrismaClient, PoolOptions } from '../driver/prisma-client.js';
 
 /**
  * Options of {@link PgStore}. Give exactly one of `prisma` and `connectionString`.

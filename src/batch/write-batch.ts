@@ -1,11 +1,11 @@
 import type DataLoader from 'dataloader';
-import { coalesce } from './batching.js';
-import type { StatementRunner } from './driver/driver.js';
-import { debug } from './debug.js';
-import { DatabaseError } from './errors.js';
-import { isRecord } from './invalid.js';
-import type { Statement } from './sql.js';
-import type { LiveWrite, SessionStatements, WholeWrite } from './statements.js';
+import { coalesce } from './coalesce.js';
+import type { StatementRunner } from '../driver/driver.js';
+import { debug } from '../base/debug.js';
+import { DatabaseError } from '../base/errors.js';
+import { isRecord } from '../base/validate.js';
+import type { Statement } from '../sql/text.js';
+import type { LiveWrite, SessionStatements, WholeWrite } from '../sql/statements.js';
 
 /** A save as the store sends it: a merge into a live row, or a whole session. */
 export type SessionWrite =

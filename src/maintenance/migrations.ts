@@ -1,9 +1,9 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
-import type { Driver, TransactionQueries } from './driver/driver.js';
-import { DatabaseError, SchemaMismatchError } from './errors.js';
-import { packageColumns, sessionModel, type SessionField } from './session-model.js';
-import { qualifiedName, quoteIdentifier } from './sql.js';
+import type { Driver, TransactionQueries } from '../driver/driver.js';
+import { DatabaseError, SchemaMismatchError } from '../base/errors.js';
+import { packageColumns, sessionModel, type SessionField } from '../sql/session-model.js';
+import { qualifiedName, quoteIdentifier } from '../sql/text.js';
 
 /** One migration shipped in `prisma/migrations`, as `prisma migrate deploy` sees it. */
 export interface ShippedMigration {
@@ -14,7 +14,7 @@ export interface ShippedMigration {
 	readonly checksum: string;
 }
 
-const migrationsDirectory = new URL('../prisma/migrations/', import.meta.url);
+const migrationsDirectory = new URL('../../prisma/migrations/', import.meta.url);
 
 // `prisma migrate` holds this advisory lock while it migrates; taking the same one means that
 // ensureSchema() and `prisma migrate deploy` never apply a migration at the same time.

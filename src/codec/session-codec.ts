@@ -1,5 +1,5 @@
-import { InvalidSessionError, SessionTooLargeError } from './errors.js';
-import { invalid, isRecord } from './invalid.js';
+import { InvalidSessionError, SessionTooLargeError } from '../base/errors.js';
+import { invalid, isRecord } from '../base/validate.js';
 
 /** A session as koa-session hands it to a store: its JSON, with `_expire` and `_maxAge`. */
 export type SessionData = Record<string, unknown>;

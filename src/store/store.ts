@@ -1,21 +1,21 @@
-import { startSchedule, sweepExpired, type Cleanup, type CleanupOptions, type CleanupReport, type SweepOptions } from './cleanup.js';
-import { encryptedCodec, plainCodec, type RowCodec } from './codec/row-codec.js';
-import { SessionCipher } from './encryption.js';
-import { DatabaseError, PgStoreError, StoreClosedError } from './errors.js';
-import { Described, invalid } from './invalid.js';
-import { digestKey } from './key-digest.js';
-import { applyMigrations, schemaStatus, type SchemaStatus } from './migrations.js';
+import { startSchedule, sweepExpired, type Cleanup, type CleanupOptions, type CleanupReport, type SweepOptions } from '../maintenance/cleanup.js';
+import { encryptedCodec, plainCodec, type RowCodec } from '../codec/row-codec.js';
+import { SessionCipher } from '../codec/cipher.js';
+import { DatabaseError, PgStoreError, StoreClosedError } from '../base/errors.js';
+import { Described, invalid } from '../base/validate.js';
+import { digestKey } from '../codec/key-digest.js';
+import { applyMigrations, schemaStatus, type SchemaStatus } from '../maintenance/migrations.js';
 import { resolveOptions, type PgStoreOptions, type ResolvedOptions } from './options.js';
-import type { Driver } from './driver/driver.js';
-import { ownedDriver } from './driver/owned-driver.js';
-import { prismaDriver } from './driver/prisma-driver.js';
-import { createOwnedClient, type PgStorePrismaClient } from './prisma-client.js';
-import { createSessionReader, type SessionReader } from './read-batch.js';
-import { RequestSessions } from './store/request-sessions.js';
-import { assertShorterThan, encodeSession, isWellFormed, subjectOf, type SessionData } from './session-codec.js';
-import { sessionStatements, sessionTable, type SessionStatements } from './statements.js';
+import type { Driver } from '../driver/driver.js';
+import { ownedDriver } from '../driver/owned-driver.js';
+import { prismaDriver } from '../driver/prisma-driver.js';
+import { createOwnedClient, type PgStorePrismaClient } from '../driver/prisma-client.js';
+import { createSessionReader, type SessionReader } from '../batch/read-batch.js';
+import { RequestSessions } from './request-sessions.js';
+import { assertShorterThan, encodeSession, isWellFormed, subjectOf, type SessionData } from '../codec/session-codec.js';
+import { sessionStatements, sessionTable, type SessionStatements } from '../sql/statements.js';
 import { SubjectSessions, type SessionList } from './subjects.js';
-import { createSessionWriter, type SessionWrite, type SessionWriter } from './write-batch.js';
+import { createSessionWriter, type SessionWrite, type SessionWriter } from '../batch/write-batch.js';
 
 /** What `status()` found. */
 export interface StoreStatus extends SchemaStatus {

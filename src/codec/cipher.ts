@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomFillSync } from 'node:crypto';
-import { SessionTamperedError, type TamperReason } from './errors.js';
-import { Described, invalid } from './invalid.js';
+import { SessionTamperedError, type TamperReason } from '../base/errors.js';
+import { Described, invalid } from '../base/validate.js';
 import type { SessionData } from './session-codec.js';
 
 // The stored form of an encrypted field's value, one JSON string:

@@ -1,7 +1,7 @@
-import { DatabaseError, SchemaMismatchError } from './errors.js';
-import { Described, invalid } from './invalid.js';
+import { DatabaseError, SchemaMismatchError } from '../base/errors.js';
+import { Described, invalid } from '../base/validate.js';
 import { sessionModel, type SessionField } from './session-model.js';
-import { qualifiedName, quoteIdentifier, type Statement } from './sql.js';
+import { qualifiedName, quoteIdentifier, type Statement } from './text.js';
 
 /** The session table as the client's `PGSession` model maps it: quoted names, ready for SQL. */
 export interface SessionTable {

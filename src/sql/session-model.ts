@@ -1,4 +1,4 @@
-import { Described, invalid, isRecord } from './invalid.js';
+import { Described, invalid, isRecord } from '../base/validate.js';
 
 /** The fields of the `PGSession` model the store uses. */
 export type SessionField = 'id' | 'key' | 'data' | 'createdOn' | 'modifiedOn' | 'expiresOn' | 'subject';

@@ -1,5 +1,5 @@
 import Keygrip from 'keygrip';
-import { Described, invalid } from './invalid.js';
+import { Described, invalid } from '../base/validate.js';
 
 /** Fewest bytes a signing secret may have: the output size of the SHA-256 HMAC it keys. */
 export const minimumSecretBytes = 32;
