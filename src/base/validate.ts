@@ -1,13 +1,16 @@
 // The `TypeError`s of bad options and arguments, worded one way everywhere:
 // "Expected `name` to be <expected>, got <received>".
 
-/** A received value described in words, for `invalid()` (used where the value is a secret). */
-export class Described {
+/**
+ * A received value that must not be echoed (a secret, a client's key), given to `invalid()` as
+ * words that describe it instead.
+ */
+export class Redacted {
 	constructor(readonly text: string) {}
 }
 
 function describe(value: unknown): string {
-	if (value instanceof Described) {
+	if (value instanceof Redacted) {
 		return value.text;
 	}
 	if (typeof value === 'string') {

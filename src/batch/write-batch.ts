@@ -2,6 +2,7 @@ import type DataLoader from 'dataloader';
 import { coalesce } from './coalesce.js';
 import type { StatementRunner } from '../driver/driver.js';
 import { debug } from '../base/debug.js';
+import { rowCausedClasses, sqlStateOf, sqlStates } from '../base/driver-error.js';
 import { DatabaseError } from '../base/errors.js';
 import { isRecord } from '../base/validate.js';
 import type { Statement } from '../sql/text.js';
@@ -40,13 +41,7 @@ type Operation = SessionWrite | { readonly kind: 'delete'; readonly digest: stri
 type Outcome = WriteOutcome | { readonly kind: 'deleted' } | { readonly kind: 'absent' };
 
 // A deadlock or serialization failure rolled the statement back: it is run again, once.
-const retriedOnce = new Set(['40001', '40P01']);
-
-// Failures of a statement that certainly rolled back and that one row's data can cause: data
-// exceptions (22), integrity constraints of the app's own (23), program limits such as jsonb's
-// size limit (54). Their batch is retried row by row, so only the culprit fails. Timeouts and
-// lost connections are not retried: they would fail again for every row, slowly.
-const rowCausedClasses = new Set(['22', '23', '54']);
+const retriedOnce: ReadonlySet<string> = new Set([sqlStates.serializationFailure, sqlStates.deadlockDetected]);
 
 /**
  * Coalesces the writes and deletes of one turn of the event loop into at most four statements
@@ -157,17 +152,19 @@ async function runGroup<Item>(run: StatementRunner, items: readonly Item[], grou
 	};
 	try {
 		return await once().catch((error: unknown) => {
-			if (error instanceof DatabaseError && retriedOnce.has(error.sqlState ?? '')) {
-				debug('write batch of %d rolled back (SQLSTATE %s): run again', items.length, error.sqlState);
+			if (retriedOnce.has(sqlStateOf(error) ?? '')) {
+				debug('write batch of %d rolled back (SQLSTATE %s): run again', items.length, sqlStateOf(error));
 				return once();
 			}
 			throw error;
 		});
 	} catch (error) {
-		if (group.onUniqueViolation !== undefined && error instanceof DatabaseError && error.sqlState === '23505') {
+		if (group.onUniqueViolation !== undefined && sqlStateOf(error) === sqlStates.uniqueViolation) {
 			debug('insert of %d new keys met a stored one (SQLSTATE 23505): run as an upsert', items.length);
 			return runGroup(run, items, group.onUniqueViolation);
 		}
+		// A row's data made the batch fail: retried row by row, so only the culprit fails. Timeouts and
+		// lost connections are not retried: they would fail again for every row, slowly.
 		if (items.length === 1 || !(error instanceof DatabaseError) || !rowCausedClasses.has(error.sqlState?.slice(0, 2) ?? '')) {
 			const failure = error instanceof Error ? error : new Error(String(error));
 			return items.map(() => failure);

@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomFillSync } from 'node:crypto';
 import { SessionTamperedError, type TamperReason } from '../base/errors.js';
-import { Described, invalid } from '../base/validate.js';
+import { Redacted, invalid } from '../base/validate.js';
+import { isKoaSessionValue, koaSessionFields } from './koa-fields.js';
 import type { SessionData } from './session-codec.js';
 
 // The stored form of an encrypted field's value, one JSON string:
@@ -23,18 +24,6 @@ const derivedKeysKept = 10_000;
 // the very row and field, that authenticated before, so it proves what decrypting would. Bounded
 // by UTF-16 units of keys and values: 2,000,000 ≈ 4 MB.
 const plaintextUnitsKept = 2_000_000;
-
-// koa-session's own fields stay plain (the expiry travels with them) when they have the type
-// koa-session gives them; anything else under these names is encrypted like any field.
-const plainReserved: Readonly<Record<string, (value: unknown) => boolean>> = {
-	_expire: (value) => typeof value === 'number' && Number.isFinite(value),
-	_maxAge: (value) => typeof value === 'number' && Number.isFinite(value),
-	_session: (value) => value === true,
-};
-
-function isPlainReserved(name: string, value: unknown): boolean {
-	return Object.hasOwn(plainReserved, name) && plainReserved[name]?.(value) === true;
-}
 
 /** A secret of `encryptionKeys`, with the id its ciphertexts carry. */
 interface DataSecret {
@@ -69,8 +58,8 @@ export class SessionCipher {
 	readonly #secrets: readonly DataSecret[];
 	readonly #byKid: ReadonlyMap<string, DataSecret>;
 	readonly #acceptPlainRowsUntil: number;
-	readonly #derived = new Recent<Buffer>(derivedKeysKept, () => 1);
-	readonly #plaintexts = new Recent<string>(plaintextUnitsKept, (id, json) => id.length + json.length);
+	readonly #derived = new TwoGenerationCache<Buffer>(derivedKeysKept, () => 1);
+	readonly #plaintexts = new TwoGenerationCache<string>(plaintextUnitsKept, (id, json) => id.length + json.length);
 	// Nonces are taken from a buffer of random bytes filled 256 nonces at a time: a
 	// randomBytes(12) call per field cost as much as the encryption itself (measured 12 µs).
 	readonly #nonces = Buffer.alloc(nonceBytes * 256);
@@ -86,7 +75,7 @@ export class SessionCipher {
 		for (const [index, secret] of this.#secrets.entries()) {
 			if (byKid.has(secret.kid)) {
 				// A chance of 2^-32 per pair: not worth trying several secrets on every read.
-				invalid(`encryptionKeys[${index}]`, 'a secret whose key id differs from every other\'s (generate another)', new Described('a secret with the same key id'));
+				invalid(`encryptionKeys[${index}]`, 'a secret whose key id differs from every other\'s (generate another)', new Redacted('a secret with the same key id'));
 			}
 			byKid.set(secret.kid, secret);
 		}
@@ -113,7 +102,9 @@ export class SessionCipher {
 			if (json === undefined) {
 				continue;
 			}
-			if (Object.hasOwn(plainReserved, name) && isPlainReserved(name, JSON.parse(json))) {
+			// koa-session's own fields stay plain (the expiry travels with them) when they have the
+			// type koa-session gives them; anything else under these names is encrypted like any field.
+			if (koaSessionFields.has(name) && isKoaSessionValue(name, JSON.parse(json))) {
 				members.push(`${JSON.stringify(name)}:${json}`);
 				continue;
 			}
@@ -148,7 +139,7 @@ export class SessionCipher {
 		const keys = new Map<DataSecret, Buffer>();
 		for (const name of Object.keys(stored)) {
 			const value = stored[name];
-			if (isPlainReserved(name, value)) {
+			if (isKoaSessionValue(name, value)) {
 				put(data, name, value);
 				fields.set(name, JSON.stringify(value));
 				continue;
@@ -247,7 +238,7 @@ export class SessionCipher {
  * a hit in the previous one moves the entry back. O(1) per operation, unlike evicting a `Map`'s
  * oldest entries one by one (V8 then walks the deleted slots).
  */
-class Recent<Value> {
+class TwoGenerationCache<Value> {
 	#current = new Map<string, Value>();
 	#previous = new Map<string, Value>();
 	#weight = 0;

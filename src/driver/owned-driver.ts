@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { debug } from '../base/debug.js';
+import { sqlStateOf, sqlStates } from '../base/driver-error.js';
 import { DatabaseError, PgStoreError, type StoreOperation } from '../base/errors.js';
 import type { Statement } from '../sql/text.js';
 import { boundedQuery, ConnectionFailure, isBroken, isServerError, type BoundedPool, type StatementBound } from './bounded-pool.js';
@@ -57,7 +58,7 @@ export function ownedDriver(pool: BoundedPool, prepare: boolean): Driver {
 				if (named && refusedByPooler(error)) {
 					if (preparing) {
 						preparing = false;
-						debug('named statement refused (SQLSTATE %s): a pooler in transaction mode; statements go unnamed from now on', Reflect.get(error as object, 'code'));
+						debug('named statement refused (SQLSTATE %s): a pooler in transaction mode; statements go unnamed from now on', sqlStateOf(error));
 					}
 					try {
 						return await once(queryConfig(statement, false), requestBound);
@@ -186,8 +187,8 @@ function unanswered(error: unknown): unknown {
 
 // node-postgres' error for a named statement a pooler's server connection did not have, or had.
 function refusedByPooler(error: unknown): boolean {
-	const code: unknown = typeof error === 'object' && error !== null ? Reflect.get(error, 'code') : undefined;
-	return code === '26000' || code === '42P05';
+	const sqlState = sqlStateOf(error);
+	return sqlState === sqlStates.invalidStatementName || sqlState === sqlStates.duplicatePreparedStatement;
 }
 
 const nameDigests = new Map<string, string>();

@@ -1,5 +1,5 @@
 import Keygrip from 'keygrip';
-import { Described, invalid } from '../base/validate.js';
+import { Redacted, invalid } from '../base/validate.js';
 
 /** Fewest bytes a signing secret may have: the output size of the SHA-256 HMAC it keys. */
 export const minimumSecretBytes = 32;
@@ -55,7 +55,7 @@ export interface CreateKeysOptions {
 export function createKeys(secrets: string | readonly string[] | undefined, options: CreateKeysOptions = {}): Keygrip {
 	if (typeof options !== 'object' || options === null) {
 		// Not echoed: `createKeys(newSecret, oldSecret)` is an easy slip.
-		invalid('options', 'an object such as `{ algorithm: \'sha256\' }`', new Described(options === null ? 'null' : `a ${typeof options}`));
+		invalid('options', 'an object such as `{ algorithm: \'sha256\' }`', new Redacted(options === null ? 'null' : `a ${typeof options}`));
 	}
 	const { algorithm = 'sha256', legacySha1Secrets } = options;
 	if (!hmacAlgorithms.includes(algorithm)) {
@@ -99,7 +99,7 @@ export function secretList(name: string, secrets: unknown): string[] {
 	return [...list as unknown[]].map((secret, index) => {
 		if (typeof secret !== 'string' || secret === '') {
 			// The value itself is never echoed: it is a secret.
-			invalid(`${name}[${index}]`, 'a non-empty string', new Described(typeof secret === 'string' ? 'an empty string' : `a ${typeof secret}`));
+			invalid(`${name}[${index}]`, 'a non-empty string', new Redacted(typeof secret === 'string' ? 'an empty string' : `a ${typeof secret}`));
 		}
 		return secret;
 	});
@@ -111,10 +111,10 @@ export function checkSecrets(name: string, list: readonly string[], minimumBytes
 	for (const [index, secret] of list.entries()) {
 		const bytes = Buffer.byteLength(secret);
 		if (bytes < minimumBytes) {
-			invalid(`${name}[${index}]`, `at least ${minimumBytes} bytes long (e.g. \`openssl rand -base64 32\`)`, new Described(`${bytes} bytes`));
+			invalid(`${name}[${index}]`, `at least ${minimumBytes} bytes long (e.g. \`openssl rand -base64 32\`)`, new Redacted(`${bytes} bytes`));
 		}
 		if (seen.has(secret)) {
-			invalid(`${name}[${index}]`, 'different from every other secret', new Described('a duplicate'));
+			invalid(`${name}[${index}]`, 'different from every other secret', new Redacted('a duplicate'));
 		}
 		seen.add(secret);
 	}

@@ -1,7 +1,8 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import type { Driver, TransactionQueries } from '../driver/driver.js';
-import { DatabaseError, SchemaMismatchError } from '../base/errors.js';
+import { sqlStateOf, sqlStates } from '../base/driver-error.js';
+import { SchemaMismatchError } from '../base/errors.js';
 import { packageColumns, sessionModel, type SessionField } from '../sql/session-model.js';
 import { qualifiedName, quoteIdentifier } from '../sql/text.js';
 
@@ -94,7 +95,7 @@ export async function applyMigrations(
 	try {
 		return await migrate(driver, schema, migrations);
 	} catch (error) {
-		if (sqlStateOf(error) === '42501') {
+		if (sqlStateOf(error) === sqlStates.insufficientPrivilege) {
 			throw new SchemaMismatchError(
 				`The session table ${table.display} lacks ${missing.map((item) => item.what).join(', ')} `
 				+ `(this package's migration${missingMigrations(missing, migrations)}), and this role may not migrate it (permission denied). `
@@ -133,7 +134,7 @@ export async function schemaStatus(client: object, driver: Driver, schema: strin
 	try {
 		applied = await appliedMigrationNames(alone(driver), schema);
 	} catch (error) {
-		if (sqlStateOf(error) !== '42501') {
+		if (sqlStateOf(error) !== sqlStates.insufficientPrivilege) {
 			throw error;
 		}
 	}
@@ -270,10 +271,6 @@ function missingMigrations(missing: Missing[], migrations: ShippedMigration[]): 
 }
 
 
-// PostgreSQL's SQLSTATE of a failed statement (the drivers raise DatabaseErrors).
-function sqlStateOf(error: unknown): string | undefined {
-	return error instanceof DatabaseError ? error.sqlState : undefined;
-}
 
 // The table exactly as Prisma's migration engine creates it.
 const createMigrationsTable = `CREATE TABLE IF NOT EXISTS "_prisma_migrations" (

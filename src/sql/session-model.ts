@@ -1,4 +1,4 @@
-import { Described, invalid, isRecord } from '../base/validate.js';
+import { Redacted, invalid, isRecord } from '../base/validate.js';
 
 /** The fields of the `PGSession` model the store uses. */
 export type SessionField = 'id' | 'key' | 'data' | 'createdOn' | 'modifiedOn' | 'expiresOn' | 'subject';
@@ -32,7 +32,7 @@ export function sessionModel(client: object, connectionSchema: string | undefine
 	const models: unknown = isRecord(dataModel) ? dataModel['models'] : undefined;
 	const model: unknown = isRecord(models) ? models['PGSession'] : undefined;
 	if (!isRecord(model)) {
-		invalid('prisma', 'a Prisma 7 client whose data model has the `PGSession` model', new Described('a client without it'));
+		invalid('prisma', 'a Prisma 7 client whose data model has the `PGSession` model', new Redacted('a client without it'));
 	}
 	const fields = Array.isArray(model['fields']) ? model['fields'].filter(isRecord) : [];
 	const columnOf = (field: SessionField): string | undefined => {

@@ -1,5 +1,6 @@
-import { DatabaseError, SchemaMismatchError } from '../base/errors.js';
-import { Described, invalid } from '../base/validate.js';
+import { sqlStateOf, sqlStates } from '../base/driver-error.js';
+import { SchemaMismatchError } from '../base/errors.js';
+import { Redacted, invalid } from '../base/validate.js';
 import { sessionModel, type SessionField } from './session-model.js';
 import { qualifiedName, quoteIdentifier, type Statement } from './text.js';
 
@@ -27,7 +28,7 @@ export function sessionTable(client: object, connectionSchema: string | undefine
 	const required = (field: SessionField): string => {
 		const column = model.columns[field];
 		return column === undefined
-			? invalid('prisma', `a client whose \`PGSession\` model has the field \`${field}\``, new Described('a model without it'))
+			? invalid('prisma', `a client whose \`PGSession\` model has the field \`${field}\``, new Redacted('a model without it'))
 			: quoteIdentifier(column);
 	};
 	const subject = model.columns.subject;
@@ -40,7 +41,7 @@ export function sessionTable(client: object, connectionSchema: string | undefine
 		modifiedOn: required('modifiedOn'),
 		expiresOn: required('expiresOn'),
 		subject: !withSubject ? undefined : subject === undefined
-			? invalid('subject', 'used with a `PGSession` model that has the `subject` field (apply the migration `…_session_subject`)', new Described('a model without it'))
+			? invalid('subject', 'used with a `PGSession` model that has the `subject` field (apply the migration `…_session_subject`)', new Redacted('a model without it'))
 			: quoteIdentifier(subject),
 	};
 }
@@ -235,7 +236,7 @@ export function sessionStatements(table: SessionTable): SessionStatements {
 		tableStatus: () => tableStatus([t]),
 		deleteExpired: ({ limit }) => deleteExpired([limit]),
 		bySubject,
-		missingSubjectColumn: (error) => (subject !== undefined && error instanceof DatabaseError && error.sqlState === '42703'
+		missingSubjectColumn: (error) => (subject !== undefined && sqlStateOf(error) === sqlStates.undefinedColumn
 			? new SchemaMismatchError(
 				`The session table ${t} has no column ${subject}, which the store's \`subject\` option needs: apply this package's `
 				+ 'migration `…_session_subject` (`await store.ensureSchema()`, `npx koa-pgstore migrate`, or '

@@ -1,6 +1,6 @@
 import { defaultCleanupInterval, defaultMaxLength, defaultSessionTtl, defaultTouchAfter } from '../base/defaults.js';
 import type { ErrorContext, ErrorHandler } from '../base/errors.js';
-import { Described, integerAtLeast, invalid, isRecord } from '../base/validate.js';
+import { Redacted, integerAtLeast, invalid, isRecord } from '../base/validate.js';
 import { checkSecrets, minimumSecretBytes, secretList } from '../keys/keys.js';
 import type { SessionFields } from './koa-types.js';
 import type { PgStorePrismaClient, PoolOptions } from '../driver/prisma-client.js';
@@ -181,7 +181,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 		throw new TypeError('Expected exactly one of `prisma` and `connectionString`, got neither: pass `connectionString: process.env.DATABASE_URL` (is DATABASE_URL set?) or your Prisma 7 client as `prisma`');
 	}
 	if (prisma !== undefined && connectionString !== undefined) {
-		invalid('options', 'an object with exactly one of `prisma` and `connectionString`', new Described('both'));
+		invalid('options', 'an object with exactly one of `prisma` and `connectionString`', new Redacted('both'));
 	}
 	if (isRecord(pool) && typeof pool['connect'] === 'function' && typeof pool['query'] === 'function') {
 		throw new TypeError('Expected `pool` to be node-postgres pool options such as `{ max: 10 }`, got a pool: the store builds its own from `connectionString`; to share one, pass your Prisma client (on `new PrismaPg(pool)`) as `prisma`');

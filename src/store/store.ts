@@ -2,7 +2,7 @@ import { startSchedule, sweepExpired, type Cleanup, type CleanupOptions, type Cl
 import { encryptedCodec, plainCodec, type RowCodec } from '../codec/row-codec.js';
 import { SessionCipher } from '../codec/cipher.js';
 import { DatabaseError, PgStoreError, StoreClosedError } from '../base/errors.js';
-import { Described, invalid } from '../base/validate.js';
+import { Redacted, invalid } from '../base/validate.js';
 import { digestKey } from '../codec/key-digest.js';
 import { applyMigrations, schemaStatus, type SchemaStatus } from '../maintenance/migrations.js';
 import { resolveOptions, type PgStoreOptions, type ResolvedOptions } from './options.js';
@@ -332,6 +332,6 @@ function assertKey(key: unknown): asserts key is string {
 	}
 	// Ill-formed strings (lone surrogates) hash alike: '\ud800' and '\ud801' would share a row.
 	if (!isWellFormed(key)) {
-		invalid('key', 'a well-formed string (no lone UTF-16 surrogates)', new Described('an ill-formed string'));
+		invalid('key', 'a well-formed string (no lone UTF-16 surrogates)', new Redacted('an ill-formed string'));
 	}
 }
