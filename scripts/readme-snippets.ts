@@ -1,8 +1,8 @@
 // Type-checks the ```ts blocks of the README (and of the guides in docs/) as files of a fresh app:
-// `tsc --init`'s strict options, ESM with top-level await, each block a module of its own, all in
-// one program (a `declare module 'koa-pgstore'` block types the others, as in an app). Used by
-// scripts/check-readme.ts (README and guides, against src/) and scripts/check-package.ts (the
-// README, against the packed package).
+// `tsc --init`'s strict options, ESM with top-level await, each block a module of its own, the
+// blocks checked together in one program (a `declare module 'koa-pgstore'` block types the others,
+// as in an app). Used by scripts/check-readme.ts (the README and each guide, against src/) and
+// scripts/check-package.ts (the README, against the packed package).
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import ts from 'typescript';
@@ -116,8 +116,8 @@ function declaredNames(code: string): Set<string> {
 
 /**
  * Type-checks `snippets` as files in `directory` (whose node_modules must hold koa, koa-session,
- * their types and, unless `paths` maps it, koa-pgstore). Returns the diagnostics, positioned in
- * the README.
+ * their types and, unless `paths` maps it, koa-pgstore). Returns the diagnostics of the snippets,
+ * positioned in their Markdown file (`Snippet.file`, else `readme`).
  *
  * @param prisma The type of the `prisma` the snippets pass to `new PgStore()`, and the import it
  * needs (a client generated from a schema with the PGSession model).
