@@ -1,19 +1,26 @@
-// Type-checks the README's ```ts blocks as files of a fresh app: `tsc --init`'s strict options,
-// ESM with top-level await, each block a module of its own, all in one program (a
-// `declare module 'koa-pgstore'` block types the others, as in an app). Used by
-// scripts/check-readme.ts (against src/) and scripts/check-package.ts (against the packed package).
+// Type-checks the ```ts blocks of the README (and of the guides in docs/) as files of a fresh app:
+// `tsc --init`'s strict options, ESM with top-level await, each block a module of its own, the
+// blocks checked together in one program (a `declare module 'koa-pgstore'` block types the others,
+// as in an app). Used by scripts/check-readme.ts (the README and each guide, against src/) and
+// scripts/check-package.ts (the README, against the packed package).
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import ts from 'typescript';
 
-/** One ```ts block of the README. */
+/** One ```ts block of a Markdown file. */
 export interface Snippet {
-	/** README line of the block's first line of code (1-based). */
+	/** Line of the block's first line of code in its file (1-based). */
 	readonly line: number;
 	readonly code: string;
+	/** The Markdown file, as messages name it; `undefined`: the one `checkSnippets` is given as `readme`. */
+	readonly file?: string;
 }
 
-export function readmeSnippets(readmePath: string): Snippet[] {
+/**
+ * The ```ts blocks of a Markdown file.
+ * @param file How messages name the file (e.g. `docs/deploying.md`); without it, `checkSnippets`'s `readme`.
+ */
+export function readmeSnippets(readmePath: string, file?: string): Snippet[] {
 	const lines = readFileSync(readmePath, 'utf8').split('\n');
 	const snippets: Snippet[] = [];
 	let start: number | undefined;
@@ -21,7 +28,8 @@ export function readmeSnippets(readmePath: string): Snippet[] {
 		if (start === undefined && /^```ts\s*$/.test(line)) {
 			start = index + 1;
 		} else if (start !== undefined && /^```\s*$/.test(line)) {
-			snippets.push({ line: start + 1, code: lines.slice(start, index).join('\n') });
+			const code = lines.slice(start, index).join('\n');
+			snippets.push(file === undefined ? { line: start + 1, code } : { line: start + 1, code, file });
 			start = undefined;
 		}
 	}
@@ -108,22 +116,28 @@ function declaredNames(code: string): Set<string> {
 
 /**
  * Type-checks `snippets` as files in `directory` (whose node_modules must hold koa, koa-session,
- * their types and, unless `paths` maps it, koa-pgstore). Returns the diagnostics, positioned in
- * the README.
+ * their types and, unless `paths` maps it, koa-pgstore). Returns the diagnostics of the snippets,
+ * positioned in their Markdown file (`Snippet.file`, else `readme`).
  *
  * @param prisma The type of the `prisma` the snippets pass to `new PgStore()`, and the import it
  * needs (a client generated from a schema with the PGSession model).
+ * @param modules Files of the app around the snippets that `directory` lacks, by path relative to
+ * it: e.g. the Prisma client a guide's blocks import from where the guide generates it.
  */
-export function checkSnippets({ snippets, directory, readme, paths, prisma }: {
+export function checkSnippets({ snippets, directory, readme, paths, prisma, modules = {} }: {
 	snippets: readonly Snippet[];
 	directory: string;
 	readme: string;
 	paths?: Record<string, string[]>;
 	prisma: { import?: string; type: string };
+	modules?: Record<string, string>;
 }): string[] {
 	const options: ts.CompilerOptions = { ...freshAppOptions, ...paths === undefined ? {} : { paths } };
 	const files = new Map<string, { text: string; snippet?: Snippet; prefixLines: number }>();
 	files.set(path.join(directory, 'readme-globals.ts'), { text: globals, prefixLines: 0 });
+	for (const [name, text] of Object.entries(modules)) {
+		files.set(path.join(directory, name), { text, prefixLines: 0 });
+	}
 	for (const [index, snippet] of snippets.entries()) {
 		const declared = declaredNames(snippet.code);
 		const prefix = [
@@ -140,8 +154,11 @@ export function checkSnippets({ snippets, directory, readme, paths, prisma }: {
 		});
 	}
 	const host = ts.createCompilerHost(options);
-	const { getSourceFile, fileExists, readFile } = host;
+	const { getSourceFile, fileExists, readFile, directoryExists } = host;
 	host.fileExists = (name) => files.has(path.resolve(name)) || fileExists.call(host, name);
+	// Module resolution looks for a file's folder first: `modules` may name folders `directory` lacks.
+	host.directoryExists = (name) => [...files.keys()].some((file) => file.startsWith(`${path.resolve(name)}${path.sep}`))
+		|| (directoryExists?.call(host, name) ?? true);
 	host.readFile = (name) => files.get(path.resolve(name))?.text ?? readFile.call(host, name);
 	host.getSourceFile = (name, version, ...rest) => {
 		const file = files.get(path.resolve(name));
@@ -150,7 +167,17 @@ export function checkSnippets({ snippets, directory, readme, paths, prisma }: {
 			: ts.createSourceFile(name, file.text, version, true);
 	};
 	const program = ts.createProgram([...files.keys()], options, host);
-	return ts.getPreEmitDiagnostics(program).map((diagnostic) => {
+	// The snippets' own diagnostics (and the program's), not those of every file they import:
+	// `npm run typecheck` checks the sources, and checking them again for each file costs seconds.
+	const diagnostics = [
+		...program.getOptionsDiagnostics(),
+		...program.getGlobalDiagnostics(),
+		...[...files.keys()].flatMap((name) => {
+			const source = program.getSourceFile(name);
+			return source === undefined ? [] : [...program.getSyntacticDiagnostics(source), ...program.getSemanticDiagnostics(source)];
+		}),
+	];
+	return diagnostics.map((diagnostic) => {
 		const message = ts.flattenDiagnosticMessageText(diagnostic.messageText, '\n  ');
 		if (diagnostic.file === undefined || diagnostic.start === undefined) {
 			return `TS${diagnostic.code}: ${message}`;
@@ -162,6 +189,6 @@ export function checkSnippets({ snippets, directory, readme, paths, prisma }: {
 		}
 		const inSnippet = line - file.prefixLines;
 		const where = inSnippet < 0 ? `(assumed declarations of the block at line ${file.snippet.line})` : `${line + 1 - file.prefixLines + file.snippet.line - 1}:${character + 1}`;
-		return `${readme}:${where} TS${diagnostic.code}: ${message}`;
+		return `${file.snippet.file ?? readme}:${where} TS${diagnostic.code}: ${message}`;
 	});
 }
