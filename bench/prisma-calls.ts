@@ -1,7 +1,7 @@
 // Node CPU per call, 8 in flight: raw `pg` against the ways of sending the store's read through
 // Prisma, then the store's own coalesced select and field-level update of 10 sessions through
 // Prisma (`$queryRawUnsafe`, as with an app's client) and through the pool (as the store's own
-// client sends them: src/database.ts).
+// client sends them: src/driver/owned-driver.ts).
 // Run: npx tsx bench/prisma-calls.ts
 import { startPostgres } from '../scripts/embedded-postgres.js';
 import { PrismaClient } from '../src/generated/prisma/client.js';
@@ -9,6 +9,7 @@ import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
 import { readFileSync } from 'node:fs';
 import { digestKey } from '../src/codec/key-digest.js';
+import { readSessionTable } from '../src/sql/session-table.js';
 import { sessionStatements } from '../src/sql/statements.js';
 const s = await startPostgres();
 const pool = new pg.Pool({ connectionString: s.url, max: 10 });
@@ -30,7 +31,7 @@ await run('prisma findUnique key+expires', (i) => prisma.pGSession.findUnique({ 
 await run('prisma findFirst key+expires', (i) => prisma.pGSession.findFirst({ where: { key: 'k' + (i % 1000), expiresOn: { gt: new Date() } }, select: { data: true, expiresOn: true } }));
 await run('prisma $queryRawUnsafe', (i) => prisma.$queryRawUnsafe('SELECT data, expires_on FROM http_sessions WHERE key=$1 AND expires_on > $2', 'k' + (i % 1000), new Date()));
 await run('prisma $queryRaw tagged', (i) => prisma.$queryRaw`SELECT data, expires_on FROM http_sessions WHERE key=${'k' + (i % 1000)} AND expires_on > ${new Date()}`);
-const statements = sessionStatements({ name: '"http_sessions"', id: '"id"', key: '"key"', data: '"data"', createdOn: '"created_on"', modifiedOn: '"modified_on"', expiresOn: '"expires_on"', subject: undefined });
+const statements = sessionStatements(readSessionTable(prisma, undefined), false);
 await pool.query(`UPDATE http_sessions SET key = encode(sha256(key::bytea), 'hex')`);
 const tenDigests = (i: number) => Array.from({ length: 10 }, (_, k) => digestKey(`k${(i * 10 + k) % 1000 + 1}`));
 const tenWrites = (i: number) => tenDigests(i).map((digest) => ({

@@ -3,7 +3,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import type { Driver, TransactionQueries } from '../driver/driver.js';
 import { sqlStateOf, sqlStates } from '../base/driver-error.js';
 import { SchemaMismatchError } from '../base/errors.js';
-import { packageColumns, sessionModel, type SessionField } from '../sql/session-model.js';
+import { readSessionTable, type SessionField, type SessionTable } from '../sql/session-table.js';
 import { qualifiedName, quoteIdentifier } from '../sql/text.js';
 
 /** One migration shipped in `prisma/migrations`, as `prisma migrate deploy` sees it. */
@@ -76,7 +76,7 @@ export async function applyMigrations(
 	schema: string | undefined,
 	requirements: SchemaRequirements = {},
 ): Promise<string[]> {
-	const table = sessionTableOf(client, schema);
+	const table = readSessionTable(client, schema);
 	const missing = await missingFromCatalog(alone(driver), table, requirements);
 	if (missing.length === 0) {
 		return [];
@@ -84,11 +84,11 @@ export async function applyMigrations(
 	const migrations = await shippedMigrations();
 	if (!table.ownedByPackage) {
 		throw new SchemaMismatchError(
-			`The session table ${table.display} lacks ${missing.map((item) => item.what).join(', ')}. `
+			`The session table ${table.qualifiedName} lacks ${missing.map((item) => item.what).join(', ')}. `
 			+ 'Your Prisma schema maps the PGSession model there, so your app\'s migrations own that table: '
 			+ `copy what is missing from this package's migration${missingMigrations(missing, migrations)} into your model and run \`prisma migrate dev\` `
 			+ '(or `prisma migrate deploy` in production); ensureSchema() only migrates this package\'s own `http_sessions`',
-			table.display,
+			table.qualifiedName,
 			missing.map((item) => item.what),
 		);
 	}
@@ -97,11 +97,11 @@ export async function applyMigrations(
 	} catch (error) {
 		if (sqlStateOf(error) === sqlStates.insufficientPrivilege) {
 			throw new SchemaMismatchError(
-				`The session table ${table.display} lacks ${missing.map((item) => item.what).join(', ')} `
+				`The session table ${table.qualifiedName} lacks ${missing.map((item) => item.what).join(', ')} `
 				+ `(this package's migration${missingMigrations(missing, migrations)}), and this role may not migrate it (permission denied). `
 				+ 'Apply the migrations as the table\'s owner: `prisma migrate deploy --config node_modules/koa-pgstore/prisma.config.ts`, '
 				+ 'or `ensureSchema()` (or `npx koa-pgstore migrate`) with that role\'s connection string',
-				table.display,
+				table.qualifiedName,
 				missing.map((item) => item.what),
 				{ cause: error },
 			);
@@ -125,7 +125,7 @@ export interface SchemaStatus {
 
 /** Reads what `applyMigrations` would do, changing nothing. */
 export async function schemaStatus(client: object, driver: Driver, schema: string | undefined, requirements: SchemaRequirements = {}): Promise<SchemaStatus> {
-	const table = sessionTableOf(client, schema);
+	const table = readSessionTable(client, schema);
 	// What this store needs, not every column of the newest migration: a table without `subject`
 	// serves a store without the `subject` option (the migration shows as pending).
 	const missing = await missingFromCatalog(alone(driver), table, requirements, { everyMigration: false });
@@ -139,7 +139,7 @@ export async function schemaStatus(client: object, driver: Driver, schema: strin
 		}
 	}
 	return {
-		table: table.display,
+		table: table.qualifiedName,
 		exists: !missing.some((item) => item.table === true),
 		missing: missing.map((item) => item.what),
 		applied: applied === undefined ? undefined : migrations.map((migration) => migration.name).filter((name) => applied.has(name)),
@@ -184,30 +184,6 @@ function alone(driver: Driver): Query {
 }
 
 
-/** The table the client's `PGSession` model maps to, and its column names. */
-interface SessionTable {
-	/** `schema.table` as SQL (quoted), or the table alone when the search path decides. */
-	readonly sqlName: string;
-	/** For messages: `"schema"."table"`. */
-	readonly display: string;
-	readonly columns: Readonly<Record<SessionField, string>>;
-	/** `http_sessions` with this package's column names, in the connection's schema. */
-	readonly ownedByPackage: boolean;
-}
-
-// Reads the model as the statements do (session-model.ts). A field the model lacks (an app's
-// model without `subject`) is looked up under this package's column name.
-function sessionTableOf(client: object, connectionSchema: string | undefined): SessionTable {
-	const model = sessionModel(client, connectionSchema);
-	const columns = Object.fromEntries(Object.entries(model.columns).map(([field, column]) => [field, column ?? packageColumns[field as SessionField]])) as Record<SessionField, string>;
-	return {
-		sqlName: qualifiedName(model.schema, model.table),
-		display: qualifiedName(model.schema, model.table),
-		columns,
-		ownedByPackage: model.ownedByPackage,
-	};
-}
-
 interface Missing {
 	/** For the message: `table "x"`, `column "subject"`, `jsonb type of column "data"`, … */
 	readonly what: string;
@@ -221,9 +197,9 @@ interface Missing {
 // With `everyMigration`, this package's own table also needs what every shipped migration adds
 // (ensureSchema() then brings it up to date).
 async function missingFromCatalog(query: Query, table: SessionTable, requirements: SchemaRequirements, { everyMigration = true } = {}): Promise<Missing[]> {
-	const [found] = await query({ name: 'sessionTableOid', text: `SELECT to_regclass($1)::oid::int8::text AS "oid"`, values: [table.sqlName] }) as [{ oid: string | null }?];
+	const [found] = await query({ name: 'sessionTableOid', text: `SELECT to_regclass($1)::oid::int8::text AS "oid"`, values: [table.qualifiedName] }) as [{ oid: string | null }?];
 	if (found?.oid === null || found?.oid === undefined) {
-		return [{ what: `the table itself (${table.display} does not exist)`, migration: 'init', table: true }];
+		return [{ what: `the table itself (${table.qualifiedName} does not exist)`, migration: 'init', table: true }];
 	}
 	const columns = await query({
 		name: 'sessionTableColumns',

@@ -1,11 +1,11 @@
 import { sqlStateOf, sqlStates } from '../base/driver-error.js';
 import { SchemaMismatchError } from '../base/errors.js';
 import { Redacted, invalid } from '../base/validate.js';
-import { sessionModel, type SessionField } from './session-model.js';
-import { qualifiedName, quoteIdentifier, type Statement } from './text.js';
+import type { SessionField, SessionTable } from './session-table.js';
+import { quoteIdentifier, type Statement } from './text.js';
 
-/** The session table as the client's `PGSession` model maps it: quoted names, ready for SQL. */
-export interface SessionTable {
+/** The session table's names, quoted for SQL. */
+interface QuotedTable {
 	/** The table, with its schema when one is known. */
 	readonly name: string;
 	readonly id: string;
@@ -18,31 +18,22 @@ export interface SessionTable {
 	readonly subject: string | undefined;
 }
 
-/**
- * Reads the table the client's `PGSession` model maps to, quoted for SQL.
- * @param connectionSchema Where a model without `@@schema` lives (the `schema` option).
- * @param withSubject Whether the store keeps a subject per session (its `subject` option).
- */
-export function sessionTable(client: object, connectionSchema: string | undefined, withSubject: boolean): SessionTable {
-	const model = sessionModel(client, connectionSchema);
-	const required = (field: SessionField): string => {
-		const column = model.columns[field];
-		return column === undefined
-			? invalid('prisma', `a client whose \`PGSession\` model has the field \`${field}\``, new Redacted('a model without it'))
-			: quoteIdentifier(column);
-	};
-	const subject = model.columns.subject;
+// The names the statements use, checking that the model has the fields they need.
+function quoted(table: SessionTable, withSubject: boolean): QuotedTable {
+	const required = (field: SessionField): string => (table.fields.has(field)
+		? quoteIdentifier(table.columns[field])
+		: invalid('prisma', `a client whose \`PGSession\` model has the field \`${field}\``, new Redacted('a model without it')));
 	return {
-		name: qualifiedName(model.schema, model.table),
+		name: table.qualifiedName,
 		id: required('id'),
 		key: required('key'),
 		data: required('data'),
 		createdOn: required('createdOn'),
 		modifiedOn: required('modifiedOn'),
 		expiresOn: required('expiresOn'),
-		subject: !withSubject ? undefined : subject === undefined
-			? invalid('subject', 'used with a `PGSession` model that has the `subject` field (apply the migration `…_session_subject`)', new Redacted('a model without it'))
-			: quoteIdentifier(subject),
+		subject: !withSubject ? undefined : table.fields.has('subject')
+			? quoteIdentifier(table.columns.subject)
+			: invalid('subject', 'used with a `PGSession` model that has the `subject` field (apply the migration `…_session_subject`)', new Redacted('a model without it')),
 	};
 }
 
@@ -132,15 +123,15 @@ export interface SubjectStatements {
 }
 
 /**
- * Builds the statements for `table`. Their texts are made once; each call only pairs values with
+ * Builds the statements for `table` (with the `subject` column when `withSubject`). Their texts are made once; each call only pairs values with
  * them. Coalesced writes send their rows as one JSON array (`jsonb_to_recordset`).
  *
  * The size a session is measured by, for `maxLength`, is the byte length of PostgreSQL's text
  * form of the stored `jsonb` (`octet_length(data::text)`): the one measure that SQL can take of
  * a session merged in the statement, so merges and whole writes are measured alike.
  */
-export function sessionStatements(table: SessionTable): SessionStatements {
-	const { name: t, id, key, data, createdOn, modifiedOn, expiresOn, subject } = table;
+export function sessionStatements(table: SessionTable, withSubject: boolean): SessionStatements {
+	const { name: t, id, key, data, createdOn, modifiedOn, expiresOn, subject } = quoted(table, withSubject);
 	const named = (name: string, text: string) => (values: readonly unknown[]): Statement => ({ name, text, values });
 
 	// $1 digests, $2 now (milliseconds since the epoch, as every time here: see `fromMillis` and

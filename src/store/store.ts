@@ -13,7 +13,8 @@ import { createOwnedClient, type PgStorePrismaClient } from '../driver/prisma-cl
 import { createSessionReader, type SessionReader } from '../batch/read-batch.js';
 import { RequestSessions } from './request-sessions.js';
 import { assertShorterThan, encodeSession, isWellFormed, subjectOf, type SessionData } from '../codec/session-codec.js';
-import { sessionStatements, sessionTable, type SessionStatements } from '../sql/statements.js';
+import { readSessionTable } from '../sql/session-table.js';
+import { sessionStatements, type SessionStatements } from '../sql/statements.js';
 import { SubjectSessions, type SessionList } from './subjects.js';
 import { createSessionWriter, type SessionWrite, type SessionWriter } from '../batch/write-batch.js';
 
@@ -87,7 +88,7 @@ export class PgStore {
 			: undefined;
 		this.#client = prisma ?? owned!.client;
 		this.#closeOwned = owned?.close;
-		const statements = sessionStatements(sessionTable(this.#client, schema, subject !== undefined));
+		const statements = sessionStatements(readSessionTable(this.#client, schema), subject !== undefined);
 		this.#statements = statements;
 		// Straight to the owned client's pool, or through the app's client.
 		this.#driver = owned === undefined ? prismaDriver(this.#client) : ownedDriver(owned.pool, preparedStatements);

@@ -1,7 +1,8 @@
 import { PrismaPg } from '@prisma/adapter-pg';
 import test from 'ava';
 import { PrismaClient } from '../../src/generated/prisma/client.js';
-import { sessionStatements, sessionTable, type LiveWrite, type WholeWrite } from '../../src/sql/statements.js';
+import { readSessionTable } from '../../src/sql/session-table.js';
+import { sessionStatements, type LiveWrite, type WholeWrite } from '../../src/sql/statements.js';
 import { PrismaClient as AppClient } from '../fixtures/app-schema/generated/client.js';
 
 // The generated SQL, snapshot by snapshot: a reviewer reads each statement whole, with the
@@ -35,7 +36,7 @@ for (const [title, client, schema] of [
 	['an app\'s model renamed with @@map and moved with @@schema', appClient, undefined],
 ] as const) {
 	test(`statements without subject: ${title}`, (t) => {
-		const statements = sessionStatements(sessionTable(client, schema, false));
+		const statements = sessionStatements(readSessionTable(client, schema), false);
 		t.is(statements.bySubject, undefined);
 		t.snapshot(statements.selectLive({ digests: ['d1', 'd2'], now }), 'selectLive');
 		t.snapshot(statements.updateLive([live('d1', undefined), live('d2', undefined, true), live('d3', undefined, false, true)], 4096), 'updateLive');
@@ -51,7 +52,7 @@ for (const [title, client] of [
 	['an app\'s renamed model whose subject column is mapped', appClientWithSubject],
 ] as const) {
 	test(`statements with subject: ${title}`, (t) => {
-		const statements = sessionStatements(sessionTable(client, undefined, true));
+		const statements = sessionStatements(readSessionTable(client, undefined), true);
 		t.snapshot(statements.updateLive([live('d1', 'ada'), live('d2', undefined)], 0), 'updateLive');
 		t.snapshot(statements.upsert([whole('d1', 'ada'), whole('d2', null)], 0), 'upsert');
 		t.snapshot(statements.insert([whole('d1', 'ada'), whole('d2', null)], 0), 'insert');
@@ -62,7 +63,7 @@ for (const [title, client] of [
 }
 
 test('every statement has a name of its own, for preparing it', (t) => {
-	const statements = sessionStatements(sessionTable(packageClient, undefined, true));
+	const statements = sessionStatements(readSessionTable(packageClient, undefined), true);
 	const subject = statements.bySubject;
 	const built = [
 		statements.selectLive({ digests: [], now }), statements.updateLive([], 0), statements.upsert([], 0), statements.insert([], 0), statements.delete({ digests: [] }),
@@ -75,5 +76,5 @@ test('every statement has a name of its own, for preparing it', (t) => {
 });
 
 test('a subject option on a model without the subject field names the migration to apply', (t) => {
-	t.throws(() => sessionTable(appClient, undefined, true), { instanceOf: TypeError, message: /…_session_subject/ });
+	t.throws(() => sessionStatements(readSessionTable(appClient, undefined), true), { instanceOf: TypeError, message: /…_session_subject/ });
 });

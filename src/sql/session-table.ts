@@ -1,15 +1,24 @@
 import { Redacted, invalid, isRecord } from '../base/validate.js';
+import { qualifiedName } from './text.js';
 
 /** The fields of the `PGSession` model the store uses. */
 export type SessionField = 'id' | 'key' | 'data' | 'createdOn' | 'modifiedOn' | 'expiresOn' | 'subject';
 
-/** The table the client's `PGSession` model maps to, by its names in PostgreSQL (unquoted). */
-export interface SessionModel {
+/**
+ * The table the client's `PGSession` model maps to: the one reading of it that the statements,
+ * `ensureSchema()`, `status()` and the CLI share.
+ */
+export interface SessionTable {
 	/** The model's `@@schema`, else the connection's schema (the `schema` option); `undefined`: the search_path decides. */
 	readonly schema: string | undefined;
+	/** The table's name in PostgreSQL, unquoted. */
 	readonly table: string;
-	/** Each field's column; `undefined` for a field the model lacks. */
-	readonly columns: Readonly<Record<SessionField, string | undefined>>;
+	/** `"schema"."table"` (or `"table"`), quoted: for SQL and for messages. */
+	readonly qualifiedName: string;
+	/** Each field's column, unquoted: the model's, or this package's name for a field the model lacks. */
+	readonly columns: Readonly<Record<SessionField, string>>;
+	/** The fields the model has. */
+	readonly fields: ReadonlySet<SessionField>;
 	/** `http_sessions` with this package's column names, in the connection's schema: the table this package's migrations create. */
 	readonly ownedByPackage: boolean;
 }
@@ -27,7 +36,7 @@ export const packageColumns: Readonly<Record<SessionField, string>> = {
  * @param connectionSchema Where a model without `@@schema` lives (the `schema` option).
  * @throws {TypeError} The client has no `PGSession` model.
  */
-export function sessionModel(client: object, connectionSchema: string | undefined): SessionModel {
+export function readSessionTable(client: object, connectionSchema: string | undefined): SessionTable {
 	const dataModel: unknown = Reflect.get(client, '_runtimeDataModel');
 	const models: unknown = isRecord(dataModel) ? dataModel['models'] : undefined;
 	const model: unknown = isRecord(models) ? models['PGSession'] : undefined;
@@ -42,14 +51,19 @@ export function sessionModel(client: object, connectionSchema: string | undefine
 		}
 		return typeof found['dbName'] === 'string' ? found['dbName'] : field;
 	};
-	const columns = Object.fromEntries((Object.keys(packageColumns) as SessionField[]).map((field) => [field, columnOf(field)])) as Record<SessionField, string | undefined>;
+	const allFields = Object.keys(packageColumns) as SessionField[];
+	const fieldsFound = new Set(allFields.filter((field) => columnOf(field) !== undefined));
+	const columns = Object.fromEntries(allFields.map((field) => [field, columnOf(field) ?? packageColumns[field]])) as Record<SessionField, string>;
 	const modelSchema = typeof model['schema'] === 'string' ? model['schema'] : undefined;
 	const table = typeof model['dbName'] === 'string' ? model['dbName'] : 'PGSession';
+	const schema = modelSchema ?? connectionSchema;
 	return {
-		schema: modelSchema ?? connectionSchema,
+		schema,
 		table,
+		qualifiedName: qualifiedName(schema, table),
 		columns,
+		fields: fieldsFound,
 		ownedByPackage: table === 'http_sessions' && modelSchema === undefined
-			&& (Object.keys(packageColumns) as SessionField[]).every((field) => columns[field] === undefined || columns[field] === packageColumns[field]),
+			&& allFields.every((field) => columns[field] === packageColumns[field]),
 	};
 }
