@@ -46,8 +46,8 @@ Exit codes:
   3  cleanup: another instance was sweeping past --lock-wait; expired rows may remain
   4  status: the table lacks something the store needs; migrate: could not add it
 
-Statements of cleanup and migrate may wait ten times pool.query_timeout (30 s): they are not
-held to the short bounds of requests.`;
+Statements of cleanup may wait ten times pool.query_timeout (30 s by default), those of migrate
+two minutes: they are not held to the short bounds of requests.`;
 
 /** Runs the command line `args` (without `node` and the script); resolves to the exit code. */
 async function main(args: string[], env: NodeJS.ProcessEnv, out: (line: string) => void, err: (line: string) => void): Promise<number> {

@@ -1,9 +1,10 @@
-export { PgStore, type GetOptions, type SetOptions, type DestroyOptions } from './store/store.js';
+export { PgStore, type GetOptions, type SetOptions, type DestroyOptions, type StoreStatus } from './store/store.js';
 export type { SessionData } from './codec/session-codec.js';
-export type { SessionList, SessionListing } from './store/subjects.js';
+export type { ListedSession, SessionList, SessionListing } from './store/subjects.js';
 export type { PgStoreOptions } from './store/options.js';
 export type { PgStorePrismaClient, PoolOptions } from './driver/prisma-client.js';
-export type { Cleanup, CleanupOptions, CleanupReport, SweepOptions } from './maintenance/cleanup.js';
+export type { Cleanup, CleanupOptions, CleanupSchedule } from './maintenance/schedule.js';
+export type { CleanupReport, SweepOptions } from './maintenance/sweep.js';
 export {
 	PgStoreError,
 	SessionTooLargeError,

@@ -1,7 +1,7 @@
 import { getEventListeners } from 'node:events';
 import FakeTimers from '@sinonjs/fake-timers';
 import anyTest, { type TestFn } from 'ava';
-import { scheduleCleanup } from '../src/maintenance/cleanup.js';
+import { scheduleCleanup } from '../src/maintenance/schedule.js';
 
 // Timing only: the sweep here is a stand-in that runs no SQL (test/cleanup.test.ts runs real
 // sweeps on PostgreSQL). The fake clock replaces the timers of this test process.

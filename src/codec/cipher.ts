@@ -61,7 +61,7 @@ export class SessionCipher {
 	readonly #derived = new TwoGenerationCache<Buffer>(derivedKeysKept, () => 1);
 	readonly #plaintexts = new TwoGenerationCache<string>(plaintextUnitsKept, (id, json) => id.length + json.length);
 	// Nonces are taken from a buffer of random bytes filled 256 nonces at a time: a
-	// randomBytes(12) call per field cost as much as the encryption itself (measured 12 µs).
+	// randomBytes(12) call per field cost as much as the encryption itself (bench/NOTES.md).
 	readonly #nonces = Buffer.alloc(nonceBytes * 256);
 	#nonceOffset = this.#nonces.length;
 
@@ -113,8 +113,8 @@ export class SessionCipher {
 			cipher.setAAD(aadOf(digestBytes, name));
 			const body = Buffer.concat([nonce, cipher.update(json, 'utf8'), cipher.final(), cipher.getAuthTag()]);
 			const stored = `${version}${newest.kid}:${body.toString('base64url')}`;
-			// Not remembered here: bench/encryption.ts measured new sessions +245 µs of app CPU with
-			// it (the retained strings cost the GC more than a later decryption), +114 µs without.
+			// Not remembered here: the retained strings cost the GC more than a later decryption
+			// (bench/encryption.ts; figures in bench/NOTES.md).
 			// base64url needs no JSON escaping.
 			members.push(`${JSON.stringify(name)}:"${stored}"`);
 		}

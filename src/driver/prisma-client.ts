@@ -101,7 +101,7 @@ export function createOwnedClient(
 		...(schema === undefined ? {} : { schema }),
 	});
 	// 'minimal': Prisma otherwise captures a call site (`new Error()`) on every call outside
-	// NODE_ENV=production to pretty-print failures, 2–5 µs a request (bench/profile.ts); the store
+	// NODE_ENV=production to pretty-print failures (its cost: bench/NOTES.md); the store
 	// wraps every failure in a DatabaseError of its own anyway.
 	const client = new PrismaClient({ adapter, errorFormat: 'minimal' });
 	return {

@@ -145,7 +145,7 @@ export function sessionStatements(table: SessionTable, withSubject: boolean): Se
 
 	// $1 the writes as one JSON array of rows (named fields, see `liveRows`), $2 maxLength (0:
 	// none). One text parameter rather than an array per column: node-postgres and Prisma then
-	// encode one string, not every element of seven arrays (bench/profile.ts: ~10 µs a write).
+	// encode one string, not every element of seven arrays (bench/profile.ts; bench/NOTES.md).
 	// The live row is locked first (FOR UPDATE), so the merge applies to its newest version even
 	// when another request wrote it meanwhile. Every write statement locks its rows in key order,
 	// so two statements in flight on overlapping keys (two instances, or two turns of one) never
@@ -168,8 +168,7 @@ export function sessionStatements(table: SessionTable, withSubject: boolean): Se
 
 	// $1 the sessions as one JSON array of rows (see `wholeRows`), $2 maxLength (0: none). `insert`
 	// is the same without ON CONFLICT, for new keys, the most common whole write: a speculative
-	// insertion costs PostgreSQL more per row (one backend, 12-row statements: ~715 µs of CPU
-	// against ~600; `npm run bench`, new sessions at 32 connections: 69 → 56 µs a request).
+	// insertion costs PostgreSQL more CPU per row (bench/NOTES.md).
 	const wholeWrite = (onConflict: boolean) => `WITH v AS (SELECT r.key, r.data, ${fromMillis('r.now')} AS now, ${fromMillis('r.expires')} AS expires`
 		+ `${subject === undefined ? '' : ', r.subject'} FROM jsonb_to_recordset($1::jsonb) `
 		+ `AS r(key text, data jsonb, now float8, expires float8${subject === undefined ? '' : ', subject text'})), `
@@ -189,7 +188,8 @@ export function sessionStatements(table: SessionTable, withSubject: boolean): Se
 	// $1 limit. The sweep goes by the database's clock: one app server whose clock runs ahead must
 	// not delete sessions that are live for every other. The rows are found through the index on
 	// the expiry and deleted by their ctid (a TID scan): an `IN (subquery)` here was planned as a
-	// hash join over the whole table, every batch (bench: 5× slower, read p99 2.4× during a sweep).
+	// hash join over the whole table, every batch (several times slower, and reads slowed during a
+	// sweep: bench/NOTES.md).
 	const deleteExpired = named('deleteExpired', `WITH deleted AS (DELETE FROM ${t} WHERE ctid = ANY(ARRAY(`
 		+ `SELECT ctid FROM ${t} WHERE ${expiresOn} < now() LIMIT $1 FOR UPDATE SKIP LOCKED)) RETURNING 1) `
 		+ `SELECT count(*)::int AS "deleted" FROM deleted`);
@@ -244,8 +244,8 @@ export function sessionStatements(table: SessionTable, withSubject: boolean): Se
 export const sweepLockId = 0x6b6f_6170_6773_7431n;
 
 // Milliseconds since the epoch (float8) as a timestamptz, exact to the millisecond the columns
-// keep. Times go in as numbers: `Date#toISOString` costs about 1 µs a call, two per row written,
-// and node-postgres formats a `Date` parameter in about 0.7 µs, a number in 0.03.
+// keep. Times go in as numbers: formatting a `Date` (`toISOString`, or node-postgres' own) costs
+// many times more than a number, twice per row written (bench/NOTES.md).
 function fromMillis(value: string): string {
 	return `to_timestamp(${value} / 1000)`;
 }

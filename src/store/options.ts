@@ -33,7 +33,7 @@ export interface PgStoreOptions {
 	/**
 	 * With `connectionString`: prepare the statements of requests once per connection (named
 	 * statements), so PostgreSQL does not parse and plan them on every call (the field-level
-	 * update's PostgreSQL CPU halves; README, "Deploying"). Behind a pooler that does not keep named
+	 * update's PostgreSQL CPU halves; docs/performance.md). Behind a pooler that does not keep named
 	 * statements with their client (PgBouncer in transaction mode before 1.21 or with
 	 * `max_prepared_statements = 0`), the first statement it refuses (`26000`, `42P05`) runs again
 	 * unnamed and the store prepares nothing more: no request fails. `false`: never prepare.
@@ -57,7 +57,7 @@ export interface PgStoreOptions {
 	 * lowered limit can still shrink). `0` means no limit.
 	 *
 	 * With `encryptionKeys` it is the stored, encrypted form that is measured: each encrypted field
-	 * takes about a third of its JSON plus 55 bytes more (README, "Encrypted session data"), so
+	 * takes about a third of its JSON plus 55 bytes more (docs/encryption.md), so
 	 * raise the limit accordingly.
 	 * @default 4096
 	 */
@@ -95,7 +95,7 @@ export interface PgStoreOptions {
 	 *
 	 * The session may then end up to `touchAfter` earlier than the cookie says. A `maxAge` change,
 	 * or an expiry that moves earlier, is always written. `0` moves the expiry on every save, and
-	 * every save then leaves a dead row version and index entries behind (see the README).
+	 * every save then leaves a dead row version and index entries behind (docs/deploying.md, table health).
 	 * @default 60_000 (a minute)
 	 */
 	touchAfter?: number;

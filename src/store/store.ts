@@ -1,4 +1,5 @@
-import { startSchedule, sweepExpired, type Cleanup, type CleanupOptions, type CleanupReport, type SweepOptions } from '../maintenance/cleanup.js';
+import { startSchedule, type CleanupOptions, type CleanupSchedule } from '../maintenance/schedule.js';
+import { sweepExpired, type CleanupReport, type SweepOptions } from '../maintenance/sweep.js';
 import { encryptedCodec, plainCodec, type RowCodec } from '../codec/row-codec.js';
 import { SessionCipher } from '../codec/cipher.js';
 import { DatabaseError, PgStoreError, StoreClosedError } from '../base/errors.js';
@@ -49,8 +50,9 @@ export interface DestroyOptions {
 /**
  * A koa-session external store that keeps sessions in PostgreSQL through Prisma 7.
  *
- * `get`, `set` and `destroy` each take at most one SQL statement, and those of one turn of the
- * event loop share one per kind. Keys are stored as SHA-256 digests, expired rows are never
+ * The `get`, `set` and `destroy` calls of one turn of the event loop share one statement per
+ * kind (a batch that meets a stored key, a deadlock or a row PostgreSQL refuses may take a few
+ * more; a save within `touchAfter` takes none). Keys are stored as SHA-256 digests, expired rows are never
  * returned, and a session that ended (logout, expiry) is never brought back by a request that
  * loaded it earlier.
  *
@@ -75,7 +77,7 @@ export class PgStore {
 	readonly #statements: SessionStatements;
 	/** Plain, or with `encryptionKeys` encrypted. */
 	readonly #codec: RowCodec;
-	readonly #schedules = new Set<Cleanup>();
+	readonly #schedules = new Set<CleanupSchedule>();
 	#closing: Promise<void> | undefined;
 
 	constructor(options: PgStoreOptions) {
@@ -293,7 +295,7 @@ export class PgStore {
 	 * controller.abort(); // on shutdown
 	 * ```
 	 */
-	startCleanup(options: CleanupOptions = {}): Cleanup {
+	startCleanup(options: CleanupOptions = {}): CleanupSchedule {
 		this.#assertOpen();
 		const schedule = startSchedule(options, this.#options.onError, (sweep) => sweepExpired(this.#driver, this.#statements, sweep, { scheduled: true }));
 		this.#schedules.add(schedule);

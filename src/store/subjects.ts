@@ -7,7 +7,7 @@ import { subjectArgument } from '../codec/session-codec.js';
 import type { SubjectStatements } from '../sql/statements.js';
 
 /** One of a subject's sessions, as `list()` shows it. */
-export interface SessionListing {
+export interface ListedSession {
 	/** The row's id: what `destroySession()` takes. Not secret, and useless to sign in with. */
 	readonly id: string;
 	readonly createdOn: Date;
@@ -18,11 +18,14 @@ export interface SessionListing {
 	readonly current: boolean;
 }
 
+/** @deprecated Renamed {@link ListedSession}: one session of a {@link SessionList}. */
+export type SessionListing = ListedSession;
+
 /**
  * What `list()` gives: the sessions, most recently written first, and whether the subject has
  * more than were listed.
  */
-export type SessionList = SessionListing[] & {
+export type SessionList = ListedSession[] & {
 	/** `true` when the subject has more live sessions than `limit`: list with a larger one to see them. */
 	readonly hasMore: boolean;
 };
