@@ -4,6 +4,7 @@
 import { parseArgs } from 'node:util';
 import { SchemaMismatchError } from './base/errors.js';
 import { PgStore, type CleanupReport } from './index.js';
+import { tableName, type InternalOptions } from './store/internal-options.js';
 import type { StoreStatus } from './store/store.js';
 
 /** Exit codes a scheduler can act on. */
@@ -30,9 +31,12 @@ Commands:
 Options:
   --schema <name>       PostgreSQL schema of the table (default: DATABASE_URL's ?schema=, else
                         the search_path)
-  --batch-size <rows>   cleanup: rows per DELETE (default 1000)
-  --lock-wait <ms>      cleanup: how long to keep trying while another instance sweeps
-                        (default 60000; 0: give up at once)
+  --table <name>        The session table, when your Prisma schema renamed it with @@map
+                        (default: http_sessions); its columns as this package names them.
+                        Such a table is your app's: migrate never changes it
+  --batch-size <rows>   cleanup: rows per DELETE, 1 to 100000 (default 1000)
+  --lock-wait <ms>      cleanup: how long to keep trying while another instance sweeps,
+                        0 to 86400000 (default 60000; 0: give up at once)
   --json                Print the result as JSON
   -h, --help            Show this help
 
@@ -42,7 +46,7 @@ Environment:
 Exit codes:
   0  done (status: everything is there)
   1  the database failed or could not be reached
-  2  bad arguments or no DATABASE_URL
+  2  bad arguments, or DATABASE_URL missing or not a PostgreSQL connection string
   3  cleanup: another instance was sweeping past --lock-wait; expired rows may remain
   4  status: the table lacks something the store needs; migrate: could not add it
 
@@ -58,6 +62,7 @@ async function main(args: string[], env: NodeJS.ProcessEnv, out: (line: string) 
 			allowPositionals: true,
 			options: {
 				'schema': { type: 'string' },
+				'table': { type: 'string' },
 				'lock-wait': { type: 'string' },
 				'batch-size': { type: 'string' },
 				'json': { type: 'boolean', default: false },
@@ -83,25 +88,43 @@ async function main(args: string[], env: NodeJS.ProcessEnv, out: (line: string) 
 		err('koa-pgstore: DATABASE_URL is not set: export the PostgreSQL connection string, e.g. DATABASE_URL=postgresql://user:password@host:5432/app');
 		return exitCodes.usage;
 	}
-	const batchSize = values['batch-size'] === undefined ? undefined : Number(values['batch-size']);
-	if (batchSize !== undefined && (!Number.isSafeInteger(batchSize) || batchSize < 1)) {
-		err(`koa-pgstore: --batch-size must be a whole number >= 1, got ${JSON.stringify(values['batch-size'])}`);
+	if (!isPostgresUrl(connectionString)) {
+		// Never echoed: it holds the password.
+		err('koa-pgstore: DATABASE_URL is not a PostgreSQL connection string: expected postgresql://user:password@host:5432/app');
 		return exitCodes.usage;
 	}
-	const lockWait = values['lock-wait'] === undefined ? undefined : Number(values['lock-wait']);
-	if (lockWait !== undefined && (!Number.isSafeInteger(lockWait) || lockWait < 0)) {
-		err(`koa-pgstore: --lock-wait must be a whole number of milliseconds >= 0, got ${JSON.stringify(values['lock-wait'])}`);
+	const batchSize = wholeNumber(values['batch-size'], 1, maxSweepBatchSize);
+	if (batchSize === 'invalid') {
+		err(`koa-pgstore: --batch-size must be a whole number from 1 to ${maxSweepBatchSize}, got ${JSON.stringify(values['batch-size'])}`);
+		return exitCodes.usage;
+	}
+	const lockWait = wholeNumber(values['lock-wait'], 0, maxLockWait);
+	if (lockWait === 'invalid') {
+		err(`koa-pgstore: --lock-wait must be a whole number of milliseconds from 0 to ${maxLockWait}, got ${JSON.stringify(values['lock-wait'])}`);
+		return exitCodes.usage;
+	}
+	if (values.table !== undefined && values.table === '') {
+		err('koa-pgstore: --table must name a table');
 		return exitCodes.usage;
 	}
 	const print = (json: unknown, text: string) => out(values.json ? JSON.stringify(json) : text);
 
-	const store = new PgStore({
+	const options: ConstructorParameters<typeof PgStore>[0] & InternalOptions = {
 		connectionString,
 		cleanupInterval: 0,
 		...values.schema === undefined ? {} : { schema: values.schema },
+		...values.table === undefined ? {} : { [tableName]: values.table },
 		// An operator's one-off command has no request waiting: report on stderr what the pool says.
 		onError: (error) => err(`koa-pgstore: ${error.message}`),
-	});
+	};
+	let store: PgStore;
+	try {
+		store = new PgStore(options);
+	} catch (error) {
+		// A bad --schema, say: the store's TypeError names it.
+		err(`koa-pgstore: ${error instanceof Error ? error.message : String(error)}`);
+		return exitCodes.usage;
+	}
 	try {
 		switch (command) {
 			case 'cleanup': {
@@ -109,7 +132,7 @@ async function main(args: string[], env: NodeJS.ProcessEnv, out: (line: string) 
 					...batchSize === undefined ? {} : { batchSize },
 					...lockWait === undefined ? {} : { lockWait },
 				});
-				print(report, describeReport(report));
+				print({ ...report, ms: Math.round(report.ms) }, describeReport(report));
 				return report.skipped ? exitCodes.skipped : exitCodes.ok;
 			}
 			case 'migrate': {
@@ -131,7 +154,7 @@ async function main(args: string[], env: NodeJS.ProcessEnv, out: (line: string) 
 			err(`koa-pgstore: ${mismatch.message}`);
 			return exitCodes.schemaIncomplete;
 		}
-		err(`koa-pgstore: ${command} failed: ${error instanceof Error ? lastParagraph(error.message) : String(error)}`);
+		err(`koa-pgstore: ${command} failed: ${error instanceof Error ? error.message : String(error)}`);
 		return exitCodes.databaseError;
 	} finally {
 		await store.close();
@@ -146,12 +169,16 @@ function describeReport(report: CleanupReport): string {
 }
 
 function describeStatus(status: StoreStatus): string {
-	const lines = [
-		`Table: ${status.table}`,
-		`Migrations applied: ${status.applied === undefined ? 'unknown (no access to _prisma_migrations)' : status.applied.join(', ') || 'none recorded'}`,
-		`Migrations missing: ${status.pending.join(', ') || 'none'}`,
-		`Table complete: ${status.missing.length === 0 ? 'yes' : `no, it lacks ${status.missing.join(', ')}`}`,
-	];
+	const lines = [`Table: ${status.table}`];
+	if (status.ownedByPackage) {
+		lines.push(
+			`Migrations applied: ${status.applied === undefined ? 'unknown (no access to _prisma_migrations)' : status.applied.join(', ') || 'none recorded'}`,
+			`Migrations missing: ${status.pending.join(', ') || 'none'}`,
+		);
+	} else {
+		lines.push('Migrations: your app\'s own (this is not the package\'s http_sessions; `migrate` never changes it)');
+	}
+	lines.push(`Table complete: ${status.missing.length === 0 ? 'yes' : `no, it lacks ${status.missing.join(', ')}`}`);
 	if (status.live !== undefined) {
 		lines.push(`Live sessions: ${status.live}`, `Expired sessions: ${status.expired ?? 0}`, `Size: ${formatBytes(status.bytes ?? 0)} (table, indexes and TOAST)`);
 	}
@@ -169,9 +196,26 @@ function formatBytes(bytes: number): string {
 	return unit === 0 ? `${value} bytes` : `${value.toFixed(1)} ${units[unit]}`;
 }
 
-// Prisma's messages end with the database's reason after a blank line.
-function lastParagraph(message: string): string {
-	return message.trim().split(/\n\s*\n/).at(-1)?.trim() ?? message;
+// The flags' bounds: a sweep batch of more rows holds its locks too long (and is no faster), and a
+// lock wait past a day is a mistake.
+const maxSweepBatchSize = 100_000;
+const maxLockWait = 86_400_000;
+
+// `undefined` when the flag is absent; digits only (no `1e9`, `0x10`, ` 5`).
+function wholeNumber(text: string | undefined, minimum: number, maximum: number): number | undefined | 'invalid' {
+	if (text === undefined) {
+		return undefined;
+	}
+	const value = /^\d{1,15}$/.test(text) ? Number(text) : Number.NaN;
+	return value >= minimum && value <= maximum ? value : 'invalid';
+}
+
+function isPostgresUrl(text: string): boolean {
+	if (!URL.canParse(text)) {
+		return false;
+	}
+	const url = new URL(text);
+	return (url.protocol === 'postgresql:' || url.protocol === 'postgres:') && url.hostname !== '';
 }
 
 // The store's timers never keep a process alive (a sweep's pause between batches included): this

@@ -6,6 +6,7 @@ import { PgStore } from '../src/index.js';
 import { digestKey } from '../src/codec/key-digest.js';
 import { prismaDriver } from '../src/driver/prisma-driver.js';
 import { applyMigrations } from '../src/maintenance/migrations.js';
+import { readSessionTable } from '../src/sql/session-table.js';
 import { PrismaClient } from './fixtures/app-schema/generated/client.js';
 import { createDatabase } from './helpers/database.js';
 import { CookieJar, request, startApp } from './helpers/http.js';
@@ -76,7 +77,7 @@ test('an app-owned table that is missing gets a SchemaMismatchError, and nothing
 	await database.query('CREATE SCHEMA auth');
 	const prisma = new PrismaClient({ adapter: new PrismaPg({ connectionString: database.url }) });
 	t.teardown(() => prisma.$disconnect());
-	const error = await t.throwsAsync(applyMigrations(prisma, prismaDriver(prisma), undefined), { instanceOf: SchemaMismatchError });
+	const error = await t.throwsAsync(applyMigrations(readSessionTable(prisma, undefined), prismaDriver(prisma), undefined), { instanceOf: SchemaMismatchError });
 	t.is(error?.code, 'ERR_PGSTORE_SCHEMA');
 	t.is(error?.table, '"auth"."user_sessions"');
 	t.regex(error?.message ?? '', /"auth"\."user_sessions" does not exist/);
@@ -97,8 +98,8 @@ test('an incomplete app-owned table is reported item by item: a json data column
 		CREATE INDEX user_sessions_key_idx ON auth.user_sessions (key)`);
 	const prisma = new PrismaClient({ adapter: new PrismaPg({ connectionString: database.url }) });
 	t.teardown(() => prisma.$disconnect());
-	const error = await t.throwsAsync(applyMigrations(prisma, prismaDriver(prisma), undefined), { instanceOf: SchemaMismatchError });
+	const error = await t.throwsAsync(applyMigrations(readSessionTable(prisma, undefined), prismaDriver(prisma), undefined), { instanceOf: SchemaMismatchError });
 	t.deepEqual(error?.missing, ['column "data" of type jsonb (it is json)', 'a unique index on "key"']);
 	await database.query('ALTER TABLE auth.user_sessions ALTER COLUMN data TYPE jsonb; CREATE UNIQUE INDEX ON auth.user_sessions (key)');
-	t.deepEqual(await applyMigrations(prisma, prismaDriver(prisma), undefined), []);
+	t.deepEqual(await applyMigrations(readSessionTable(prisma, undefined), prismaDriver(prisma), undefined), []);
 });

@@ -4,6 +4,7 @@ import { SchemaMismatchError } from '../src/base/errors.js';
 import { PgStore } from '../src/index.js';
 import { ownedDriver } from '../src/driver/owned-driver.js';
 import { applyMigrations } from '../src/maintenance/migrations.js';
+import { readSessionTable } from '../src/sql/session-table.js';
 import { createOwnedClient } from '../src/driver/prisma-client.js';
 import { createDatabase, migrationFiles, type TestDatabase } from './helpers/database.js';
 
@@ -175,7 +176,7 @@ test('a role that may not migrate gets a SchemaMismatchError naming the missing 
 	const url = await tableUserUrl(t, database);
 	const { client, pool, close } = createOwnedClient(url, {}, undefined, () => {});
 	t.teardown(close);
-	const error = await t.throwsAsync(applyMigrations(client, ownedDriver(pool, false), undefined, { subject: true }), { instanceOf: SchemaMismatchError });
+	const error = await t.throwsAsync(applyMigrations(readSessionTable(client, undefined), ownedDriver(pool, false), undefined, { subject: true }), { instanceOf: SchemaMismatchError });
 	t.is(error?.code, 'ERR_PGSTORE_SCHEMA');
 	t.is(error?.table, '"http_sessions"');
 	t.deepEqual(error?.missing, ['column "subject"']);

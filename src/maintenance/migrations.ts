@@ -3,7 +3,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import type { Driver, TransactionQueries } from '../driver/driver.js';
 import { sqlStateOf, sqlStates } from '../base/driver-error.js';
 import { SchemaMismatchError } from '../base/errors.js';
-import { readSessionTable, type SessionField, type SessionTable } from '../sql/session-table.js';
+import type { SessionField, SessionTable } from '../sql/session-table.js';
 import { qualifiedName, quoteIdentifier } from '../sql/text.js';
 
 /** One migration shipped in `prisma/migrations`, as `prisma migrate deploy` sees it. */
@@ -71,12 +71,11 @@ export interface SchemaRequirements {
  * and the role may not migrate it.
  */
 export async function applyMigrations(
-	client: object,
+	table: SessionTable,
 	driver: Driver,
 	schema: string | undefined,
 	requirements: SchemaRequirements = {},
 ): Promise<string[]> {
-	const table = readSessionTable(client, schema);
 	const missing = await missingFromCatalog(alone(driver), table, requirements);
 	if (missing.length === 0) {
 		return [];
@@ -114,6 +113,11 @@ export async function applyMigrations(
 export interface SchemaStatus {
 	/** The table, as `"schema"."table"`. */
 	readonly table: string;
+	/**
+	 * `true`: this package's `http_sessions`, which its migrations create; `false`: a table your
+	 * app's migrations own (its migrations are not listed).
+	 */
+	readonly ownedByPackage: boolean;
 	readonly exists: boolean;
 	/** What the catalog shows is missing for the store. */
 	readonly missing: readonly string[];
@@ -124,11 +128,14 @@ export interface SchemaStatus {
 }
 
 /** Reads what `applyMigrations` would do, changing nothing. */
-export async function schemaStatus(client: object, driver: Driver, schema: string | undefined, requirements: SchemaRequirements = {}): Promise<SchemaStatus> {
-	const table = readSessionTable(client, schema);
+export async function schemaStatus(table: SessionTable, driver: Driver, schema: string | undefined, requirements: SchemaRequirements = {}): Promise<SchemaStatus> {
 	// What this store needs, not every column of the newest migration: a table without `subject`
 	// serves a store without the `subject` option (the migration shows as pending).
 	const missing = await missingFromCatalog(alone(driver), table, requirements, { everyMigration: false });
+	if (!table.ownedByPackage) {
+		// The app's migrations own it: this package's are neither applied there nor pending.
+		return { table: table.qualifiedName, ownedByPackage: false, exists: !missing.some((item) => item.table === true), missing: missing.map((item) => item.what), applied: undefined, pending: [] };
+	}
 	const migrations = await shippedMigrations();
 	let applied: Set<string> | undefined;
 	try {
@@ -140,6 +147,7 @@ export async function schemaStatus(client: object, driver: Driver, schema: strin
 	}
 	return {
 		table: table.qualifiedName,
+		ownedByPackage: true,
 		exists: !missing.some((item) => item.table === true),
 		missing: missing.map((item) => item.what),
 		applied: applied === undefined ? undefined : migrations.map((migration) => migration.name).filter((name) => applied.has(name)),

@@ -67,3 +67,11 @@ export function readSessionTable(client: object, connectionSchema: string | unde
 			&& allFields.every((field) => columns[field] === packageColumns[field]),
 	};
 }
+
+/**
+ * `table` under another name, with the same columns (the CLI's `--table`, for a model renamed
+ * with `@@map`). It is this package's own table only under the name `http_sessions`.
+ */
+export function renamedTable(table: SessionTable, name: string): SessionTable {
+	return { ...table, table: name, qualifiedName: qualifiedName(table.schema, name), ownedByPackage: table.ownedByPackage && name === 'http_sessions' };
+}

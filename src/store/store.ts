@@ -14,7 +14,8 @@ import { createOwnedClient, type PgStorePrismaClient } from '../driver/prisma-cl
 import { createSessionReader, type SessionReader } from '../batch/read-batch.js';
 import { RequestSessions } from './request-sessions.js';
 import { assertShorterThan, encodeSession, isWellFormed, subjectOf, type SessionData } from '../codec/session-codec.js';
-import { readSessionTable } from '../sql/session-table.js';
+import { readSessionTable, renamedTable, type SessionTable } from '../sql/session-table.js';
+import { tableName, type InternalOptions } from './internal-options.js';
 import { sessionStatements, type SessionStatements } from '../sql/statements.js';
 import { SubjectSessions, type SessionList } from './subjects.js';
 import { createSessionWriter, type SessionWrite, type SessionWriter } from '../batch/write-batch.js';
@@ -68,6 +69,8 @@ export class PgStore {
 	readonly #options: ResolvedOptions;
 	readonly #client: PgStorePrismaClient;
 	readonly #driver: Driver;
+	/** The table the client's `PGSession` model maps to. */
+	readonly #table: SessionTable;
 	/** Closes the store's own client and its pool; `undefined` for an app's client. */
 	readonly #closeOwned: (() => Promise<void>) | undefined;
 	readonly #reader: SessionReader;
@@ -81,6 +84,7 @@ export class PgStore {
 	#closing: Promise<void> | undefined;
 
 	constructor(options: PgStoreOptions) {
+		const renamed = (options as InternalOptions)[tableName];
 		this.#options = resolveOptions(options);
 		const { prisma, connectionString, pool, schema, onError, preparedStatements, subject, touchAfter, fieldLevelWrites, maxLength, encryption } = this.#options;
 		this.#codec = encryption === undefined ? plainCodec : encryptedCodec(new SessionCipher(encryption.secrets, encryption.acceptPlainRowsUntil));
@@ -90,7 +94,9 @@ export class PgStore {
 			: undefined;
 		this.#client = prisma ?? owned!.client;
 		this.#closeOwned = owned?.close;
-		const statements = sessionStatements(readSessionTable(this.#client, schema), subject !== undefined);
+		const table = readSessionTable(this.#client, schema);
+		this.#table = renamed === undefined ? table : renamedTable(table, renamed);
+		const statements = sessionStatements(this.#table, subject !== undefined);
 		this.#statements = statements;
 		// Straight to the owned client's pool, or through the app's client.
 		this.#driver = owned === undefined ? prismaDriver(this.#client) : ownedDriver(owned.pool, preparedStatements);
@@ -121,7 +127,7 @@ export class PgStore {
 	async ensureSchema(): Promise<string[]> {
 		this.#assertOpen();
 		try {
-			return await applyMigrations(this.#client, this.#driver, this.#options.schema, { subject: this.#options.subject !== undefined });
+			return await applyMigrations(this.#table, this.#driver, this.#options.schema, { subject: this.#options.subject !== undefined });
 		} catch (error) {
 			if (error instanceof PgStoreError) {
 				throw error;
@@ -138,7 +144,7 @@ export class PgStore {
 	 */
 	async status(): Promise<StoreStatus> {
 		this.#assertOpen();
-		const status = await schemaStatus(this.#client, this.#driver, this.#options.schema, { subject: this.#options.subject !== undefined });
+		const status = await schemaStatus(this.#table, this.#driver, this.#options.schema, { subject: this.#options.subject !== undefined });
 		if (!status.exists || status.missing.length > 0) {
 			return status;
 		}
