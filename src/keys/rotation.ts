@@ -32,7 +32,8 @@ function keygripOf(keys: Keygrip | string[]): Keygrip {
  * koa-session's attributes and the session's own expiry, signed with the newest key. No database
  * write is needed.
  *
- * Mount it right after koa-session's middleware.
+ * Mount it before or after koa-session's middleware (it acts once the request is done; tested in
+ * both orders), on an app that uses koa-session.
  *
  * @example
  * ```ts
@@ -48,7 +49,7 @@ export function reissueOnRotation(options: ReissueOptions = {}): Middleware {
 	return async function reissueOnRotationMiddleware(ctx, next) {
 		const sessionOptions = ctx.sessionOptions as typeof ctx.sessionOptions | undefined;
 		if (sessionOptions === undefined) {
-			throw new TypeError('reissueOnRotation() must be mounted after koa-session\'s middleware');
+			throw new TypeError('reissueOnRotation() needs koa-session\'s middleware on the same app (`app.use(session({ store }, app))`)');
 		}
 		const name = options.key ?? sessionOptions.key ?? 'koa.sess';
 		const value = ctx.cookies.get(name, { signed: false });

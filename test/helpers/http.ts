@@ -8,15 +8,20 @@ type SessionConfig = Parameters<typeof session>[0];
 /** A Koa app with koa-session, listening on a free loopback port until the test ends. */
 export async function startApp(
 	t: ExecutionContext,
-	{ keys = ['a test secret that is long enough to sign with'], session: sessionConfig, handler }: {
+	{ keys = ['a test secret that is long enough to sign with'], session: sessionConfig, handler, before }: {
 		keys?: Koa['keys'] | string[];
 		session: SessionConfig;
 		handler: Koa.Middleware;
+		/** Mounted before koa-session's middleware. */
+		before?: Koa.Middleware;
 	},
 ): Promise<{ app: Koa; url: string }> {
 	const app = new Koa();
 	app.keys = keys;
 	app.silent = true;
+	if (before !== undefined) {
+		app.use(before);
+	}
 	app.use(session(sessionConfig, app));
 	app.use(handler);
 	const server = app.listen(0, '127.0.0.1');
