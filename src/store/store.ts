@@ -84,8 +84,8 @@ export class PgStore {
 	#closing: Promise<void> | undefined;
 
 	constructor(options: PgStoreOptions) {
-		const renamed = (options as InternalOptions)[tableName];
 		this.#options = resolveOptions(options);
+		const renamed = (options as InternalOptions)[tableName];
 		const { prisma, connectionString, pool, schema, onError, preparedStatements, subject, touchAfter, fieldLevelWrites, maxLength, encryption } = this.#options;
 		this.#codec = encryption === undefined ? plainCodec : encryptedCodec(new SessionCipher(encryption.secrets, encryption.acceptPlainRowsUntil));
 		// The statements depend on the client's data model.
