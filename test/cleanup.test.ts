@@ -1,4 +1,6 @@
+import FakeTimers from '@sinonjs/fake-timers';
 import test, { type ExecutionContext } from 'ava';
+import { setTimeout as delay } from 'node:timers/promises';
 import pg from 'pg';
 import { sweepLockId as cleanupLockId } from '../src/sql/statements.js';
 import { DatabaseError, PgStore } from '../src/index.js';
@@ -49,9 +51,11 @@ function until(condition: () => Promise<boolean>, timeoutMs = 10_000): Promise<v
 test('cleanup() deletes the expired sessions in batches and keeps the live ones', async (t) => {
 	const { store, database } = await createStore(t);
 	await insertSessions(database, { expired: 2_500, live: 10 });
+	const called = performance.now();
 	const report = await store.cleanup({ batchSize: 1_000 });
+	const took = performance.now() - called;
 	t.like(report, { deleted: 2_500, batches: 3, skipped: false });
-	t.true(report.ms >= 0);
+	t.true(report.ms > 0 && report.ms <= took, `ms is how long the sweep took, within the ${took} ms of the call: got ${report.ms}`);
 	t.deepEqual(await countRows(database), { expired: 0, live: 10 });
 	t.like(await store.cleanup(), { deleted: 0, batches: 1 });
 });
@@ -87,19 +91,51 @@ test('a sweep finds the sweep lock held elsewhere past its lockWait: it skips an
 	t.like(await store.cleanup({ lockWait: 0 }), { deleted: 20, batches: 1, skipped: false });
 });
 
-test('a scheduled sweep skips its turn at once while another instance holds the lock', async (t) => {
-	const { store, database } = await createStore(t);
+// Serial, so that its fake clock replaces the timers of this process while no other test runs.
+test.serial('a scheduled sweep that finds the sweep lock held skips its turn: one try per interval, no waiting, and the turn after the release deletes', async (t) => {
+	const database = await createDatabase(t);
 	await insertSessions(database, { expired: 5, live: 0 });
+	const { prisma, transactions, transactionsOpen } = countingClient(t, database.url);
 	const holder = await lockHolder(t, database);
+	const store = new PgStore({ prisma, cleanupInterval: 0 });
+	t.teardown(() => store.close());
+	// Teardowns run last first: a test that fails while the lock is held releases it before
+	// close() waits for the sweep in flight.
+	t.teardown(() => holder.query('ROLLBACK'));
 	const errors: Error[] = [];
-	const schedule = store.startCleanup({ interval: 40, onError: (error) => { errors.push(error); } });
-	t.teardown(() => schedule.stop());
-	await new Promise((resolve) => setTimeout(resolve, 500));
-	t.is((await countRows(database))?.expired, 5);
-	const stopping = performance.now();
-	await schedule.stop();
-	t.true(performance.now() - stopping < 5_000, 'no sweep was waiting for the lock');
-	await holder.query('COMMIT');
+	const interval = 10_000;
+	const clock = FakeTimers.install({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'], shouldClearNativeTimers: true });
+	// The schedule's clock moves in steps of 500 ms; between steps, every try at the lock a sweep
+	// started ends, in real time: a sweep that waited in PostgreSQL for the lock would not.
+	const advance = async (ms: number) => {
+		for (let moved = 0; moved < ms;) {
+			const step = Math.min(500, ms - moved);
+			clock.tick(step);
+			moved += step;
+			const deadline = performance.now() + 20_000;
+			while (transactionsOpen() > 0) {
+				if (performance.now() > deadline) {
+					throw new Error('a sweep\'s transaction did not end: it waits for the lock');
+				}
+				await delay(5);
+			}
+			await delay(0); // and the sweep's code after it runs
+		}
+	};
+	try {
+		const schedule = store.startCleanup({ interval, onError: (error) => { errors.push(error); } });
+		// The first turn comes within one interval, the next ones an interval apart: three turns
+		// in three intervals less 1 ms, wherever the first fell.
+		await advance(3 * interval - 1);
+		t.is(transactions(), 3, 'one try at the lock in each turn: no retry within a turn, and no turn missed');
+		t.is((await countRows(database))?.expired, 5, 'nothing deleted while the lock is held');
+		await holder.query('COMMIT');
+		await advance(interval);
+		t.is((await countRows(database))?.expired, 0, 'the turn after the release deleted them');
+		await schedule.stop();
+	} finally {
+		clock.uninstall();
+	}
 	t.deepEqual(errors, []);
 });
 
@@ -187,11 +223,34 @@ test('100 stores with running schedules close in parallel', async (t) => {
 	t.deepEqual(errors, []);
 });
 
-test('cleanupInterval: 0 starts no sweep', async (t) => {
-	const { database } = await createStore(t, { cleanupInterval: 0 });
+// Serial, so that its fake clock replaces the timers of this process while no other test runs.
+test.serial('cleanupInterval: 0 (and startCleanup({ interval: 0 })) starts no sweep, however long the store runs; the default starts one within its interval', async (t) => {
+	const database = await createDatabase(t);
 	await insertSessions(database, { expired: 5, live: 0 });
-	await new Promise((resolve) => setTimeout(resolve, 300));
-	t.is((await sessionRows(database)).length, 5);
+	const off = countingClient(t, database.url);
+	const byDefault = countingClient(t, database.url);
+	// Each batch of a sweep is a transaction: a sweep that starts calls $transaction at once.
+	const fiveMinutes = 300_000; // cleanupInterval's documented default
+	const clock = FakeTimers.install({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'], shouldClearNativeTimers: true });
+	let stores: [PgStore, PgStore];
+	let timersOfZero: number;
+	try {
+		stores = [new PgStore({ prisma: off.prisma, cleanupInterval: 0 }), new PgStore({ prisma: byDefault.prisma })];
+		const timers = clock.countTimers();
+		const zero = stores[0].startCleanup({ interval: 0 });
+		timersOfZero = clock.countTimers() - timers;
+		// Stopped before the clock moves: a timer of interval 0 would fire without end.
+		await zero.stop();
+		clock.tick(10 * fiveMinutes);
+	} finally {
+		clock.uninstall();
+	}
+	t.teardown(() => Promise.all(stores.map((store) => store.close())));
+	t.is(timersOfZero, 0, 'startCleanup({ interval: 0 }) set no timer');
+	t.is(off.transactions(), 0, 'no sweep in ten default intervals');
+	t.is(byDefault.transactions(), 1, 'where the default interval started one (the next ticks found it running)');
+	await Promise.all(stores.map((store) => store.close()));
+	t.is((await countRows(database))?.expired, 0, 'and that sweep ran on the database');
 });
 
 test('startCleanup(): a failed sweep reaches onError and the next one succeeds', async (t) => {
@@ -230,7 +289,7 @@ test('startCleanup() validates its options', async (t) => {
 	}
 	t.throws(() => new PgStore({ connectionString: 'postgresql://x/y', cleanupInterval: -5 }), { instanceOf: TypeError, message: /`cleanupInterval`/ });
 	await t.throwsAsync(store.cleanup({ batchSize: 1.5 }), { instanceOf: TypeError, message: /`batchSize`/ });
-	await t.notThrowsAsync(store.startCleanup({ interval: 0 }).stop(), 'interval 0 is off');
+	await t.notThrowsAsync(store.startCleanup({ interval: 0 }).stop(), 'interval 0 is accepted (it starts nothing: see the cleanupInterval: 0 test)');
 });
 
 test('a process whose store runs a cleanup schedule exits once it has nothing else to do', async (t) => {
