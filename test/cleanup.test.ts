@@ -209,16 +209,26 @@ test('cleanupInterval sweeps in the background; close() stops it', async (t) => 
 	t.is((await countRows(database))?.expired, 5, 'no sweep after close()');
 });
 
-test('100 stores with running schedules close in parallel', async (t) => {
+test('100 stores with running schedules close in parallel, with sweeps in flight, and none sweeps again', async (t) => {
 	const database = await createDatabase(t);
-	const { prisma } = countingClient(t, database.url);
+	const { prisma, transactions, transactionsOpen } = countingClient(t, database.url);
 	const errors: Error[] = [];
-	const stores = Array.from({ length: 100 }, () => new PgStore({ prisma, cleanupInterval: 20, onError: (error) => { errors.push(error); } }));
+	// A sweep every 5 s for each (a sweep is one transaction here, its lock and its batch): twenty
+	// a second in all, which a loaded machine still serves within Prisma's maxWait.
+	const interval = 5_000;
+	const stores = Array.from({ length: 100 }, () => new PgStore({ prisma, cleanupInterval: interval, onError: (error) => { errors.push(error); } }));
+	t.teardown(() => Promise.all(stores.map((store) => store.close())));
 	await insertSessions(database, { expired: 50, live: 0 });
-	await until(async () => (await countRows(database))?.expired === 0);
+	await until(async () => (await countRows(database))?.expired === 0 && transactions() >= 100, 60_000);
+	await until(async () => transactionsOpen() > 0, 60_000);
 	await Promise.all(stores.map((store) => store.close()));
+	t.is(transactionsOpen(), 0, 'close() waited for the sweeps in flight');
+	const swept = transactions();
 	await insertSessions(database, { expired: 5, live: 0 });
-	await new Promise((resolve) => setTimeout(resolve, 200));
+	// A schedule still running would start a sweep within an interval: its timer is due before
+	// this one, however late the process runs them.
+	await new Promise((resolve) => setTimeout(resolve, 1.2 * interval));
+	t.is(transactions(), swept, 'no sweep started after close()');
 	t.is((await countRows(database))?.expired, 5, 'every schedule stopped');
 	t.deepEqual(errors, []);
 });
@@ -292,16 +302,24 @@ test('startCleanup() validates its options', async (t) => {
 	await t.notThrowsAsync(store.startCleanup({ interval: 0 }).stop(), 'interval 0 is accepted (it starts nothing: see the cleanupInterval: 0 test)');
 });
 
-test('a process whose store runs a cleanup schedule exits once it has nothing else to do', async (t) => {
+test('a process whose store runs cleanup schedules exits once it has nothing else to do', async (t) => {
 	const database = await createDatabase(t);
+	// Hourly schedules: a timer of theirs that held the process would hold it for many minutes.
+	// The first sweep of one comes at once (its repeating timer is then set), of the other in half
+	// an hour (its first timer waits).
 	const script = `
 		import { PgStore } from './src/index.ts';
-		const store = new PgStore({ connectionString: process.env.URL, cleanupInterval: 1_000 });
-		store.startCleanup({ interval: 500 });
+		const random = Math.random;
+		Math.random = () => 0;
+		const store = new PgStore({ connectionString: process.env.URL, cleanupInterval: 3_600_000 });
+		Math.random = () => 0.5;
+		store.startCleanup({ interval: 3_600_000 });
+		Math.random = random;
 		await store.set('k', { n: 1 }, 60_000);
 		console.log('done');
 	`;
-	const { code, output } = await runScript(script, { URL: database.url });
+	// The bound only covers starting Node, tsx and the store on a loaded machine.
+	const { code, output } = await runScript(script, { URL: database.url }, 45_000);
 	t.is(code, 0, 'the process exited on its own');
 	t.is(output, 'done');
 });
