@@ -1,28 +1,47 @@
 // `npm test`: generates the Prisma clients, starts a throwaway PostgreSQL (unless DATABASE_URL
 // names one), runs AVA against it and stops the server again, whatever the tests did.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { migratedTemplate } from '../test/helpers/database.js';
 import { startPostgres, type PostgresServer } from './embedded-postgres.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
-const generated = spawnSync(process.execPath, ['scripts/generate.mjs', 'test/fixtures/app-schema/schema.prisma', 'examples/own-schema/prisma/schema'], {
-	cwd: root,
-	stdio: 'inherit',
+// Generating the clients and starting the server do not wait for each other.
+const generating = new Promise<number>((resolve) => {
+	const child = spawn(process.execPath, ['scripts/generate.mjs', 'test/fixtures/app-schema/schema.prisma', 'examples/own-schema/prisma/schema'], {
+		cwd: root,
+		stdio: 'inherit',
+	});
+	child.on('error', () => resolve(1));
+	child.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0)));
 });
-if (generated.status !== 0) {
-	process.exit(generated.status ?? 1);
-}
 
 let server: PostgresServer | undefined;
-let adminUrl = process.env['DATABASE_URL'];
-if (adminUrl === undefined || adminUrl === '') {
-	server = await startPostgres();
-	adminUrl = server.url;
-	console.log(`Started PostgreSQL for the tests on port ${server.port}`);
-} else {
-	console.log('Testing against the PostgreSQL in DATABASE_URL (each test file makes its own database)');
+const external = process.env['DATABASE_URL'];
+const serving = (async () => {
+	let url = external;
+	if (url === undefined || url === '') {
+		server = await startPostgres();
+		url = server.url;
+		console.log(`Started PostgreSQL for the tests on port ${server.port}`);
+	} else {
+		console.log('Testing against the PostgreSQL in DATABASE_URL (each test file makes its own database)');
+	}
+	// Made here once, rather than by the first test of each AVA worker at once (which would also
+	// work: they take turns).
+	await migratedTemplate(url);
+	return url;
+})();
+const [generated, served] = await Promise.allSettled([generating, serving]);
+if (served.status === 'rejected' || generated.status === 'rejected' || generated.value !== 0) {
+	await server?.stop();
+	if (served.status === 'rejected') {
+		throw served.reason;
+	}
+	process.exit(generated.status === 'fulfilled' ? generated.value : 1);
 }
+const adminUrl = served.value;
 
 const ava = spawn(process.execPath, [fileURLToPath(new URL('../node_modules/ava/entrypoints/cli.mjs', import.meta.url)), ...process.argv.slice(2)], {
 	cwd: root,

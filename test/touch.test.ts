@@ -49,10 +49,11 @@ test('rolling with touchAfter: once the stored expiry is older than the window, 
 	await request(`${url}/count`, jar);
 	await database.query(`UPDATE http_sessions SET expires_on = expires_on - interval '2 minutes', modified_on = modified_on - interval '2 minutes'`);
 	const [stale] = await sessionRows(database);
+	const asked = Date.now();
 	await request(`${url}/`, jar);
 	const [renewed] = await sessionRows(database);
 	t.true((renewed?.modified_on.getTime() ?? 0) > (stale?.modified_on.getTime() ?? 0));
-	t.true((renewed?.expires_on.getTime() ?? 0) - Date.now() > hour);
+	t.true((renewed?.expires_on.getTime() ?? 0) >= asked + hour, 'a full maxAge from the request on');
 	t.is(renewed?.data['views'], 1);
 });
 
@@ -65,12 +66,24 @@ async function countingApp(t: Parameters<typeof createStore>[0], options: { touc
 	return { store, database, url };
 }
 
-// Whether the stored `_expire` and the expiry column were written by the same save: koa-session
-// gives the store 10 s more than `_expire`, each from its own clock reading, a few ms apart.
-const withExpiry = (row: { expires_on: Date; data: Record<string, unknown> } | undefined) => {
-	const gap = (row?.expires_on.getTime() ?? 0) - Number(row?.data['_expire']);
-	return gap >= 10_000 && gap < 10_100;
+// Whether the stored `_expire` and the expiry column were both written by the save of a request
+// the test made between its clock readings `from` and `to` (the app runs in this process, on the
+// same clock). koa-session sets `_expire` to its clock plus maxAge (an hour here), and gives the
+// store 10 s more, each from its own clock reading: how far apart those are depends on how loaded
+// the machine is, so the window is the request's own duration, not a fixed one.
+const withExpiry = (row: { expires_on: Date; data: Record<string, unknown> } | undefined, { from, to }: { from: number; to: number }) => {
+	const expire = Number(row?.data['_expire']);
+	const expiresOn = row?.expires_on.getTime() ?? Number.NaN;
+	return expire >= from + hour && expire <= to + hour
+		&& expiresOn >= from + hour + 10_000 && expiresOn <= to + hour + 10_000;
 };
+
+/** Runs `request` and returns the test's clock readings just before and after it. */
+async function timed(request: () => Promise<unknown>): Promise<{ from: number; to: number }> {
+	const from = Date.now();
+	await request();
+	return { from, to: Date.now() };
+}
 
 // Row updates PostgreSQL counted for the session table, and how many were HOT. The store's
 // backends report them when they exit, so the store is closed first and the counts polled.
@@ -114,11 +127,10 @@ test('a changed save moves the expiry once the stored one is older than touchAft
 	await request(`${url}/count`, jar);
 	await database.query(`UPDATE http_sessions SET expires_on = expires_on - interval '2 minutes', `
 		+ `data = jsonb_set(data, '{_expire}', to_jsonb((data->>'_expire')::bigint - 120000))`);
-	await request(`${url}/count`, jar);
+	const save = await timed(() => request(`${url}/count`, jar));
 	const [row] = await sessionRows(database);
 	t.is(row?.data['views'], 2);
-	t.true((row?.expires_on.getTime() ?? 0) - Date.now() > hour - 60_000);
-	t.true(withExpiry(row), 'the stored `_expire` moved with the expiry column');
+	t.true(withExpiry(row, save), 'the expiry column moved, and the stored `_expire` with it');
 });
 
 test('a save koa-session flags as changed whose fields all equal the stored ones, inside touchAfter, writes nothing', async (t) => {
@@ -138,10 +150,10 @@ test('with touchAfter: 0 every changed save moves the expiry', async (t) => {
 	await request(`${url}/count`, jar);
 	const [first] = await sessionRows(database);
 	await new Promise((resolve) => setTimeout(resolve, 10));
-	await request(`${url}/count`, jar);
+	const save = await timed(() => request(`${url}/count`, jar));
 	const [second] = await sessionRows(database);
 	t.true((second?.expires_on.getTime() ?? 0) > (first?.expires_on.getTime() ?? 0));
-	t.true(withExpiry(second), 'the stored `_expire` moved with the expiry column');
+	t.true(withExpiry(second, save), 'the expiry column moved, and the stored `_expire` with it');
 });
 
 test('touchAfter never skips a maxAge change on an otherwise unchanged session', async (t) => {
@@ -206,10 +218,11 @@ test('touchAfter is on by default (a minute) and never more than a quarter of th
 	const ctx = {};
 	await store.set('long', { n: 1 }, hour);
 	await store.set('short', { n: 1 }, 20_000);
+	// Saved 5.1 s ago, as far as the store can tell: inside the minute for the hour-long session,
+	// past a quarter of the 20 s one.
+	await database.query(`UPDATE http_sessions SET expires_on = expires_on - interval '5100 milliseconds', modified_on = modified_on - interval '5100 milliseconds'`);
 	const [long, short] = [await store.get('long', hour, { ctx }), await store.get('short', 20_000, { ctx })];
 	const before = await sessionRows(database);
-	await new Promise((resolve) => setTimeout(resolve, 5_100));
-	// Five seconds on: inside the minute for the hour-long session, past a quarter of the 20 s one.
 	await store.set('long', { ...long }, hour, { ctx, changed: false });
 	await store.set('short', { ...short }, 20_000, { ctx, changed: false });
 	const after = await sessionRows(database);
