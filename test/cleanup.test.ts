@@ -209,27 +209,38 @@ test('cleanupInterval sweeps in the background; close() stops it', async (t) => 
 	t.is((await countRows(database))?.expired, 5, 'no sweep after close()');
 });
 
-test('100 stores with running schedules close in parallel, with sweeps in flight, and none sweeps again', async (t) => {
+// Serial, so that its fake clock replaces the timers of this process while no other test runs.
+// The clock only moves when the test says: every sweep is in flight when the stores close, and
+// the hundred transactions wait for the client's connections as long as they need, however
+// slow the machine (Prisma's maxWait runs on this clock too).
+test.serial('100 stores close in parallel while their scheduled sweeps are in flight; close() waits for them, and none sweeps again', async (t) => {
 	const database = await createDatabase(t);
+	await insertSessions(database, { expired: 50, live: 0 });
 	const { prisma, transactions, transactionsOpen } = countingClient(t, database.url);
 	const errors: Error[] = [];
-	// A sweep every 5 s for each (a sweep is one transaction here, its lock and its batch): twenty
-	// a second in all, which a loaded machine still serves within Prisma's maxWait.
-	const interval = 5_000;
-	const stores = Array.from({ length: 100 }, () => new PgStore({ prisma, cleanupInterval: interval, onError: (error) => { errors.push(error); } }));
-	t.teardown(() => Promise.all(stores.map((store) => store.close())));
-	await insertSessions(database, { expired: 50, live: 0 });
-	await until(async () => (await countRows(database))?.expired === 0 && transactions() >= 100, 60_000);
-	await until(async () => transactionsOpen() > 0, 60_000);
-	await Promise.all(stores.map((store) => store.close()));
-	t.is(transactionsOpen(), 0, 'close() waited for the sweeps in flight');
-	const swept = transactions();
-	await insertSessions(database, { expired: 5, live: 0 });
-	// A schedule still running would start a sweep within an interval: its timer is due before
-	// this one, however late the process runs them.
-	await new Promise((resolve) => setTimeout(resolve, 1.2 * interval));
-	t.is(transactions(), swept, 'no sweep started after close()');
-	t.is((await countRows(database))?.expired, 5, 'every schedule stopped');
+	const interval = 60_000;
+	const clock = FakeTimers.install({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'], shouldClearNativeTimers: true });
+	try {
+		const stores = Array.from({ length: 100 }, () => new PgStore({ prisma, cleanupInterval: interval, onError: (error) => { errors.push(error); } }));
+		t.teardown(() => Promise.all(stores.map((store) => store.close())));
+		// Each schedule's first turn comes within one interval; a sweep's first try at the lock is
+		// a transaction, started at once.
+		clock.tick(interval);
+		t.is(transactions(), 100, 'every schedule started a sweep');
+		await Promise.all(stores.map((store) => store.close()));
+		t.is(transactionsOpen(), 0, 'close() waited for the sweeps in flight');
+		// (Had it not, the sweeps end before the clock moves on: a schedule left running then
+		// starts new ones.)
+		for (const deadline = performance.now() + 30_000; transactionsOpen() > 0 && performance.now() < deadline;) {
+			await delay(5);
+		}
+		await delay(0);
+		clock.tick(10 * interval);
+		t.is(transactions(), 100, 'no sweep after close()');
+	} finally {
+		clock.uninstall();
+	}
+	t.is((await countRows(database))?.expired, 0, 'the sweeps ran: the one that had the lock deleted the expired rows');
 	t.deepEqual(errors, []);
 });
 
