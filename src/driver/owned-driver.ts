@@ -8,7 +8,7 @@ import { boundedQuery, ConnectionFailure, isBroken, isServerError, type BoundedP
 import { migrationStatementTimeout, type Bound, type Driver } from './driver.js';
 
 /** A sweep's statements may take this many times a request's: they may wait on rows a request holds. */
-export const sweepStatementFactor = 10;
+const sweepStatementFactor = 10;
 
 /**
  * Straight to the pool under the Prisma adapter of the store's own client, every statement under
@@ -194,7 +194,7 @@ function refusedByPooler(error: unknown): boolean {
 const nameDigests = new Map<string, string>();
 
 /** The name a statement is prepared under: its own name and a digest of its text. */
-export function preparedName(statement: Pick<Statement, 'name' | 'text'>): string {
+function preparedName(statement: Pick<Statement, 'name' | 'text'>): string {
 	let name = nameDigests.get(statement.text);
 	if (name === undefined) {
 		name = `koa_pgstore_${statement.name}_${createHash('sha256').update(statement.text).digest('hex').slice(0, 12)}`;

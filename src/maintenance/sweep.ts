@@ -110,7 +110,7 @@ async function deleteBatch(driver: Driver, statements: Pick<SessionStatements, '
 }
 
 /** Waits `ms`, or less if `signal` aborts first; keeps the process alive only with `keepAlive`. */
-export function pauseFor(ms: number, signal: AbortSignal | undefined, { keepAlive }: { keepAlive: boolean }): Promise<void> {
+function pauseFor(ms: number, signal: AbortSignal | undefined, { keepAlive }: { keepAlive: boolean }): Promise<void> {
 	return new Promise((resolve) => {
 		// An abort during the batch before the pause ends the pause before it starts.
 		if (signal?.aborted === true) {
