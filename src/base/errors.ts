@@ -221,9 +221,11 @@ export interface ErrorContext {
 	/**
 	 * `'cleanup'`: a scheduled sweep failed (the next one tries again); `'pool'`: an idle
 	 * connection of the store's own client failed; `'get'`: a read refused a tampered session
-	 * (`SessionTamperedError`, with `encryptionKeys`) and gave a fresh one.
+	 * (`SessionTamperedError`, with `encryptionKeys`) and gave a fresh one; `'destroy'`: the
+	 * delete of a key that `regenerate()` gave up failed (a `DatabaseError`) when no save of a new
+	 * key followed it (see `PgStore.destroy`).
 	 */
-	readonly source: 'cleanup' | 'pool' | 'get';
+	readonly source: 'cleanup' | 'pool' | 'get' | 'destroy';
 }
 
 /** Receives the errors no request waits for (the store's `onError` option). */

@@ -6,7 +6,7 @@ import { rowCausedClasses, sqlStateOf, sqlStates } from '../base/driver-error.js
 import { DatabaseError } from '../base/errors.js';
 import { isRecord } from '../base/validate.js';
 import type { Statement } from '../sql/text.js';
-import type { LiveWrite, SessionStatements, WholeWrite } from '../sql/statements.js';
+import type { DeleteTarget, LiveWrite, SessionStatements, WholeWrite } from '../sql/statements.js';
 
 /** A save as the store sends it: a merge into a live row, or a whole session. */
 export type SessionWrite =
@@ -18,8 +18,8 @@ export type SessionWrite =
 
 /** What became of one save. */
 export type WriteOutcome =
-	/** The row now holds the save. */
-	| { readonly kind: 'applied' }
+	/** The row now holds the save; a whole write tells the row's `id`. */
+	| { readonly kind: 'applied'; readonly id?: string | undefined }
 	/** `updateLive` only: the key had no live row (deleted or expired); nothing was written. */
 	| { readonly kind: 'noLiveRow' }
 	/** The session stored after the save would be `size` bytes, over `maxLength`; nothing was written. */
@@ -27,17 +27,17 @@ export type WriteOutcome =
 
 /** What became of one delete. */
 export interface DeleteOutcome {
-	/** A row of the key was there, and is gone. */
+	/** A row of the key (or of the id) was there, and is gone. */
 	readonly existed: boolean;
 }
 
 /** The store's writes and deletes, coalesced per turn of the event loop (see `createSessionWriter`). */
 export interface SessionWriter {
 	write(write: SessionWrite): Promise<WriteOutcome>;
-	delete(digest: string): Promise<DeleteOutcome>;
+	delete(target: DeleteTarget): Promise<DeleteOutcome>;
 }
 
-type Operation = SessionWrite | { readonly kind: 'delete'; readonly digest: string };
+type Operation = SessionWrite | (DeleteTarget & { readonly kind: 'delete' });
 type Outcome = WriteOutcome | { readonly kind: 'deleted' } | { readonly kind: 'absent' };
 
 // A deadlock or serialization failure rolled the statement back: it is run again, once.
@@ -64,8 +64,8 @@ export function createSessionWriter(runner: StatementRunner, statements: Session
 			const outcome = await loader.load(write);
 			return outcome.kind === 'deleted' || outcome.kind === 'absent' ? { kind: 'noLiveRow' } : outcome;
 		},
-		async delete(digest) {
-			return { existed: (await loader.load({ kind: 'delete', digest })).kind === 'deleted' };
+		async delete(target) {
+			return { existed: (await loader.load({ kind: 'delete', ...target })).kind === 'deleted' };
 		},
 	};
 }
@@ -78,13 +78,13 @@ async function writeBatch(run: StatementRunner, statements: SessionStatements, m
 		const updates: (LiveWrite & { readonly kind: 'updateLive' })[] = [];
 		const upserts: WholeWrite[] = [];
 		const inserts: WholeWrite[] = [];
-		const deletes: string[] = [];
+		const deletes: DeleteTarget[] = [];
 		for (const operation of round) {
 			switch (operation.kind) {
 				case 'updateLive': updates.push(operation); break;
 				case 'upsert': upserts.push(operation); break;
 				case 'insert': inserts.push(operation); break;
-				case 'delete': deletes.push(operation.digest); break;
+				case 'delete': deletes.push(operation); break;
 			}
 		}
 		const byDigest = new Map<string, Outcome | Error>();
@@ -95,17 +95,19 @@ async function writeBatch(run: StatementRunner, statements: SessionStatements, m
 			updates.length > 0 && runGroup(run, updates, {
 				operation: 'set',
 				statement: (writes) => statements.updateLive(writes, maxLength),
-				digestOf: (write) => write.digest,
-				outcomeOf: (row) => (row === undefined ? { kind: 'noLiveRow' } : saveOutcome(row, maxLength)),
+				outcomeOf: (write, rows) => {
+					const row = rows.byKey.get(write.digest);
+					return row === undefined ? { kind: 'noLiveRow' } : saveOutcome(row, maxLength);
+				},
 			}).then((outcomes) => record(updates.map((write) => write.digest), outcomes)),
 			upserts.length > 0 && runWhole(run, statements, maxLength, upserts, false).then((outcomes) => record(upserts.map((write) => write.digest), outcomes)),
 			inserts.length > 0 && runWhole(run, statements, maxLength, inserts, true).then((outcomes) => record(inserts.map((write) => write.digest), outcomes)),
 			deletes.length > 0 && runGroup(run, deletes, {
 				operation: 'destroy',
-				statement: (digests) => statements.delete({ digests }),
-				digestOf: (digest) => digest,
-				outcomeOf: (row) => ({ kind: row === undefined ? 'absent' : 'deleted' }),
-			}).then((outcomes) => record(deletes, outcomes)),
+				statement: (targets) => statements.delete(targets),
+				// By the key, or by the row id where another request's regenerate() moved the row.
+				outcomeOf: (target, rows) => ({ kind: rows.byKey.has(target.digest) || (target.id !== undefined && rows.byId.has(target.id)) ? 'deleted' : 'absent' }),
+			}).then((outcomes) => record(deletes.map((target) => target.digest), outcomes)),
 		]);
 		for (const operation of round) {
 			results.set(operation, byDigest.get(operation.digest) ?? new Error('No outcome for a write'));
@@ -120,19 +122,25 @@ function runWhole(run: StatementRunner, statements: SessionStatements, maxLength
 	const upsert: GroupStatements<WholeWrite> = {
 		operation: 'set',
 		statement: (batch) => statements.upsert(batch, maxLength),
-		digestOf: (write) => write.digest,
-		outcomeOf: (row) => (row === undefined ? new Error('No result row for a whole write') : saveOutcome(row, maxLength)),
+		outcomeOf: (write, rows) => {
+			const row = rows.byKey.get(write.digest);
+			return row === undefined ? new Error('No result row for a whole write') : saveOutcome(row, maxLength);
+		},
 	};
 	return runGroup(run, writes, insert ? { ...upsert, statement: (batch) => statements.insert(batch, maxLength), onUniqueViolation: upsert } : upsert);
 }
 
-/** How one kind of operation becomes a statement, and each result row an outcome. */
+/** A statement's result rows, by their `key` and by their `id`. */
+interface ResultRows {
+	readonly byKey: ReadonlyMap<string, Record<string, unknown>>;
+	readonly byId: ReadonlyMap<string, Record<string, unknown>>;
+}
+
+/** How one kind of operation becomes a statement, and its result rows each item's outcome. */
 interface GroupStatements<Item> {
 	readonly operation: 'set' | 'destroy';
 	statement(items: readonly Item[]): Statement;
-	digestOf(item: Item): string;
-	/** The outcome of an item from its result row (`undefined`: the statement returned none for it). */
-	outcomeOf(row: Record<string, unknown> | undefined): Outcome | Error;
+	outcomeOf(item: Item, rows: ResultRows): Outcome | Error;
 	/** How to run the group again when it met a stored key (SQLSTATE 23505): an INSERT as an upsert. */
 	readonly onUniqueViolation?: GroupStatements<Item>;
 }
@@ -142,13 +150,17 @@ interface GroupStatements<Item> {
 async function runGroup<Item>(run: StatementRunner, items: readonly Item[], group: GroupStatements<Item>): Promise<(Outcome | Error)[]> {
 	const once = async (): Promise<(Outcome | Error)[]> => {
 		const rows = await run(group.statement(items), group.operation);
-		const byDigest = new Map<string, Record<string, unknown>>();
+		const byKey = new Map<string, Record<string, unknown>>();
+		const byId = new Map<string, Record<string, unknown>>();
 		for (const row of rows) {
 			if (isRecord(row) && typeof row['key'] === 'string') {
-				byDigest.set(row['key'], row);
+				byKey.set(row['key'], row);
+				if (typeof row['id'] === 'string') {
+					byId.set(row['id'], row);
+				}
 			}
 		}
-		return items.map((item) => group.outcomeOf(byDigest.get(group.digestOf(item))));
+		return items.map((item) => group.outcomeOf(item, { byKey, byId }));
 	};
 	try {
 		return await once().catch((error: unknown) => {
@@ -176,7 +188,10 @@ async function runGroup<Item>(run: StatementRunner, items: readonly Item[], grou
 
 // A save's result row: `written`, and `size` (the bytes of the session stored after it).
 function saveOutcome(row: Record<string, unknown>, maxLength: number): WriteOutcome {
-	return row['written'] === true ? { kind: 'applied' } : { kind: 'tooLarge', size: Number(row['size']), maxLength };
+	if (row['written'] !== true) {
+		return { kind: 'tooLarge', size: Number(row['size']), maxLength };
+	}
+	return typeof row['id'] === 'string' ? { kind: 'applied', id: row['id'] } : { kind: 'applied' };
 }
 
 // The operations of a batch in rounds that each hold a key at most once: round n has the n-th

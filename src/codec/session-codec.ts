@@ -7,6 +7,8 @@ export type SessionData = Record<string, unknown>;
 /** A live row as the read statement returns it. */
 export interface StoredRow {
 	readonly key: string;
+	/** The row's id: it stays with the session when `regenerate()` moves it to a new key. */
+	readonly id: string;
 	/** The stored session as PostgreSQL's text of the jsonb. */
 	readonly json: string;
 	/** The session parsed from `json`: an object of this reader's own. */
@@ -94,7 +96,7 @@ export function fieldsOf(data: SessionData): Map<string, string> {
 
 /** The row as the read statement gave it, or `undefined` when it has another shape. */
 export function storedRow(row: unknown): StoredRow | undefined {
-	if (!isRecord(row) || typeof row['key'] !== 'string' || typeof row['json'] !== 'string' || typeof row['expiresOn'] !== 'number') {
+	if (!isRecord(row) || typeof row['key'] !== 'string' || typeof row['id'] !== 'string' || typeof row['json'] !== 'string' || typeof row['expiresOn'] !== 'number') {
 		return undefined;
 	}
 	const data: unknown = JSON.parse(row['json']);
@@ -102,7 +104,7 @@ export function storedRow(row: unknown): StoredRow | undefined {
 		return undefined;
 	}
 	const subject = row['subject'];
-	const stored = { key: row['key'], json: row['json'], data, expiresOn: new Date(row['expiresOn']) };
+	const stored = { key: row['key'], id: row['id'], json: row['json'], data, expiresOn: new Date(row['expiresOn']) };
 	return typeof subject === 'string' || subject === null ? { ...stored, subject } : stored;
 }
 

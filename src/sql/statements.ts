@@ -52,6 +52,11 @@ export interface WholeWrite {
 export interface LiveWrite {
 	readonly digest: string;
 	/**
+	 * `regenerate()`: the row moves to this key digest, in the same statement that writes it, and
+	 * keeps its id and `created_on`. A sign-out that lands first leaves no live row to move.
+	 */
+	readonly newDigest?: string | undefined;
+	/**
 	 * `true`: `patch` is the whole session and replaces the stored one. `false`: the stored session
 	 * loses the fields in `removed` and takes those of `patch`, and keeps every other field.
 	 */
@@ -60,6 +65,12 @@ export interface LiveWrite {
 	readonly patch: string;
 	/** A JSON array: the names of the fields removed. */
 	readonly removed: string;
+	/**
+	 * Re-encryption: a JSON object of fields the request did not change, each sealed anew, written
+	 * only where the stored value is still the one in `expected` (the form the request loaded), so
+	 * a field another request changed meanwhile keeps that change.
+	 */
+	readonly reseal?: { readonly fields: string; readonly expected: string } | undefined;
 	readonly now: Date;
 	readonly expiresOn: Date;
 	/** The row keeps its stored expiry, and `expiresOn` is not written. */
@@ -68,19 +79,32 @@ export interface LiveWrite {
 	readonly subject: string | null | undefined;
 }
 
+/** A delete of the row stored under a key digest and, when known, of the row the request loaded. */
+export interface DeleteTarget {
+	readonly digest: string;
+	/**
+	 * The id of the row the request loaded under that key: deleted wherever it is now, so a logout
+	 * also ends the key another tab's `regenerate()` moved that row to.
+	 */
+	readonly id: string | undefined;
+}
+
 /** The store's statements on one table. Each takes named fields and returns its text with its values. */
 export interface SessionStatements {
-	/** Key, data as JSON text, expiry (and subject, with the option) of the live rows among `digests`. */
+	/** Key, row id, data as JSON text, expiry (and subject, with the option) of the live rows among `digests`. */
 	selectLive(fields: { digests: readonly string[]; now: Date }): Statement;
 	/**
 	 * Applies each write to its row if the row is still live and the session stored after it fits
-	 * `maxLength` (or is no larger than before). One result row per live row found: `key`, `size`
-	 * (bytes of the stored session's text after the write) and `written`.
+	 * `maxLength` (or is no larger than before). One result row per live row found: `key` (the
+	 * digest written to, before any move), `size` (bytes of the stored session's text after the
+	 * write) and `written`. Unless the save's `_maxAge` differs from the stored one, neither the
+	 * expiry nor the stored `_expire` moves backwards: a save computed earlier that lands later
+	 * does not shorten the session.
 	 */
 	updateLive(writes: readonly LiveWrite[], maxLength: number): Statement;
 	/**
 	 * Inserts each session, replacing a row of the same key, if it fits `maxLength`. One result
-	 * row per write: `key`, `size`, `written`. The digests must be distinct.
+	 * row per write: `key`, `id` (of the row written), `size`, `written`. The digests must be distinct.
 	 */
 	upsert(writes: readonly WholeWrite[], maxLength: number): Statement;
 	/**
@@ -88,8 +112,8 @@ export interface SessionStatements {
 	 * unique violation (SQLSTATE 23505), and nothing is written.
 	 */
 	insert(writes: readonly WholeWrite[], maxLength: number): Statement;
-	/** Deletes the rows of `digests`; returns the keys it deleted. */
-	delete(fields: { digests: readonly string[] }): Statement;
+	/** Deletes the rows of the targets' digests and ids; returns the `key` and `id` of each row it deleted. */
+	delete(targets: readonly DeleteTarget[]): Statement;
 	/**
 	 * Takes the sweep lock for the rest of the transaction, if no other transaction holds it:
 	 * returns `locked`. One instance at a time sweeps a database.
@@ -138,9 +162,9 @@ export function sessionStatements(table: SessionTable, withSubject: boolean): Se
 	// `epochMillis`). The data come as text: each reader parses its own copy, and the text is what
 	// a later save is compared with, field by field, only if there is a save.
 	const selectLive = named('selectLive', subject === undefined
-		? `SELECT ${key} AS "key", ${data}::text AS "json", ${epochMillis(expiresOn)} AS "expiresOn" FROM ${t} `
+		? `SELECT ${key} AS "key", ${id}::text AS "id", ${data}::text AS "json", ${epochMillis(expiresOn)} AS "expiresOn" FROM ${t} `
 			+ `WHERE ${key} = ANY($1::text[]) AND ${expiresOn} > ${fromMillis('$2::float8')}`
-		: `SELECT ${key} AS "key", ${data}::text AS "json", ${epochMillis(expiresOn)} AS "expiresOn", ${subject} AS "subject" FROM ${t} `
+		: `SELECT ${key} AS "key", ${id}::text AS "id", ${data}::text AS "json", ${epochMillis(expiresOn)} AS "expiresOn", ${subject} AS "subject" FROM ${t} `
 			+ `WHERE ${key} = ANY($1::text[]) AND ${expiresOn} > ${fromMillis('$2::float8')}`);
 
 	// $1 the writes as one JSON array of rows (named fields, see `liveRows`), $2 maxLength (0:
@@ -150,19 +174,32 @@ export function sessionStatements(table: SessionTable, withSubject: boolean): Se
 	// when another request wrote it meanwhile. Every write statement locks its rows in key order,
 	// so two statements in flight on overlapping keys (two instances, or two turns of one) never
 	// deadlock.
-	const updateLive = named('updateLive', `WITH v AS (SELECT r.key, r.replace, r.patch, r.removed, ${fromMillis('r.now')} AS now, `
-		+ `${fromMillis('r.expires')} AS expires, r.keep_expiry${subject === undefined ? '' : ', r.subject, r.write_subject'} `
-		+ `FROM jsonb_to_recordset($1::jsonb) AS r(key text, replace boolean, patch jsonb, removed jsonb, now float8, expires float8, keep_expiry boolean`
-		+ `${subject === undefined ? '' : ', subject text, write_subject boolean'})), `
-		+ `live AS (SELECT s.${key} AS key, octet_length(s.${data}::text) AS size_before, `
-		+ `CASE WHEN v.replace THEN v.patch ELSE (s.${data} - ARRAY(SELECT jsonb_array_elements_text(v.removed))) || v.patch END AS merged `
-		+ `FROM ${t} AS s JOIN v ON s.${key} = v.key WHERE s.${expiresOn} > v.now ORDER BY s.${key} FOR UPDATE OF s), `
-		+ `written AS (UPDATE ${t} AS s SET ${data} = live.merged, ${modifiedOn} = v.now, `
-		+ `${expiresOn} = CASE WHEN v.keep_expiry THEN s.${expiresOn} ELSE v.expires END`
+	//
+	// The merge, in order: the removed fields go, re-sealed fields are kept only where the stored
+	// value is still the one the request loaded (`reseal`), the patch applies. Then the expiry
+	// floor: unless the save changes `_maxAge` (the app shortened the session on purpose), a stored
+	// `_expire` or `expires_on` later than the save's stays. `key` is set to itself unless the row
+	// moves (`regenerate()`): an unchanged indexed value keeps the update HOT.
+	const updateLive = named('updateLive', `WITH v AS (SELECT r.key, r.new_key, r.replace, r.patch, r.removed, r.reseal, r.expected, `
+		+ `${fromMillis('r.now')} AS now, ${fromMillis('r.expires')} AS expires, r.keep_expiry${subject === undefined ? '' : ', r.subject, r.write_subject'} `
+		+ `FROM jsonb_to_recordset($1::jsonb) AS r(key text, new_key text, replace boolean, patch jsonb, removed jsonb, reseal jsonb, expected jsonb, `
+		+ `now float8, expires float8, keep_expiry boolean${subject === undefined ? '' : ', subject text, write_subject boolean'})), `
+		+ `live AS (SELECT s.${key} AS key, octet_length(s.${data}::text) AS size_before, floored.merged, kept.floor `
+		+ `FROM ${t} AS s JOIN v ON s.${key} = v.key `
+		+ `CROSS JOIN LATERAL (SELECT CASE WHEN v.replace THEN v.patch ELSE (s.${data} - ARRAY(SELECT jsonb_array_elements_text(v.removed))) `
+		+ `|| COALESCE((SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(v.reseal) AS e WHERE s.${data} -> e.key = v.expected -> e.key), '{}') `
+		+ `|| v.patch END AS merged) AS m `
+		+ `CROSS JOIN LATERAL (SELECT (s.${data} -> '_maxAge') IS NOT DISTINCT FROM (m.merged -> '_maxAge') AS floor) AS kept `
+		+ `CROSS JOIN LATERAL (SELECT CASE WHEN kept.floor AND jsonb_typeof(s.${data} -> '_expire') = 'number' `
+		+ `AND jsonb_typeof(m.merged -> '_expire') = 'number' AND s.${data} -> '_expire' > m.merged -> '_expire' `
+		+ `THEN jsonb_set(m.merged, '{_expire}', s.${data} -> '_expire') ELSE m.merged END AS merged) AS floored `
+		+ `WHERE s.${expiresOn} > v.now ORDER BY s.${key} FOR UPDATE OF s), `
+		+ `written AS (UPDATE ${t} AS s SET ${key} = COALESCE(v.new_key, s.${key}), ${data} = live.merged, ${modifiedOn} = v.now, `
+		+ `${expiresOn} = CASE WHEN v.keep_expiry THEN s.${expiresOn} WHEN live.floor THEN GREATEST(s.${expiresOn}, v.expires) ELSE v.expires END`
 		+ `${subject === undefined ? '' : `, ${subject} = CASE WHEN v.write_subject THEN v.subject ELSE s.${subject} END`} `
 		+ `FROM live JOIN v ON v.key = live.key WHERE s.${key} = live.key `
 		+ `AND ($2 = 0 OR octet_length(live.merged::text) <= $2 OR octet_length(live.merged::text) <= live.size_before) `
-		+ `RETURNING s.${key} AS key) `
+		+ `RETURNING live.key AS key) `
 		+ `SELECT live.key AS "key", octet_length(live.merged::text) AS "size", written.key IS NOT NULL AS "written" `
 		+ `FROM live LEFT JOIN written ON written.key = live.key`);
 
@@ -176,14 +213,15 @@ export function sessionStatements(table: SessionTable, withSubject: boolean): Se
 		+ `SELECT v.key, v.data, v.now, v.now, v.expires${subject === undefined ? '' : ', v.subject'} FROM v WHERE $2 = 0 OR octet_length(v.data::text) <= $2 ORDER BY v.key `
 		+ `${!onConflict ? '' : `ON CONFLICT (${key}) DO UPDATE SET ${data} = EXCLUDED.${data}, ${modifiedOn} = EXCLUDED.${modifiedOn}, ${expiresOn} = EXCLUDED.${expiresOn}`
 			+ `${subject === undefined ? '' : `, ${subject} = EXCLUDED.${subject}`} `}`
-		+ `RETURNING ${key} AS key) `
-		+ `SELECT v.key AS "key", octet_length(v.data::text) AS "size", written.key IS NOT NULL AS "written" FROM v LEFT JOIN written ON written.key = v.key`;
+		+ `RETURNING ${key} AS key, ${id} AS id) `
+		+ `SELECT v.key AS "key", written.id::text AS "id", octet_length(v.data::text) AS "size", written.key IS NOT NULL AS "written" FROM v LEFT JOIN written ON written.key = v.key`;
 	const upsert = named('upsert', wholeWrite(true));
 	const insert = named('insert', wholeWrite(false));
 
-	// $1 digests.
+	// $1 digests, $2 row ids (a row a request loaded, wherever `regenerate()` moved it since).
 	const deleteKeys = named('delete', `DELETE FROM ${t} WHERE ${key} IN `
-		+ `(SELECT ${key} FROM ${t} WHERE ${key} = ANY($1::text[]) ORDER BY ${key} FOR UPDATE) RETURNING ${key} AS "key"`);
+		+ `(SELECT ${key} FROM ${t} WHERE ${key} = ANY($1::text[]) OR ${id} = ANY($2::bigint[]) ORDER BY ${key} FOR UPDATE) `
+		+ `RETURNING ${key} AS "key", ${id}::text AS "id"`);
 
 	// $1 limit. The sweep goes by the database's clock: one app server whose clock runs ahead must
 	// not delete sessions that are live for every other. The rows are found through the index on
@@ -222,7 +260,7 @@ export function sessionStatements(table: SessionTable, withSubject: boolean): Se
 		updateLive: (writes, maxLength) => updateLive([liveRows(writes, subject !== undefined), maxLength]),
 		upsert: (writes, maxLength) => upsert([wholeRows(writes, subject !== undefined), maxLength]),
 		insert: (writes, maxLength) => insert([wholeRows(writes, subject !== undefined), maxLength]),
-		delete: ({ digests }) => deleteKeys([digests]),
+		delete: (targets) => deleteKeys([targets.map((target) => target.digest), targets.flatMap((target) => (target.id === undefined ? [] : [target.id]))]),
 		lockSweep: () => lockSweep([]),
 		tableStatus: () => tableStatus([t]),
 		deleteExpired: ({ limit }) => deleteExpired([limit]),
@@ -257,10 +295,12 @@ function epochMillis(column: string): string {
 	return `(extract(epoch FROM ${column}) * 1000)::float8`;
 }
 
-// The rows of `updateLive`, as `jsonb_to_recordset` reads them. `patch` and `removed` are JSON
-// already (checked by the codec) and go in as they are.
+// The rows of `updateLive`, as `jsonb_to_recordset` reads them. `patch`, `removed` and `reseal`
+// are JSON already (checked by the codec) and go in as they are; a key left out reads as NULL.
 function liveRows(writes: readonly LiveWrite[], withSubject: boolean): string {
 	return `[${writes.map((write) => `{"key":${JSON.stringify(write.digest)},"replace":${write.replace},"patch":${write.patch},`
+		+ `${write.newDigest === undefined ? '' : `"new_key":${JSON.stringify(write.newDigest)},`}`
+		+ `${write.reseal === undefined ? '' : `"reseal":${write.reseal.fields},"expected":${write.reseal.expected},`}`
 		+ `"removed":${write.removed},"now":${write.now.getTime()},"expires":${write.expiresOn.getTime()},"keep_expiry":${write.keepExpiry}`
 		+ `${withSubject ? `,"subject":${JSON.stringify(write.subject ?? null)},"write_subject":${write.subject !== undefined}` : ''}}`).join(',')}]`;
 }

@@ -3,12 +3,14 @@ import { debug } from '../base/debug.js';
 import { SessionEndedError, SessionTooLargeError } from '../base/errors.js';
 import { fieldsOf, type EncodedSession, type SessionData, type StoredRow } from '../codec/session-codec.js';
 import type { WriteOutcome } from '../batch/write-batch.js';
-import { decideSave, type LiveSave, type SaveRule, type WholeSave } from './save-decision.js';
+import { decideSave, type LiveSave, type MoveSave, type SaveRule, type WholeSave } from './save-decision.js';
 
 /** What a request knows of one session key. */
 interface Known {
 	/** `ended`: deleted (by this request or, as it found out, by something else) or expired. */
 	state: 'live' | 'ended';
+	/** The row's id (`undefined`: not known, for a row written by an upsert of another version). */
+	id: string | undefined;
 	/** The expiry of the stored row, as loaded or last written, in ms since the epoch. */
 	expiresOn: number;
 	/**
@@ -21,8 +23,10 @@ interface Known {
 	loadedJson?: string;
 	/** The subject column as loaded or last written (`undefined`: the store keeps none). */
 	subject: string | null | undefined;
-	/** With `encryptionKeys`: the row must be rewritten whole on its next save. */
+	/** With `encryptionKeys`: the row's fields must be sealed anew on its next save. */
 	reencrypt: boolean;
+	/** With `reencrypt`: the stored form of each field as loaded, parsed (ciphertext, or plain JSON). */
+	stored?: SessionData;
 }
 
 /** What a request knows of its sessions. */
@@ -30,6 +34,8 @@ interface RequestKnowledge {
 	readonly sessions: Map<string, Known>;
 	/** A session this request had was ended by something else: it must not sign anyone in again. */
 	endedElsewhere: boolean;
+	/** The key of a live session whose `destroy` was deferred: `regenerate()` moves its row. */
+	regenerating: string | undefined;
 }
 
 // What NODE_DEBUG=koa-pgstore says of the decisions worth a line.
@@ -38,7 +44,8 @@ const traces: Partial<Record<SaveRule, string>> = {
 	'ended': 'save not written: the session ended, and is not recreated',
 	'touch': 'save skipped: unchanged, and the stored expiry is within touchAfter',
 	'keep-expiry-noop': 'save skipped: no field differs, and the stored expiry is within touchAfter',
-	'reencrypt': 'save writes every field: the session was under an older encryption secret, or plain',
+	'reencrypt': 'save re-seals every field still stored as loaded: the session was under an older encryption secret, or plain',
+	'move': 'regenerate: the session\'s row moves to the new key, if it is still live',
 };
 
 /** One save, as `set` was called. */
@@ -50,6 +57,8 @@ export interface Save {
 	readonly subject: string | null | undefined;
 	/** koa-session's `changed` flag. */
 	readonly changed: boolean | undefined;
+	/** The session's lifetime as the app configured it, in ms (for the touch window). */
+	readonly lifetime: number;
 }
 
 /** How a save is written, and what the request learns from its outcome. */
@@ -57,13 +66,28 @@ export interface SavePlan {
 	/** The row of the decision table that decided (see save-decision.ts). */
 	readonly rule: SaveRule;
 	/** What to send; `undefined`: nothing, the save is done. */
-	readonly write: WholeSave | LiveSave | undefined;
+	readonly write: WholeSave | LiveSave | MoveSave | undefined;
+	/** With `write.resealed`: a JSON object of each of those fields' stored form, as the request loaded it. */
+	readonly resealExpected: string | undefined;
 	/**
 	 * Records what became of `write`: the request then knows the row as written, or as ended.
 	 * @throws {SessionTooLargeError} The write was refused for its size; nothing was written.
+	 * @throws {SessionEndedError} A move (`regenerate()`) found the session ended: signed out,
+	 * logged out in another tab, or expired while the request ran.
 	 */
 	settle(outcome: WriteOutcome): void;
 }
+
+/** What to do for koa-session's `destroy` of a key. */
+export type DestroyPlan =
+	/** Delete the key's row, and the row the request loaded under it (`id`) wherever it moved since. */
+	| { readonly kind: 'delete'; readonly id: string | undefined }
+	/**
+	 * Nothing yet: the request is regenerating a live session it knows, and the save of the new key
+	 * that koa-session sends next moves the row (atomically, so that no sign-out can land between
+	 * a delete and an insert). If no save comes (`takeDeferred`), the row is deleted then.
+	 */
+	| { readonly kind: 'defer' };
 
 /**
  * What each request knows about its sessions: which keys it loaded or created, what it last read
@@ -96,9 +120,46 @@ export class RequestSessions {
 		if (ctx === undefined) {
 			return;
 		}
-		this.#of(ctx).sessions.set(key, opened.fields === undefined
-			? { state: 'live', expiresOn: row.expiresOn.getTime(), fields: undefined, loadedJson: row.json, subject: row.subject, reencrypt: opened.reencrypt }
-			: { state: 'live', expiresOn: row.expiresOn.getTime(), fields: opened.fields, subject: row.subject, reencrypt: opened.reencrypt });
+		const known: Known = opened.fields === undefined
+			? { state: 'live', id: row.id, expiresOn: row.expiresOn.getTime(), fields: undefined, loadedJson: row.json, subject: row.subject, reencrypt: opened.reencrypt }
+			: { state: 'live', id: row.id, expiresOn: row.expiresOn.getTime(), fields: opened.fields, subject: row.subject, reencrypt: opened.reencrypt };
+		if (opened.reencrypt) {
+			known.stored = row.data;
+		}
+		this.#of(ctx).sessions.set(key, known);
+	}
+
+	/**
+	 * How to carry out koa-session's `destroy` of `key`. koa-session's `regenerate()` is `destroy`
+	 * of the old key then `set` of a new one, and a sign-out that landed between the two would find
+	 * neither row. So while the request's session continues (`ctx.session` is not `null`: a
+	 * regenerate, not a logout), the destroy of a live session it knows is deferred, and the `set`
+	 * that follows moves the row in one statement. A logout deletes at once.
+	 */
+	planDestroy(ctx: object | undefined, key: string): DestroyPlan {
+		const knowledge = ctx === undefined ? undefined : this.#byRequest.get(ctx);
+		const known = knowledge?.sessions.get(key);
+		if (knowledge === undefined || known?.state !== 'live') {
+			return { kind: 'delete', id: undefined };
+		}
+		if (knowledge.regenerating === undefined && sessionContinues(ctx)) {
+			knowledge.regenerating = key;
+			return { kind: 'defer' };
+		}
+		return { kind: 'delete', id: known.id };
+	}
+
+	/**
+	 * A deferred destroy of `key` that no save followed: the plan to delete it now, or
+	 * `undefined` when a save moved the row meanwhile.
+	 */
+	takeDeferred(ctx: object | undefined, key: string): DestroyPlan | undefined {
+		const knowledge = ctx === undefined ? undefined : this.#byRequest.get(ctx);
+		if (knowledge?.regenerating !== key) {
+			return undefined;
+		}
+		knowledge.regenerating = undefined;
+		return { kind: 'delete', id: knowledge.sessions.get(key)?.id };
 	}
 
 	/**
@@ -116,8 +177,10 @@ export class RequestSessions {
 			known: known === undefined ? undefined : known.state === 'ended' ? 'ended' : { ...known, fields: known.fields ?? new Map() },
 			inRequest: ctx !== undefined,
 			endedElsewhere: knowledge?.endedElsewhere === true,
+			regenerating: knowledge?.regenerating,
 			fields: save.session.fields,
 			expiresOn: save.expiresOn.getTime(),
+			lifetime: save.lifetime,
 			subject: save.subject,
 			changed: save.changed,
 			now: save.now.getTime(),
@@ -132,31 +195,49 @@ export class RequestSessions {
 			throw new SessionEndedError();
 		}
 		const { write } = decision;
+		if (write?.kind === 'move' && knowledge !== undefined) {
+			// The deferred destroy is carried out by this move, whatever its outcome.
+			knowledge.regenerating = undefined;
+		}
+		const stored = known?.state === 'live' ? known.stored : undefined;
+		const resealExpected = write?.kind === 'updateLive' && write.resealed.length > 0 && stored !== undefined
+			? `{${write.resealed.map((name) => `${JSON.stringify(name)}:${JSON.stringify(stored[name] ?? null)}`).join(',')}}`
+			: undefined;
 		return {
 			rule: decision.rule,
 			write,
+			resealExpected,
 			settle: (outcome) => {
 				if (outcome.kind === 'tooLarge') {
 					throw new SessionTooLargeError(outcome.size, outcome.maxLength);
 				}
 				if (ctx !== undefined && write !== undefined) {
-					this.#settled(ctx, save, write, outcome.kind === 'applied');
+					this.#settled(ctx, save, write, outcome);
 				}
 			},
 		};
 	}
 
-	// A write of `save` ran. An `updateLive` that found no live row means the session ended while
-	// the request ran.
-	#settled(ctx: object, save: Save, write: WholeSave | LiveSave, applied: boolean): void {
+	// A write of `save` ran. An `updateLive` or a move that found no live row means the session
+	// ended while the request ran.
+	#settled(ctx: object, save: Save, write: WholeSave | LiveSave | MoveSave, outcome: Exclude<WriteOutcome, { kind: 'tooLarge' }>): void {
 		const knowledge = this.#of(ctx);
+		const moved = write.kind === 'move' ? knowledge.sessions.get(write.from) : undefined;
+		if (moved !== undefined) {
+			// The old key is gone either way: moved, or ended by whatever ended the session.
+			moved.state = 'ended';
+		}
 		const known = knowledge.sessions.get(save.key);
-		if (!applied) {
-			debug('save not written: the session ended while the request ran, and is not recreated');
+		if (outcome.kind === 'noLiveRow') {
 			knowledge.endedElsewhere = true;
 			if (known !== undefined) {
 				known.state = 'ended';
 			}
+			if (write.kind === 'move') {
+				debug('regenerate refused: the session ended while the request ran');
+				throw new SessionEndedError();
+			}
+			debug('save not written: the session ended while the request ran, and is not recreated');
 			return;
 		}
 		// From here on this request updates the row it wrote, and never recreates it. A kept expiry
@@ -170,7 +251,8 @@ export class RequestSessions {
 			}
 			expiresOn = known.expiresOn;
 		}
-		knowledge.sessions.set(save.key, { state: 'live', expiresOn, fields, subject: save.subject, reencrypt: false });
+		const id = write.kind === 'move' ? moved?.id : write.kind === 'updateLive' ? known?.id : outcome.id;
+		knowledge.sessions.set(save.key, { state: 'live', id, expiresOn, fields, subject: save.subject, reencrypt: false });
 	}
 
 	/**
@@ -208,9 +290,20 @@ export class RequestSessions {
 	#of(ctx: object): RequestKnowledge {
 		let knowledge = this.#byRequest.get(ctx);
 		if (knowledge === undefined) {
-			knowledge = { sessions: new Map(), endedElsewhere: false };
+			knowledge = { sessions: new Map(), endedElsewhere: false, regenerating: undefined };
 			this.#byRequest.set(ctx, knowledge);
 		}
 		return knowledge;
 	}
+}
+
+// Whether koa-session's session goes on after a `destroy` it sends: `regenerate()` keeps
+// `ctx.session`, a logout (`ctx.session = null`) makes it `null`. A call whose `ctx` has no
+// session at all is taken as ending it.
+function sessionContinues(ctx: object | undefined): boolean {
+	if (ctx === undefined || !('session' in ctx)) {
+		return false;
+	}
+	const session: unknown = Reflect.get(ctx, 'session');
+	return typeof session === 'object' && session !== null;
 }

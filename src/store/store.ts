@@ -203,33 +203,74 @@ export class PgStore {
 			invalid('maxAge', 'a number of milliseconds that gives an expiry date JavaScript can represent', maxAge);
 		}
 		const subject = subjectOf(this.#options.subject, session);
-		const plan = this.#requests.planSave(options?.ctx, { key, session: encoded, now, expiresOn, subject, changed: options?.changed });
+		// The touch window follows the lifetime the app configured: koa-session passes 10 s more.
+		const configured = typeof session['_maxAge'] === 'number' && Number.isFinite(session['_maxAge']) && session['_maxAge'] >= 0 ? session['_maxAge'] : lifetime;
+		const plan = this.#requests.planSave(options?.ctx, { key, session: encoded, now, expiresOn, lifetime: configured, subject, changed: options?.changed });
 		if (plan.write === undefined) {
 			return;
 		}
 		const digest = digestKey(key);
 		const codec = this.#codec;
 		let write: SessionWrite;
-		if (plan.write.kind === 'updateLive') {
-			// Only what is written is sealed: the comparison with what was loaded stayed on plain JSON.
-			const { replace, written, removed, keepExpiry, writeSubject } = plan.write;
-			write = {
-				kind: 'updateLive', digest, replace, patch: codec.seal(digest, encoded, replace ? undefined : written), removed: JSON.stringify(removed),
-				now, expiresOn, keepExpiry, subject: writeSubject ? subject : undefined,
-			};
-		} else {
-			assertShorterThan(encoded.json, this.#options.maxLength);
-			write = { kind: plan.write.kind, digest, json: codec.seal(digest, encoded), now, expiresOn, subject };
+		switch (plan.write.kind) {
+			case 'updateLive': {
+				// Only what is written is sealed: the comparison with what was loaded stayed on plain JSON.
+				const { replace, written, removed, resealed, keepExpiry, writeSubject } = plan.write;
+				write = {
+					kind: 'updateLive', digest, replace, patch: codec.seal(digest, encoded, replace ? undefined : written), removed: JSON.stringify(removed),
+					reseal: plan.resealExpected === undefined ? undefined : { fields: codec.seal(digest, encoded, resealed), expected: plan.resealExpected },
+					now, expiresOn, keepExpiry, subject: writeSubject ? subject : undefined,
+				};
+				break;
+			}
+			case 'move':
+				// The row of the regenerated key takes the whole session under this key, sealed for it.
+				write = {
+					kind: 'updateLive', digest: digestKey(plan.write.from), newDigest: digest, replace: true, patch: codec.seal(digest, encoded), removed: '[]',
+					now, expiresOn, keepExpiry: false, subject,
+				};
+				break;
+			default:
+				assertShorterThan(encoded.json, this.#options.maxLength);
+				write = { kind: plan.write.kind, digest, json: codec.seal(digest, encoded), now, expiresOn, subject };
 		}
 		plan.settle(await this.#writer.write(write));
 	}
 
-	/** koa-session's `destroy`: deletes the session stored under `key`, if any. */
+	/**
+	 * koa-session's `destroy`: deletes the session stored under `key`, if any, and with `ctx` the
+	 * row the request loaded under it wherever another tab's `regenerate()` moved it since (a
+	 * logout ends the session, not only a key).
+	 *
+	 * Within koa-session's `regenerate()` (`ctx.session` not `null`) the delete of a live session
+	 * the request loaded waits for the `set` of the new key that koa-session sends next: that save
+	 * moves the row to the new key in one statement, only while it is live, so a sign-out can never
+	 * land between the two. Should no save follow, the row is deleted just after (errors to
+	 * `onError` with `source: 'destroy'`).
+	 */
 	async destroy(key: string, options?: DestroyOptions): Promise<void> {
 		this.#assertOpen();
 		assertKey(key);
-		const { existed } = await this.#writer.delete(digestKey(key));
-		this.#requests.destroyed(options?.ctx, key, existed);
+		const ctx = options?.ctx;
+		const plan = this.#requests.planDestroy(ctx, key);
+		if (plan.kind === 'defer') {
+			// koa-session calls `set` within the same turn of the event loop; setImmediate runs after it.
+			setImmediate(() => {
+				const deferred = this.#requests.takeDeferred(ctx, key);
+				if (deferred?.kind === 'delete') {
+					this.#delete(ctx, key, deferred.id).catch((error: unknown) => {
+						this.#options.onError(error instanceof Error ? error : new DatabaseError('destroy', error), { source: 'destroy' });
+					});
+				}
+			});
+			return;
+		}
+		await this.#delete(ctx, key, plan.id);
+	}
+
+	async #delete(ctx: object | undefined, key: string, id: string | undefined): Promise<void> {
+		const { existed } = await this.#writer.delete({ digest: digestKey(key), id });
+		this.#requests.destroyed(ctx, key, existed);
 	}
 
 	/**

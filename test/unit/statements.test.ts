@@ -42,7 +42,7 @@ for (const [title, client, schema] of [
 		t.snapshot(statements.updateLive([live('d1', undefined), live('d2', undefined, true), live('d3', undefined, false, true)], 4096), 'updateLive');
 		t.snapshot(statements.upsert([whole('d1', undefined)], 4096), 'upsert');
 		t.snapshot(statements.insert([whole('d1', undefined)], 4096), 'insert');
-		t.snapshot(statements.delete({ digests: ['d1'] }), 'delete');
+		t.snapshot(statements.delete([{ digest: 'd1', id: undefined }, { digest: 'd2', id: '42' }]), 'delete');
 		t.snapshot(statements.deleteExpired({ limit: 1000 }), 'deleteExpired');
 	});
 }
@@ -66,7 +66,7 @@ test('every statement has a name of its own, for preparing it', (t) => {
 	const statements = sessionStatements(readSessionTable(packageClient, undefined), true);
 	const subject = statements.bySubject;
 	const built = [
-		statements.selectLive({ digests: [], now }), statements.updateLive([], 0), statements.upsert([], 0), statements.insert([], 0), statements.delete({ digests: [] }),
+		statements.selectLive({ digests: [], now }), statements.updateLive([], 0), statements.upsert([], 0), statements.insert([], 0), statements.delete([]),
 		statements.deleteExpired({ limit: 1 }), subject?.deleteAll({ subject: 'ada', keep: [] }), subject?.list({ subject: 'ada', now, limit: 1 }),
 		subject?.deleteOne({ subject: 'ada', id: '1' }),
 	];
