@@ -59,9 +59,11 @@ export function reissueOnRotation(options: ReissueOptions = {}): Middleware {
 			&& keygripOf(ctx.app.keys).index(`${name}=${value}`, signature) > 0;
 		await next();
 		const session = ctx.session;
-		// Only a session that was loaded from this very cookie; koa-session, which commits after
-		// this returns, overwrites these cookies anyway when it saves, regenerates or logs out.
-		if (!olderKey || session === null || session.isNew || session.externalKey !== value) {
+		// Only a session that was loaded from this very cookie, and only when koa-session has not
+		// set the cookie already in this response: after `regenerate()` (whose `externalKey` still
+		// names the old key) or a logout, the old value must not come back. When koa-session commits
+		// after this returns, it overwrites these cookies anyway.
+		if (!olderKey || session === null || session.isNew || session.externalKey !== value || setsCookie(ctx.response.get('set-cookie'), name)) {
 			return;
 		}
 		const expire = session['_expire'];
@@ -73,4 +75,10 @@ export function reissueOnRotation(options: ReissueOptions = {}): Middleware {
 			overwrite: true,
 		});
 	};
+}
+
+// Whether the response's `Set-Cookie` headers already set the cookie `name`.
+function setsCookie(headers: string | string[], name: string): boolean {
+	const list = typeof headers === 'string' ? (headers === '' ? [] : [headers]) : headers;
+	return list.some((header) => header.startsWith(`${name}=`));
 }

@@ -219,8 +219,11 @@ export function sessionStatements(table: SessionTable, withSubject: boolean): Se
 	const insert = named('insert', wholeWrite(false));
 
 	// $1 digests, $2 row ids (a row a request loaded, wherever `regenerate()` moved it since).
-	const deleteKeys = named('delete', `DELETE FROM ${t} WHERE ${key} IN `
-		+ `(SELECT ${key} FROM ${t} WHERE ${key} = ANY($1::text[]) OR ${id} = ANY($2::bigint[]) ORDER BY ${key} FOR UPDATE) `
+	// Rows are locked in key order (see `updateLive`), then deleted by id: a row that another
+	// statement moved to a new key while this one waited for it is found by its id, which a move
+	// keeps, and not missed by a match on the key this statement's snapshot saw.
+	const deleteKeys = named('delete', `DELETE FROM ${t} WHERE ${id} IN `
+		+ `(SELECT ${id} FROM ${t} WHERE ${key} = ANY($1::text[]) OR ${id} = ANY($2::bigint[]) ORDER BY ${key} FOR UPDATE) `
 		+ `RETURNING ${key} AS "key", ${id}::text AS "id"`);
 
 	// $1 limit. The sweep goes by the database's clock: one app server whose clock runs ahead must
