@@ -36,7 +36,7 @@ type Query = TransactionQueries['query'];
 
 async function appliedMigrationNames(query: Query, schema: string | undefined): Promise<Set<string>> {
 	const migrationsTable = qualifiedName(schema, '_prisma_migrations');
-	const [table] = await query({ name: 'migrationsTableExists', text: `SELECT to_regclass($1) IS NOT NULL AS "exists"`, values: [migrationsTable] }) as [{ exists: boolean }?];
+	const [table] = await query({ name: 'migrationsTableExists', text: `SELECT pg_catalog.to_regclass($1::pg_catalog.text) IS NOT NULL AS "exists"`, values: [migrationsTable] }) as [{ exists: boolean }?];
 	if (table?.exists !== true) {
 		return new Set();
 	}
@@ -159,7 +159,7 @@ async function migrate(driver: Driver, schema: string | undefined, migrations: S
 	// A migration may wait for another instance's (an index build on a large table): its
 	// statements have the migration's bound, not the short one of requests.
 	return driver.transaction('ensureSchema', 'migration', async (transaction) => {
-		await transaction.execute(`SELECT pg_advisory_xact_lock(${prismaMigrateLockId})`);
+		await transaction.execute(`SELECT pg_catalog.pg_advisory_xact_lock(${prismaMigrateLockId}::pg_catalog.int8)`);
 		if (schema !== undefined) {
 			// As `prisma migrate deploy` does for the schema named in its URL. The migration SQL names
 			// no schema: search_path says where it goes, for this transaction only (a startup
@@ -178,7 +178,7 @@ async function migrate(driver: Driver, schema: string | undefined, migrations: S
 			await transaction.query({
 				name: 'recordMigration',
 				text: `INSERT INTO _prisma_migrations (id, checksum, migration_name, started_at, finished_at, applied_steps_count)
-				 VALUES ($1, $2, $3, $4, now(), 1)`,
+				 VALUES ($1, $2, $3, $4, pg_catalog.now(), 1)`,
 				values: [randomUUID(), migration.checksum, migration.name, startedAt],
 			});
 		}
@@ -205,14 +205,14 @@ interface Missing {
 // With `everyMigration`, this package's own table also needs what every shipped migration adds
 // (ensureSchema() then brings it up to date).
 async function missingFromCatalog(query: Query, table: SessionTable, requirements: SchemaRequirements, { everyMigration = true } = {}): Promise<Missing[]> {
-	const [found] = await query({ name: 'sessionTableOid', text: `SELECT to_regclass($1)::oid::int8::text AS "oid"`, values: [table.qualifiedName] }) as [{ oid: string | null }?];
+	const [found] = await query({ name: 'sessionTableOid', text: `SELECT pg_catalog.to_regclass($1::pg_catalog.text)::pg_catalog.oid::pg_catalog.int8::pg_catalog.text AS "oid"`, values: [table.qualifiedName] }) as [{ oid: string | null }?];
 	if (found?.oid === null || found?.oid === undefined) {
 		return [{ what: `the table itself (${table.qualifiedName} does not exist)`, migration: 'init', table: true }];
 	}
 	const columns = await query({
 		name: 'sessionTableColumns',
-		text: `SELECT attname AS "name", format_type(atttypid, NULL) AS "type" FROM pg_catalog.pg_attribute
-		 WHERE attrelid = $1::oid AND attnum > 0 AND NOT attisdropped`,
+		text: `SELECT attname AS "name", pg_catalog.format_type(atttypid, NULL) AS "type" FROM pg_catalog.pg_attribute
+		 WHERE attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND attnum OPERATOR(pg_catalog.>) 0::pg_catalog.int2 AND NOT attisdropped`,
 		values: [found.oid],
 	}) as { name: string; type: string }[];
 	const typeOf = new Map(columns.map((column) => [column.name, column.type]));
@@ -235,9 +235,11 @@ async function missingFromCatalog(query: Query, table: SessionTable, requirement
 	const [unique] = await query({
 		name: 'sessionKeyUnique',
 		text: `SELECT EXISTS (
-			SELECT FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-			WHERE i.indrelid = $1::oid AND i.indisunique AND i.indisvalid AND i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL
-			  AND a.attname = $2
+			SELECT FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a
+			  ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
+			WHERE i.indrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND i.indisunique AND i.indisvalid
+			  AND i.indnkeyatts OPERATOR(pg_catalog.=) 1::pg_catalog.int2 AND i.indpred IS NULL AND i.indexprs IS NULL
+			  AND a.attname OPERATOR(pg_catalog.=) $2::pg_catalog.name
 		) AS "exists"`,
 		values: [found.oid, table.columns.key],
 	}) as [{ exists: boolean }?];

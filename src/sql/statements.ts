@@ -161,11 +161,9 @@ export function sessionStatements(table: SessionTable, withSubject: boolean): Se
 	// $1 digests, $2 now (milliseconds since the epoch, as every time here: see `fromMillis` and
 	// `epochMillis`). The data come as text: each reader parses its own copy, and the text is what
 	// a later save is compared with, field by field, only if there is a save.
-	const selectLive = named('selectLive', subject === undefined
-		? `SELECT ${key} AS "key", ${id}::text AS "id", ${data}::text AS "json", ${epochMillis(expiresOn)} AS "expiresOn" FROM ${t} `
-			+ `WHERE ${key} = ANY($1::text[]) AND ${expiresOn} > ${fromMillis('$2::float8')}`
-		: `SELECT ${key} AS "key", ${id}::text AS "id", ${data}::text AS "json", ${epochMillis(expiresOn)} AS "expiresOn", ${subject} AS "subject" FROM ${t} `
-			+ `WHERE ${key} = ANY($1::text[]) AND ${expiresOn} > ${fromMillis('$2::float8')}`);
+	const selectLive = named('selectLive', `SELECT ${key} AS "key", ${id}::pg_catalog.text AS "id", ${data}::pg_catalog.text AS "json", `
+		+ `${epochMillis(expiresOn)} AS "expiresOn"${subject === undefined ? '' : `, ${subject} AS "subject"`} FROM ${t} `
+		+ `WHERE ${key} ${eq} ANY($1::pg_catalog.text[]) AND ${expiresOn} ${gt} ${fromMillis('$2::pg_catalog.float8')}`);
 
 	// $1 the writes as one JSON array of rows (named fields, see `liveRows`), $2 maxLength (0:
 	// none). One text parameter rather than an array per column: node-postgres and Prisma then
@@ -182,39 +180,47 @@ export function sessionStatements(table: SessionTable, withSubject: boolean): Se
 	// moves (`regenerate()`): an unchanged indexed value keeps the update HOT.
 	const updateLive = named('updateLive', `WITH v AS (SELECT r.key, r.new_key, r.replace, r.patch, r.removed, r.reseal, r.expected, `
 		+ `${fromMillis('r.now')} AS now, ${fromMillis('r.expires')} AS expires, r.keep_expiry${subject === undefined ? '' : ', r.subject, r.write_subject'} `
-		+ `FROM jsonb_to_recordset($1::jsonb) AS r(key text, new_key text, replace boolean, patch jsonb, removed jsonb, reseal jsonb, expected jsonb, `
-		+ `now float8, expires float8, keep_expiry boolean${subject === undefined ? '' : ', subject text, write_subject boolean'})), `
-		+ `live AS (SELECT s.${key} AS key, octet_length(s.${data}::text) AS size_before, floored.merged, kept.floor `
-		+ `FROM ${t} AS s JOIN v ON s.${key} = v.key `
-		+ `CROSS JOIN LATERAL (SELECT CASE WHEN v.replace THEN v.patch ELSE (s.${data} - ARRAY(SELECT jsonb_array_elements_text(v.removed))) `
-		+ `|| COALESCE((SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(v.reseal) AS e WHERE s.${data} -> e.key = v.expected -> e.key), '{}') `
-		+ `|| v.patch END AS merged) AS m `
-		+ `CROSS JOIN LATERAL (SELECT (s.${data} -> '_maxAge') IS NOT DISTINCT FROM (m.merged -> '_maxAge') AS floor) AS kept `
-		+ `CROSS JOIN LATERAL (SELECT CASE WHEN kept.floor AND jsonb_typeof(s.${data} -> '_expire') = 'number' `
-		+ `AND jsonb_typeof(m.merged -> '_expire') = 'number' AND s.${data} -> '_expire' > m.merged -> '_expire' `
-		+ `THEN jsonb_set(m.merged, '{_expire}', s.${data} -> '_expire') ELSE m.merged END AS merged) AS floored `
-		+ `WHERE s.${expiresOn} > v.now ORDER BY s.${key} FOR UPDATE OF s), `
+		+ `FROM pg_catalog.jsonb_to_recordset($1::pg_catalog.jsonb) AS r(key pg_catalog.text, new_key pg_catalog.text, replace pg_catalog.bool, `
+		+ `patch pg_catalog.jsonb, removed pg_catalog.jsonb, reseal pg_catalog.jsonb, expected pg_catalog.jsonb, now pg_catalog.float8, `
+		+ `expires pg_catalog.float8, keep_expiry pg_catalog.bool${subject === undefined ? '' : ', subject pg_catalog.text, write_subject pg_catalog.bool'})), `
+		+ `live AS (SELECT s.${key} AS key, ${size(`s.${data}`)} AS size_before, floored.merged, kept.floor `
+		+ `FROM ${t} AS s JOIN v ON s.${key} ${eq} v.key `
+		+ `CROSS JOIN LATERAL (SELECT CASE WHEN v.replace THEN v.patch ELSE `
+		+ `(s.${data} ${minus} ARRAY(SELECT pg_catalog.jsonb_array_elements_text(v.removed))) `
+		+ `${concat} COALESCE((SELECT pg_catalog.jsonb_object_agg(e.key, e.value) FROM pg_catalog.jsonb_each(v.reseal) AS e `
+		+ `WHERE (s.${data} ${arrow} e.key) ${eq} (v.expected ${arrow} e.key)), '{}'::pg_catalog.jsonb) `
+		+ `${concat} v.patch END AS merged) AS m `
+		+ `CROSS JOIN LATERAL (SELECT COALESCE((s.${data} ${arrow} '_maxAge'::pg_catalog.text) ${eq} (m.merged ${arrow} '_maxAge'::pg_catalog.text), `
+		+ `s.${data} ${arrow} '_maxAge'::pg_catalog.text IS NULL AND m.merged ${arrow} '_maxAge'::pg_catalog.text IS NULL) AS floor) AS kept `
+		+ `CROSS JOIN LATERAL (SELECT CASE WHEN kept.floor `
+		+ `AND pg_catalog.jsonb_typeof(s.${data} ${arrow} '_expire'::pg_catalog.text) ${eq} 'number'::pg_catalog.text `
+		+ `AND pg_catalog.jsonb_typeof(m.merged ${arrow} '_expire'::pg_catalog.text) ${eq} 'number'::pg_catalog.text `
+		+ `AND (s.${data} ${arrow} '_expire'::pg_catalog.text) ${gt} (m.merged ${arrow} '_expire'::pg_catalog.text) `
+		+ `THEN pg_catalog.jsonb_set(m.merged, '{_expire}'::pg_catalog.text[], s.${data} ${arrow} '_expire'::pg_catalog.text) ELSE m.merged END AS merged) AS floored `
+		+ `WHERE s.${expiresOn} ${gt} v.now ORDER BY s.${key} FOR UPDATE OF s), `
 		+ `written AS (UPDATE ${t} AS s SET ${key} = COALESCE(v.new_key, s.${key}), ${data} = live.merged, ${modifiedOn} = v.now, `
 		+ `${expiresOn} = CASE WHEN v.keep_expiry THEN s.${expiresOn} WHEN live.floor THEN GREATEST(s.${expiresOn}, v.expires) ELSE v.expires END`
 		+ `${subject === undefined ? '' : `, ${subject} = CASE WHEN v.write_subject THEN v.subject ELSE s.${subject} END`} `
-		+ `FROM live JOIN v ON v.key = live.key WHERE s.${key} = live.key `
-		+ `AND ($2 = 0 OR octet_length(live.merged::text) <= $2 OR octet_length(live.merged::text) <= live.size_before) `
+		+ `FROM live JOIN v ON v.key ${eq} live.key WHERE s.${key} ${eq} live.key `
+		+ `AND ($2::pg_catalog.int4 ${eq} 0 OR ${size('live.merged')} ${le} $2::pg_catalog.int4 OR ${size('live.merged')} ${le} live.size_before) `
 		+ `RETURNING live.key AS key) `
-		+ `SELECT live.key AS "key", octet_length(live.merged::text) AS "size", written.key IS NOT NULL AS "written" `
-		+ `FROM live LEFT JOIN written ON written.key = live.key`);
+		+ `SELECT live.key AS "key", ${size('live.merged')} AS "size", written.key IS NOT NULL AS "written" `
+		+ `FROM live LEFT JOIN written ON written.key ${eq} live.key`);
 
 	// $1 the sessions as one JSON array of rows (see `wholeRows`), $2 maxLength (0: none). `insert`
 	// is the same without ON CONFLICT, for new keys, the most common whole write: a speculative
 	// insertion costs PostgreSQL more CPU per row (bench/NOTES.md).
 	const wholeWrite = (onConflict: boolean) => `WITH v AS (SELECT r.key, r.data, ${fromMillis('r.now')} AS now, ${fromMillis('r.expires')} AS expires`
-		+ `${subject === undefined ? '' : ', r.subject'} FROM jsonb_to_recordset($1::jsonb) `
-		+ `AS r(key text, data jsonb, now float8, expires float8${subject === undefined ? '' : ', subject text'})), `
+		+ `${subject === undefined ? '' : ', r.subject'} FROM pg_catalog.jsonb_to_recordset($1::pg_catalog.jsonb) `
+		+ `AS r(key pg_catalog.text, data pg_catalog.jsonb, now pg_catalog.float8, expires pg_catalog.float8${subject === undefined ? '' : ', subject pg_catalog.text'})), `
 		+ `written AS (INSERT INTO ${t} (${key}, ${data}, ${createdOn}, ${modifiedOn}, ${expiresOn}${subject === undefined ? '' : `, ${subject}`}) `
-		+ `SELECT v.key, v.data, v.now, v.now, v.expires${subject === undefined ? '' : ', v.subject'} FROM v WHERE $2 = 0 OR octet_length(v.data::text) <= $2 ORDER BY v.key `
+		+ `SELECT v.key, v.data, v.now, v.now, v.expires${subject === undefined ? '' : ', v.subject'} FROM v `
+		+ `WHERE $2::pg_catalog.int4 ${eq} 0 OR ${size('v.data')} ${le} $2::pg_catalog.int4 ORDER BY v.key `
 		+ `${!onConflict ? '' : `ON CONFLICT (${key}) DO UPDATE SET ${data} = EXCLUDED.${data}, ${modifiedOn} = EXCLUDED.${modifiedOn}, ${expiresOn} = EXCLUDED.${expiresOn}`
 			+ `${subject === undefined ? '' : `, ${subject} = EXCLUDED.${subject}`} `}`
 		+ `RETURNING ${key} AS key, ${id} AS id) `
-		+ `SELECT v.key AS "key", written.id::text AS "id", octet_length(v.data::text) AS "size", written.key IS NOT NULL AS "written" FROM v LEFT JOIN written ON written.key = v.key`;
+		+ `SELECT v.key AS "key", written.id::pg_catalog.text AS "id", ${size('v.data')} AS "size", written.key IS NOT NULL AS "written" `
+		+ `FROM v LEFT JOIN written ON written.key ${eq} v.key`;
 	const upsert = named('upsert', wholeWrite(true));
 	const insert = named('insert', wholeWrite(false));
 
@@ -222,35 +228,39 @@ export function sessionStatements(table: SessionTable, withSubject: boolean): Se
 	// Rows are locked in key order (see `updateLive`), then deleted by id: a row that another
 	// statement moved to a new key while this one waited for it is found by its id, which a move
 	// keeps, and not missed by a match on the key this statement's snapshot saw.
-	const deleteKeys = named('delete', `DELETE FROM ${t} WHERE ${id} IN `
-		+ `(SELECT ${id} FROM ${t} WHERE ${key} = ANY($1::text[]) OR ${id} = ANY($2::bigint[]) ORDER BY ${key} FOR UPDATE) `
-		+ `RETURNING ${key} AS "key", ${id}::text AS "id"`);
+	const deleteKeys = named('delete', `DELETE FROM ${t} WHERE ${id} ${eq} ANY(ARRAY(`
+		+ `SELECT ${id} FROM ${t} WHERE ${key} ${eq} ANY($1::pg_catalog.text[]) OR ${id} ${eq} ANY($2::pg_catalog.int8[]) ORDER BY ${key} FOR UPDATE)) `
+		+ `RETURNING ${key} AS "key", ${id}::pg_catalog.text AS "id"`);
 
 	// $1 limit. The sweep goes by the database's clock: one app server whose clock runs ahead must
 	// not delete sessions that are live for every other. The rows are found through the index on
 	// the expiry and deleted by their ctid (a TID scan): an `IN (subquery)` here was planned as a
 	// hash join over the whole table, every batch (several times slower, and reads slowed during a
 	// sweep: bench/NOTES.md).
-	const deleteExpired = named('deleteExpired', `WITH deleted AS (DELETE FROM ${t} WHERE ctid = ANY(ARRAY(`
-		+ `SELECT ctid FROM ${t} WHERE ${expiresOn} < now() LIMIT $1 FOR UPDATE SKIP LOCKED)) RETURNING 1) `
-		+ `SELECT count(*)::int AS "deleted" FROM deleted`);
+	const deleteExpired = named('deleteExpired', `WITH deleted AS (DELETE FROM ${t} WHERE ctid ${eq} ANY(ARRAY(`
+		+ `SELECT ctid FROM ${t} WHERE ${expiresOn} ${lt} pg_catalog.now() LIMIT $1::pg_catalog.int8 FOR UPDATE SKIP LOCKED)) RETURNING 1) `
+		+ `SELECT pg_catalog.count(*)::pg_catalog.int4 AS "deleted" FROM deleted`);
 
 	// $1 the table's name, for pg_total_relation_size.
-	const tableStatus = named('tableStatus', `SELECT count(*) FILTER (WHERE ${expiresOn} > now())::int8::text AS "live", `
-		+ `count(*) FILTER (WHERE ${expiresOn} <= now())::int8::text AS "expired", pg_total_relation_size($1::regclass)::text AS "bytes" FROM ${t}`);
+	const tableStatus = named('tableStatus', `SELECT pg_catalog.count(*) FILTER (WHERE ${expiresOn} ${gt} pg_catalog.now())::pg_catalog.text AS "live", `
+		+ `pg_catalog.count(*) FILTER (WHERE ${expiresOn} ${le} pg_catalog.now())::pg_catalog.text AS "expired", `
+		+ `pg_catalog.pg_total_relation_size($1::pg_catalog.regclass)::pg_catalog.text AS "bytes" FROM ${t}`);
 
-	const lockSweep = named('lockSweep', `SELECT pg_try_advisory_xact_lock(${sweepLockId}) AS "locked"`);
+	const lockSweep = named('lockSweep', `SELECT pg_catalog.pg_try_advisory_xact_lock(${sweepLockId}::pg_catalog.int8) AS "locked"`);
 
 	let bySubject: SubjectStatements | undefined;
 	if (subject !== undefined) {
 		// $1 subject, $2 digests to keep.
-		const deleteAll = named('deleteAllOfSubject', `DELETE FROM ${t} WHERE ${subject} = $1 AND NOT (${key} = ANY($2::text[])) RETURNING ${key} AS "key"`);
+		const deleteAll = named('deleteAllOfSubject', `DELETE FROM ${t} WHERE ${subject} ${eq} $1::pg_catalog.text `
+			+ `AND NOT (${key} ${eq} ANY($2::pg_catalog.text[])) RETURNING ${key} AS "key"`);
 		// $1 subject, $2 now in milliseconds since the epoch, $3 most rows.
-		const list = named('listOfSubject', `SELECT ${id}::text AS "id", ${key} AS "key", ${epochMillis(createdOn)} AS "createdOn", `
+		const list = named('listOfSubject', `SELECT ${id}::pg_catalog.text AS "id", ${key} AS "key", ${epochMillis(createdOn)} AS "createdOn", `
 			+ `${epochMillis(modifiedOn)} AS "modifiedOn", ${epochMillis(expiresOn)} AS "expiresOn" FROM ${t} `
-			+ `WHERE ${subject} = $1 AND ${expiresOn} > ${fromMillis('$2::float8')} ORDER BY ${modifiedOn} DESC, ${id} DESC LIMIT $3`);
+			+ `WHERE ${subject} ${eq} $1::pg_catalog.text AND ${expiresOn} ${gt} ${fromMillis('$2::pg_catalog.float8')} `
+			+ `ORDER BY ${modifiedOn} DESC, ${id} DESC LIMIT $3::pg_catalog.int8`);
 		// $1 subject, $2 row id.
-		const deleteOne = named('deleteOneOfSubject', `DELETE FROM ${t} WHERE ${subject} = $1 AND ${id} = $2::bigint RETURNING ${key} AS "key"`);
+		const deleteOne = named('deleteOneOfSubject', `DELETE FROM ${t} WHERE ${subject} ${eq} $1::pg_catalog.text `
+			+ `AND ${id} ${eq} $2::pg_catalog.int8 RETURNING ${key} AS "key"`);
 		bySubject = {
 			deleteAll: ({ subject: who, keep }) => deleteAll([who, keep]),
 			list: ({ subject: who, now, limit }) => list([who, now.getTime(), limit]),
@@ -281,6 +291,27 @@ export function sessionStatements(table: SessionTable, withSubject: boolean): Se
 	};
 }
 
+// Every operator, function and type of the statements is named with its schema: resolved through
+// the app role's `search_path`, an operator without an exact match in pg_catalog (say `float8 /
+// integer`) would run whatever a role with CREATE on a schema earlier in that path defined for
+// those types, as the app role, on every request. test/unit/statements.test.ts reads the texts and
+// fails on any unqualified name; test/search-path.test.ts shadows each one with a hostile role.
+// `OPERATOR(…)` has the precedence of "any other operator", whatever the symbol: operands that
+// are themselves operations are in parentheses.
+const operator = (symbol: string): string => `OPERATOR(pg_catalog.${symbol})`;
+const eq = operator('=');
+const gt = operator('>');
+const lt = operator('<');
+const le = operator('<=');
+const minus = operator('-');
+const concat = operator('||');
+const arrow = operator('->');
+
+// The size a session is measured by (see `sessionStatements`).
+function size(jsonb: string): string {
+	return `pg_catalog.octet_length(${jsonb}::pg_catalog.text)`;
+}
+
 /** The transaction-scoped advisory lock that lets one instance at a time sweep a database (the bytes of "koapgst1"). */
 export const sweepLockId = 0x6b6f_6170_6773_7431n;
 
@@ -288,14 +319,14 @@ export const sweepLockId = 0x6b6f_6170_6773_7431n;
 // keep. Times go in as numbers: formatting a `Date` (`toISOString`, or node-postgres' own) costs
 // many times more than a number, twice per row written (bench/NOTES.md).
 function fromMillis(value: string): string {
-	return `to_timestamp(${value} / 1000)`;
+	return `pg_catalog.to_timestamp(${value} ${operator('/')} 1000::pg_catalog.float8)`;
 }
 
 // A timestamp column as milliseconds since the epoch (float8): a plain number through either
 // driver, whatever type parsers an app installs in node-postgres (one that keeps timestamptz as
 // text would otherwise turn every stored session into none), and no date string to parse.
 function epochMillis(column: string): string {
-	return `(extract(epoch FROM ${column}) * 1000)::float8`;
+	return `(EXTRACT(epoch FROM ${column}) ${operator('*')} 1000::pg_catalog.numeric)::pg_catalog.float8`;
 }
 
 // The rows of `updateLive`, as `jsonb_to_recordset` reads them. `patch`, `removed` and `reseal`

@@ -33,8 +33,9 @@ export async function databaseGate(t: ExecutionContext, database: TestDatabase) 
 		close: async () => { await holder.query('SELECT pg_advisory_lock($1)', [gateLock]); },
 		/** Lets every waiting write, and every later one, through. */
 		open: async () => { await holder.query('SELECT pg_advisory_unlock($1)', [gateLock]); },
-		/** Resolves once `count` writes wait at the gate. */
-		writersWaiting: (count: number) => waiting(database, `SELECT count(*)::int AS count FROM pg_locks WHERE locktype = 'advisory' AND objid = ${gateLock} AND NOT granted`, count),
+		/** Resolves once `count` writes of this database wait at the gate (advisory locks are per database). */
+		writersWaiting: (count: number) => waiting(database, `SELECT count(*)::int AS count FROM pg_locks WHERE locktype = 'advisory' AND objid = ${gateLock} AND NOT granted `
+			+ 'AND database = (SELECT oid FROM pg_database WHERE datname = current_database())', count),
 		/** See {@link lockWaiters}. */
 		lockWaiters: (count: number) => lockWaiters(database, count),
 	};

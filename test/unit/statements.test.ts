@@ -4,6 +4,7 @@ import { PrismaClient } from '../../src/generated/prisma/client.js';
 import { readSessionTable } from '../../src/sql/session-table.js';
 import { sessionStatements, type LiveWrite, type WholeWrite } from '../../src/sql/statements.js';
 import { PrismaClient as AppClient } from '../fixtures/app-schema/generated/client.js';
+import { everyStatement, unqualifiedNames } from '../helpers/sql-names.js';
 
 // The generated SQL, snapshot by snapshot: a reviewer reads each statement whole, with the
 // values its `$n` stand for. `test/unit/snapshots/statements.test.ts.md` is the readable form.
@@ -73,6 +74,21 @@ test('every statement has a name of its own, for preparing it', (t) => {
 	t.deepEqual(built.map((statement) => statement?.name).sort(), [
 		'deleteAllOfSubject', 'deleteOneOfSubject', 'delete', 'deleteExpired', 'insert', 'listOfSubject', 'selectLive', 'updateLive', 'upsert',
 	].sort());
+});
+
+test('no statement resolves an operator, function or type through search_path: each is named with pg_catalog', (t) => {
+	for (const [client, withSubject] of [[packageClient, true], [packageClient, false], [appClientWithSubject, true]] as const) {
+		for (const statement of everyStatement(sessionStatements(readSessionTable(client, 'tenant'), withSubject))) {
+			t.deepEqual(unqualifiedNames(statement.text), [], statement.name);
+		}
+	}
+});
+
+test('the search_path check finds what is not named with pg_catalog', (t) => {
+	t.deepEqual(unqualifiedNames('SELECT to_timestamp($1 / 1000), "a" = 1, x::text FROM t AS r(k pg_catalog.text) WHERE k = ANY($2)'), [
+		'operator /', 'operator =', 'operator =', 'function to_timestamp', 'type text',
+	]);
+	t.deepEqual(unqualifiedNames('UPDATE t SET "a" = pg_catalog.now(), "b" = 1 WHERE "c" OPERATOR(pg_catalog.=) pg_catalog.count(*)::pg_catalog.int4'), []);
 });
 
 test('a subject option on a model without the subject field names the migration to apply', (t) => {
