@@ -183,7 +183,7 @@ export function sessionStatements(table: SessionTable, withSubject: boolean): Se
 		+ `FROM pg_catalog.jsonb_to_recordset($1::pg_catalog.jsonb) AS r(key pg_catalog.text, new_key pg_catalog.text, replace pg_catalog.bool, `
 		+ `patch pg_catalog.jsonb, removed pg_catalog.jsonb, reseal pg_catalog.jsonb, expected pg_catalog.jsonb, now pg_catalog.float8, `
 		+ `expires pg_catalog.float8, keep_expiry pg_catalog.bool${subject === undefined ? '' : ', subject pg_catalog.text, write_subject pg_catalog.bool'})), `
-		+ `live AS (SELECT s.${key} AS key, ${size(`s.${data}`)} AS size_before, floored.merged, kept.floor `
+		+ `live AS (SELECT s.${key} AS key, ${size(`s.${data}`)} AS size_before, floored.merged, measured.size, kept.floor `
 		+ `FROM ${t} AS s JOIN v ON s.${key} ${eq} v.key `
 		+ `CROSS JOIN LATERAL (SELECT CASE WHEN v.replace THEN v.patch ELSE `
 		+ `(s.${data} ${minus} ARRAY(SELECT pg_catalog.jsonb_array_elements_text(v.removed))) `
@@ -197,29 +197,30 @@ export function sessionStatements(table: SessionTable, withSubject: boolean): Se
 		+ `AND pg_catalog.jsonb_typeof(m.merged ${arrow} '_expire'::pg_catalog.text) ${eq} 'number'::pg_catalog.text `
 		+ `AND (s.${data} ${arrow} '_expire'::pg_catalog.text) ${gt} (m.merged ${arrow} '_expire'::pg_catalog.text) `
 		+ `THEN pg_catalog.jsonb_set(m.merged, '{_expire}'::pg_catalog.text[], s.${data} ${arrow} '_expire'::pg_catalog.text) ELSE m.merged END AS merged) AS floored `
+		+ `CROSS JOIN LATERAL (SELECT ${size('floored.merged')} AS size) AS measured `
 		+ `WHERE s.${expiresOn} ${gt} v.now ORDER BY s.${key} FOR UPDATE OF s), `
 		+ `written AS (UPDATE ${t} AS s SET ${key} = COALESCE(v.new_key, s.${key}), ${data} = live.merged, ${modifiedOn} = v.now, `
 		+ `${expiresOn} = CASE WHEN v.keep_expiry THEN s.${expiresOn} WHEN live.floor THEN GREATEST(s.${expiresOn}, v.expires) ELSE v.expires END`
 		+ `${subject === undefined ? '' : `, ${subject} = CASE WHEN v.write_subject THEN v.subject ELSE s.${subject} END`} `
 		+ `FROM live JOIN v ON v.key ${eq} live.key WHERE s.${key} ${eq} live.key `
-		+ `AND ($2::pg_catalog.int4 ${eq} 0 OR ${size('live.merged')} ${le} $2::pg_catalog.int4 OR ${size('live.merged')} ${le} live.size_before) `
+		+ `AND ($2::pg_catalog.int4 ${eq} 0 OR live.size ${le} $2::pg_catalog.int4 OR live.size ${le} live.size_before) `
 		+ `RETURNING live.key AS key) `
-		+ `SELECT live.key AS "key", ${size('live.merged')} AS "size", written.key IS NOT NULL AS "written" `
+		+ `SELECT live.key AS "key", live.size AS "size", written.key IS NOT NULL AS "written" `
 		+ `FROM live LEFT JOIN written ON written.key ${eq} live.key`);
 
 	// $1 the sessions as one JSON array of rows (see `wholeRows`), $2 maxLength (0: none). `insert`
 	// is the same without ON CONFLICT, for new keys, the most common whole write: a speculative
 	// insertion costs PostgreSQL more CPU per row (bench/NOTES.md).
-	const wholeWrite = (onConflict: boolean) => `WITH v AS (SELECT r.key, r.data, ${fromMillis('r.now')} AS now, ${fromMillis('r.expires')} AS expires`
+	const wholeWrite = (onConflict: boolean) => `WITH v AS (SELECT r.key, r.data, ${size('r.data')} AS size, ${fromMillis('r.now')} AS now, ${fromMillis('r.expires')} AS expires`
 		+ `${subject === undefined ? '' : ', r.subject'} FROM pg_catalog.jsonb_to_recordset($1::pg_catalog.jsonb) `
 		+ `AS r(key pg_catalog.text, data pg_catalog.jsonb, now pg_catalog.float8, expires pg_catalog.float8${subject === undefined ? '' : ', subject pg_catalog.text'})), `
 		+ `written AS (INSERT INTO ${t} (${key}, ${data}, ${createdOn}, ${modifiedOn}, ${expiresOn}${subject === undefined ? '' : `, ${subject}`}) `
 		+ `SELECT v.key, v.data, v.now, v.now, v.expires${subject === undefined ? '' : ', v.subject'} FROM v `
-		+ `WHERE $2::pg_catalog.int4 ${eq} 0 OR ${size('v.data')} ${le} $2::pg_catalog.int4 ORDER BY v.key `
+		+ `WHERE $2::pg_catalog.int4 ${eq} 0 OR v.size ${le} $2::pg_catalog.int4 ORDER BY v.key `
 		+ `${!onConflict ? '' : `ON CONFLICT (${key}) DO UPDATE SET ${data} = EXCLUDED.${data}, ${modifiedOn} = EXCLUDED.${modifiedOn}, ${expiresOn} = EXCLUDED.${expiresOn}`
 			+ `${subject === undefined ? '' : `, ${subject} = EXCLUDED.${subject}`} `}`
 		+ `RETURNING ${key} AS key, ${id} AS id) `
-		+ `SELECT v.key AS "key", written.id::pg_catalog.text AS "id", ${size('v.data')} AS "size", written.key IS NOT NULL AS "written" `
+		+ `SELECT v.key AS "key", written.id::pg_catalog.text AS "id", v.size AS "size", written.key IS NOT NULL AS "written" `
 		+ `FROM v LEFT JOIN written ON written.key ${eq} v.key`;
 	const upsert = named('upsert', wholeWrite(true));
 	const insert = named('insert', wholeWrite(false));
@@ -307,7 +308,8 @@ const minus = operator('-');
 const concat = operator('||');
 const arrow = operator('->');
 
-// The size a session is measured by (see `sessionStatements`).
+// The size a session is measured by (see `sessionStatements`), taken once per row: the text of a
+// large jsonb costs PostgreSQL more than the rest of the statement.
 function size(jsonb: string): string {
 	return `pg_catalog.octet_length(${jsonb}::pg_catalog.text)`;
 }

@@ -21,6 +21,8 @@ interface Known {
 	fields: ReadonlyMap<string, string> | undefined;
 	/** The stored JSON text as loaded, until `fields` is taken from it. */
 	loadedJson?: string;
+	/** PostgreSQL's text of the stored session as loaded: a save no larger than it is always written. */
+	storedJson?: string;
 	/** The subject column as loaded or last written (`undefined`: the store keeps none). */
 	subject: string | null | undefined;
 	/** With `encryptionKeys`: the row's fields must be sealed anew on its next save. */
@@ -69,6 +71,8 @@ export interface SavePlan {
 	readonly write: WholeSave | LiveSave | MoveSave | undefined;
 	/** With `write.resealed`: a JSON object of each of those fields' stored form, as the request loaded it. */
 	readonly resealExpected: string | undefined;
+	/** PostgreSQL's text of the session the write replaces or merges into, as loaded; `undefined` for a new key. */
+	readonly storedJson: string | undefined;
 	/**
 	 * Records what became of `write`: the request then knows the row as written, or as ended.
 	 * @throws {SessionTooLargeError} The write was refused for its size; nothing was written.
@@ -121,8 +125,8 @@ export class RequestSessions {
 			return;
 		}
 		const known: Known = opened.fields === undefined
-			? { state: 'live', id: row.id, expiresOn: row.expiresOn.getTime(), fields: undefined, loadedJson: row.json, subject: row.subject, reencrypt: opened.reencrypt }
-			: { state: 'live', id: row.id, expiresOn: row.expiresOn.getTime(), fields: opened.fields, subject: row.subject, reencrypt: opened.reencrypt };
+			? { state: 'live', id: row.id, expiresOn: row.expiresOn.getTime(), fields: undefined, loadedJson: row.json, storedJson: row.json, subject: row.subject, reencrypt: opened.reencrypt }
+			: { state: 'live', id: row.id, expiresOn: row.expiresOn.getTime(), fields: opened.fields, storedJson: row.json, subject: row.subject, reencrypt: opened.reencrypt };
 		if (opened.reencrypt) {
 			known.stored = row.data;
 		}
@@ -199,6 +203,7 @@ export class RequestSessions {
 			// The deferred destroy is carried out by this move, whatever its outcome.
 			knowledge.regenerating = undefined;
 		}
+		const live = known?.state === 'live' ? known : write?.kind === 'move' ? knowledge?.sessions.get(write.from) : undefined;
 		const stored = known?.state === 'live' ? known.stored : undefined;
 		const resealExpected = write?.kind === 'updateLive' && write.resealed.length > 0 && stored !== undefined
 			? `{${write.resealed.map((name) => `${JSON.stringify(name)}:${JSON.stringify(stored[name] ?? null)}`).join(',')}}`
@@ -207,6 +212,7 @@ export class RequestSessions {
 			rule: decision.rule,
 			write,
 			resealExpected,
+			storedJson: live?.storedJson,
 			settle: (outcome) => {
 				if (outcome.kind === 'tooLarge') {
 					throw new SessionTooLargeError(outcome.size, outcome.maxLength);

@@ -2,7 +2,8 @@ import { startSchedule, type CleanupOptions, type CleanupSchedule } from '../mai
 import { sweepExpired, type CleanupReport, type SweepOptions } from '../maintenance/sweep.js';
 import { encryptedCodec, plainCodec, type RowCodec } from '../codec/row-codec.js';
 import { SessionCipher } from '../codec/cipher.js';
-import { DatabaseError, PgStoreError, StoreClosedError } from '../base/errors.js';
+import { DatabaseError, PgStoreError, SessionTooLargeError, StoreClosedError } from '../base/errors.js';
+import { printedSizeAtLeast } from '../codec/printed-size.js';
 import { Redacted, invalid } from '../base/validate.js';
 import { digestKey } from '../codec/key-digest.js';
 import { applyMigrations, schemaStatus, type SchemaStatus } from '../maintenance/migrations.js';
@@ -13,7 +14,7 @@ import { prismaDriver } from '../driver/prisma-driver.js';
 import { createOwnedClient, type PgStorePrismaClient } from '../driver/prisma-client.js';
 import { createSessionReader, type SessionReader } from '../batch/read-batch.js';
 import { RequestSessions } from './request-sessions.js';
-import { assertShorterThan, encodeSession, isWellFormed, subjectOf, type SessionData } from '../codec/session-codec.js';
+import { encodeSession, isWellFormed, subjectOf, type SessionData } from '../codec/session-codec.js';
 import { readSessionTable, renamedTable, type SessionTable } from '../sql/session-table.js';
 import { tableName, type InternalOptions } from './internal-options.js';
 import { sessionStatements, type SessionStatements } from '../sql/statements.js';
@@ -231,9 +232,9 @@ export class PgStore {
 				};
 				break;
 			default:
-				assertShorterThan(encoded.json, this.#options.maxLength);
 				write = { kind: plan.write.kind, digest, json: codec.seal(digest, encoded), now, expiresOn, subject };
 		}
+		assertFits(write.kind === 'updateLive' ? write.patch : write.json, this.#options.maxLength, plan.storedJson);
 		plan.settle(await this.#writer.write(write));
 	}
 
@@ -373,6 +374,23 @@ export class PgStore {
 		if (this.#closing !== undefined) {
 			throw new StoreClosedError();
 		}
+	}
+}
+
+/**
+ * Refuses, before its write joins a batch, a save that SQL would refuse for its size: the JSON it
+ * sends, as PostgreSQL prints it, is over `maxLength` and larger than the session it replaces or
+ * merges into (a save that does not grow a session is written). The merged session holds every
+ * field sent, so it is at least that large. What PostgreSQL parses and measures is then never
+ * more than `maxLength`, or than what the row held, whatever numbers a client put in it.
+ */
+function assertFits(sent: string, maxLength: number, storedJson: string | undefined): void {
+	if (maxLength === 0) {
+		return;
+	}
+	const size = printedSizeAtLeast(sent);
+	if (size > maxLength && (storedJson === undefined || size > Buffer.byteLength(storedJson))) {
+		throw new SessionTooLargeError(size, maxLength);
 	}
 }
 
