@@ -68,6 +68,19 @@ test('the same for saves of loaded sessions: only the culprit fails, the others 
 	t.is(rows.filter((row) => row.data['n'] === 0).length, 1, 'the culprit\'s row is as it was');
 });
 
+test('one bad row among 128 costs about 2·log2(n) statements, not one per row', async (t) => {
+	const database = await createDatabase(t);
+	const { prisma, statements } = countingClient(t, database.url);
+	const store = new PgStore({ prisma, cleanupInterval: 0 });
+	await poisonTrigger(database);
+	const before = statements();
+	const results = await Promise.allSettled(Array.from({ length: 128 }, (_, index) => store.set(`k${index}`, index === 77 ? { poison: true } : { index }, hour)));
+	t.deepEqual(results.map((result) => result.status === 'rejected'), results.map((_, index) => index === 77));
+	// 1 + 2 per halving (7 of them): 15.
+	t.true(statements() - before <= 15, `${statements() - before} statements`);
+	t.is((await sessionRows(database)).length, 127);
+});
+
 test('a failure that is not the rows\' fault fails the batch once, without a retry per row', async (t) => {
 	const database = await createDatabase(t);
 	const { prisma, statements } = countingClient(t, database.url);

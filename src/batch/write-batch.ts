@@ -48,7 +48,7 @@ const retriedOnce: ReadonlySet<string> = new Set([sqlStates.serializationFailure
  * (one UPDATE, one INSERT, one upsert, one DELETE, each for many rows; an INSERT that meets a
  * stored key runs again as an upsert); each operation gets its own outcome or its statement's
  * error. One request's data never fails another's write: a batch that fails for a row-caused
- * reason is retried one row per statement.
+ * reason is retried in halves until the culprit is alone.
  *
  * Operations on distinct keys do not depend on each other, so their order within the batch does
  * not matter. A batch that has one key twice (concurrent requests of one session) keeps per-key
@@ -175,14 +175,17 @@ async function runGroup<Item>(run: StatementRunner, items: readonly Item[], grou
 			debug('insert of %d new keys met a stored one (SQLSTATE 23505): run as an upsert', items.length);
 			return runGroup(run, items, group.onUniqueViolation);
 		}
-		// A row's data made the batch fail: retried row by row, so only the culprit fails. Timeouts and
-		// lost connections are not retried: they would fail again for every row, slowly.
+		// A row's data made the batch fail: the batch is split in halves, and each half that fails
+		// again is split again, so only the culprit fails, after about 2·log2(n) statements for one
+		// bad row among n, not n. Timeouts and lost connections are not retried: they would fail
+		// again for every row, slowly.
 		if (items.length === 1 || !(error instanceof DatabaseError) || !rowCausedClasses.has(error.sqlState?.slice(0, 2) ?? '')) {
 			const failure = error instanceof Error ? error : new Error(String(error));
 			return items.map(() => failure);
 		}
-		debug('write batch of %d failed for a row\'s data (SQLSTATE %s): retried row by row', items.length, error.sqlState);
-		return (await Promise.all(items.map((item) => runGroup(run, [item], group)))).flat();
+		debug('write batch of %d failed for a row\'s data (SQLSTATE %s): retried in halves', items.length, error.sqlState);
+		const middle = Math.ceil(items.length / 2);
+		return (await Promise.all([items.slice(0, middle), items.slice(middle)].map((half) => runGroup(run, half, group)))).flat();
 	}
 }
 
