@@ -235,10 +235,18 @@ test('coalesced saves of the same sessions from two instances, in opposite order
 		const results = await saving;
 		return results.filter((result) => result.status === 'rejected').map((result) => String((result as PromiseRejectedResult).reason));
 	};
-	t.deepEqual(await saveBoth('SELECT 1 FROM http_sessions WHERE key = $1 FOR UPDATE', middle, () => [
-		...keys.map((key) => store.set(key, { n: 1, by: 'first' }, hour, { ctx: first, changed: true })),
-		...[...keys].reverse().map((key) => other.set(key, { n: 1, by: 'second' }, hour, { ctx: second, changed: true })),
-	]), [], 'saves of loaded sessions');
+	// Saves of loaded sessions skip a row another transaction holds (SKIP LOCKED) and try it again
+	// later: both instances' other saves land while the middle row is held, none waits for a lock.
+	await holder.query('BEGIN');
+	await holder.query('SELECT 1 FROM http_sessions WHERE key = $1 FOR UPDATE', [digestKey(middle)]);
+	const saves = [
+		...keys.map((key) => ({ key, saving: store.set(key, { n: 1, by: 'first' }, hour, { ctx: first, changed: true }) })),
+		...[...keys].reverse().map((key) => ({ key, saving: other.set(key, { n: 1, by: 'second' }, hour, { ctx: second, changed: true }) })),
+	];
+	await Promise.all(saves.filter((save) => save.key !== middle).map((save) => save.saving));
+	t.is((await backends(database, applicationName)).waitingForLock, 0, 'no statement waited for the held row');
+	await holder.query('ROLLBACK');
+	await Promise.all(saves.map((save) => save.saving));
 	t.deepEqual(await saveBoth(`INSERT INTO http_sessions (key, data, created_on, modified_on, expires_on) VALUES ($1, '{}', now(), now(), now())`, `new-${middle}`, () => [
 		...keys.map((key) => store.set(`new-${key}`, { n: 1, by: 'first' }, hour)),
 		...[...keys].reverse().map((key) => other.set(`new-${key}`, { n: 1, by: 'second' }, hour)),

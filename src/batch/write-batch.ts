@@ -16,7 +16,7 @@ export type SessionWrite =
 	/** A whole write of a key expected to be new: an upsert if the key is stored after all. */
 	| (WholeWrite & { readonly kind: 'insert' });
 
-/** What became of one save. */
+/** What became of one save. A write whose row another transaction holds is tried again, so never `busy`. */
 export type WriteOutcome =
 	/** The row now holds the save; a whole write tells the row's `id`. */
 	| { readonly kind: 'applied'; readonly id?: string | undefined }
@@ -38,7 +38,7 @@ export interface SessionWriter {
 }
 
 type Operation = SessionWrite | (DeleteTarget & { readonly kind: 'delete' });
-type Outcome = WriteOutcome | { readonly kind: 'deleted' } | { readonly kind: 'absent' };
+type Outcome = WriteOutcome | { readonly kind: 'deleted' } | { readonly kind: 'absent' } | { readonly kind: 'busy' };
 
 // A deadlock or serialization failure rolled the statement back: it is run again, once.
 const retriedOnce: ReadonlySet<string> = new Set([sqlStates.serializationFailure, sqlStates.deadlockDetected]);
@@ -50,70 +50,107 @@ const retriedOnce: ReadonlySet<string> = new Set([sqlStates.serializationFailure
  * error. One request's data never fails another's write: a batch that fails for a row-caused
  * reason is retried in halves until the culprit is alone.
  *
- * Operations on distinct keys do not depend on each other, so their order within the batch does
- * not matter. A batch that has one key twice (concurrent requests of one session) keeps per-key
- * order by running in rounds (see `rounds`).
+ * Operations on one key (concurrent requests of one session) run one after the other, in the
+ * order they were asked for (see `keyQueue`), so a batch holds each key once and the order of its
+ * operations does not matter. A write whose row another transaction holds is skipped by its
+ * statement and tried again alone, so it delays no other session's write.
  */
-export function createSessionWriter(runner: StatementRunner, statements: SessionStatements, maxLength: number): SessionWriter {
+export function createSessionWriter(runner: StatementRunner, statements: SessionStatements, maxLength: number, lockWait: number): SessionWriter {
 	const run: StatementRunner = (statement, operation) => runner(statement, operation).catch((error: unknown) => {
 		throw statements.missingSubjectColumn(error) ?? error;
 	});
 	const loader: DataLoader<Operation, Outcome> = coalesce((operations) => writeBatch(run, statements, maxLength, operations));
+	const inOrder = keyQueue();
+	// A row another transaction holds was skipped: the write goes into a later statement, after a
+	// pause that doubles up to 50 ms, until `lockWait` has passed.
+	const untilApplied = async (write: SessionWrite): Promise<Outcome> => {
+		const deadline = performance.now() + lockWait;
+		for (let pause = 1; ; pause = Math.min(pause * 2, 50)) {
+			const outcome = await loader.load(write);
+			if (outcome.kind !== 'busy') {
+				return outcome;
+			}
+			if (performance.now() >= deadline) {
+				throw new DatabaseError('set', Object.assign(new Error(`The session's row stayed locked by another transaction for ${lockWait} ms`), { failure: 'query-timeout' }));
+			}
+			debug('write skipped: another transaction holds the row; tried again in %d ms', pause);
+			await new Promise((resolve) => setTimeout(resolve, pause));
+		}
+	};
 	return {
 		async write(write) {
-			const outcome = await loader.load(write);
-			return outcome.kind === 'deleted' || outcome.kind === 'absent' ? { kind: 'noLiveRow' } : outcome;
+			const outcome = await inOrder(write.digest, () => untilApplied(write));
+			return outcome.kind === 'deleted' || outcome.kind === 'absent' || outcome.kind === 'busy' ? { kind: 'noLiveRow' } : outcome;
 		},
 		async delete(target) {
-			return { existed: (await loader.load({ kind: 'delete', ...target })).kind === 'deleted' };
+			return { existed: (await inOrder(target.digest, () => loader.load({ kind: 'delete', ...target }))).kind === 'deleted' };
 		},
 	};
 }
 
-/** One batch: its rounds one after the other, the kinds of a round side by side. */
+/**
+ * Runs the operations on one key one after the other, in the order they were asked for, each
+ * once the one before has settled; operations on other keys do not wait. A batch so never holds
+ * a key twice, and a session whose writes pile up (a hot session, a row another transaction
+ * holds) delays its own requests only.
+ */
+function keyQueue(): <Result>(key: string, operation: () => Promise<Result>) => Promise<Result> {
+	const tails = new Map<string, Promise<unknown>>();
+	return (key, operation) => {
+		const previous = tails.get(key);
+		const result = previous === undefined ? operation() : previous.then(operation, operation);
+		const tail = result.then(() => {}, () => {});
+		tails.set(key, tail);
+		void tail.then(() => {
+			if (tails.get(key) === tail) {
+				tails.delete(key);
+			}
+		});
+		return result;
+	};
+}
+
+/** One batch, each key once (see `keyQueue`): its kinds side by side, a statement each. */
 async function writeBatch(run: StatementRunner, statements: SessionStatements, maxLength: number, operations: readonly Operation[]): Promise<(Outcome | Error)[]> {
 	debug('write batch: %d writes', operations.length);
-	const results = new Map<Operation, Outcome | Error>();
-	for (const round of rounds(operations)) {
-		const updates: (LiveWrite & { readonly kind: 'updateLive' })[] = [];
-		const upserts: WholeWrite[] = [];
-		const inserts: WholeWrite[] = [];
-		const deletes: DeleteTarget[] = [];
-		for (const operation of round) {
-			switch (operation.kind) {
-				case 'updateLive': updates.push(operation); break;
-				case 'upsert': upserts.push(operation); break;
-				case 'insert': inserts.push(operation); break;
-				case 'delete': deletes.push(operation); break;
-			}
-		}
-		const byDigest = new Map<string, Outcome | Error>();
-		const record = (digests: readonly string[], outcomes: readonly (Outcome | Error)[]) => {
-			digests.forEach((digest, index) => byDigest.set(digest, outcomes[index] ?? new Error('No outcome for a write')));
-		};
-		await Promise.all([
-			updates.length > 0 && runGroup(run, updates, {
-				operation: 'set',
-				statement: (writes) => statements.updateLive(writes, maxLength),
-				outcomeOf: (write, rows) => {
-					const row = rows.byKey.get(write.digest);
-					return row === undefined ? { kind: 'noLiveRow' } : saveOutcome(row, maxLength);
-				},
-			}).then((outcomes) => record(updates.map((write) => write.digest), outcomes)),
-			upserts.length > 0 && runWhole(run, statements, maxLength, upserts, false).then((outcomes) => record(upserts.map((write) => write.digest), outcomes)),
-			inserts.length > 0 && runWhole(run, statements, maxLength, inserts, true).then((outcomes) => record(inserts.map((write) => write.digest), outcomes)),
-			deletes.length > 0 && runGroup(run, deletes, {
-				operation: 'destroy',
-				statement: (targets) => statements.delete(targets),
-				// By the key, or by the row id where another request's regenerate() moved the row.
-				outcomeOf: (target, rows) => ({ kind: rows.byKey.has(target.digest) || (target.id !== undefined && rows.byId.has(target.id)) ? 'deleted' : 'absent' }),
-			}).then((outcomes) => record(deletes.map((target) => target.digest), outcomes)),
-		]);
-		for (const operation of round) {
-			results.set(operation, byDigest.get(operation.digest) ?? new Error('No outcome for a write'));
+	const updates: (LiveWrite & { readonly kind: 'updateLive' })[] = [];
+	const upserts: WholeWrite[] = [];
+	const inserts: WholeWrite[] = [];
+	const deletes: DeleteTarget[] = [];
+	for (const operation of operations) {
+		switch (operation.kind) {
+			case 'updateLive': updates.push(operation); break;
+			case 'upsert': upserts.push(operation); break;
+			case 'insert': inserts.push(operation); break;
+			case 'delete': deletes.push(operation); break;
 		}
 	}
-	return operations.map((operation) => results.get(operation) ?? new Error('No outcome for a write'));
+	const byDigest = new Map<string, Outcome | Error>();
+	const record = (digests: readonly string[], outcomes: readonly (Outcome | Error)[]) => {
+		digests.forEach((digest, index) => byDigest.set(digest, outcomes[index] ?? new Error('No outcome for a write')));
+	};
+	await Promise.all([
+		updates.length > 0 && runGroup(run, updates, {
+			operation: 'set',
+			statement: (writes) => statements.updateLive(writes, maxLength),
+			outcomeOf: (write, rows) => {
+				const row = rows.byKey.get(write.digest);
+				if (row?.['busy'] === true) {
+					return { kind: 'busy' };
+				}
+				return row === undefined || row['size'] === null ? { kind: 'noLiveRow' } : saveOutcome(row, maxLength);
+			},
+		}).then((outcomes) => record(updates.map((write) => write.digest), outcomes)),
+		upserts.length > 0 && runWhole(run, statements, maxLength, upserts, false).then((outcomes) => record(upserts.map((write) => write.digest), outcomes)),
+		inserts.length > 0 && runWhole(run, statements, maxLength, inserts, true).then((outcomes) => record(inserts.map((write) => write.digest), outcomes)),
+		deletes.length > 0 && runGroup(run, deletes, {
+			operation: 'destroy',
+			statement: (targets) => statements.delete(targets),
+			// By the key, or by the row id where another request's regenerate() moved the row.
+			outcomeOf: (target, rows) => ({ kind: rows.byKey.has(target.digest) || (target.id !== undefined && rows.byId.has(target.id)) ? 'deleted' : 'absent' }),
+		}).then((outcomes) => record(deletes.map((target) => target.digest), outcomes)),
+	]);
+	return operations.map((operation) => byDigest.get(operation.digest) ?? new Error('No outcome for a write'));
 }
 
 // Inserts go as a plain INSERT (no speculative insertion); a group of them that meets a stored
@@ -195,19 +232,4 @@ function saveOutcome(row: Record<string, unknown>, maxLength: number): WriteOutc
 		return { kind: 'tooLarge', size: Number(row['size']), maxLength };
 	}
 	return typeof row['id'] === 'string' ? { kind: 'applied', id: row['id'] } : { kind: 'applied' };
-}
-
-// The operations of a batch in rounds that each hold a key at most once: round n has the n-th
-// operation of every key, in the order they were asked for. Rounds run one after the other, so
-// the operations on one key (concurrent requests of one session) apply in order, and the other
-// keys still share the first round's statements.
-function rounds(operations: readonly Operation[]): Operation[][] {
-	const result: Operation[][] = [];
-	const seen = new Map<string, number>();
-	for (const operation of operations) {
-		const index = seen.get(operation.digest) ?? 0;
-		seen.set(operation.digest, index + 1);
-		(result[index] ??= []).push(operation);
-	}
-	return result;
 }

@@ -95,9 +95,10 @@ export interface SessionStatements {
 	selectLive(fields: { digests: readonly string[]; now: Date }): Statement;
 	/**
 	 * Applies each write to its row if the row is still live and the session stored after it fits
-	 * `maxLength` (or is no larger than before). One result row per live row found: `key` (the
-	 * digest written to, before any move), `size` (bytes of the stored session's text after the
-	 * write) and `written`. Unless the save's `_maxAge` differs from the stored one, neither the
+	 * `maxLength` (or is no larger than before). One result row per write: `key` (the digest
+	 * written to, before any move), `size` (bytes of the stored session's text after the write;
+	 * null when no live row was locked), `written`, and `busy`: the live row was held by another
+	 * transaction and skipped, nothing was written. Unless the save's `_maxAge` differs from the stored one, neither the
 	 * expiry nor the stored `_expire` moves backwards: a save computed earlier that lands later
 	 * does not shorten the session.
 	 */
@@ -169,9 +170,11 @@ export function sessionStatements(table: SessionTable, withSubject: boolean): Se
 	// none). One text parameter rather than an array per column: node-postgres and Prisma then
 	// encode one string, not every element of seven arrays (bench/profile.ts; bench/NOTES.md).
 	// The live row is locked first (FOR UPDATE), so the merge applies to its newest version even
-	// when another request wrote it meanwhile. Every write statement locks its rows in key order,
-	// so two statements in flight on overlapping keys (two instances, or two turns of one) never
-	// deadlock.
+	// when another request wrote it meanwhile. A row another transaction holds is skipped, not
+	// waited for (SKIP LOCKED): its result row says `busy` and that write alone is tried again in a
+	// later statement, so a hot or locked session never holds up the other sessions of a batch.
+	// Every write statement locks its rows in key order, so two statements in flight on
+	// overlapping keys (two instances, or two turns of one) never deadlock.
 	//
 	// The merge, in order: the removed fields go, re-sealed fields are kept only where the stored
 	// value is still the one the request loaded (`reseal`), the patch applies. Then the expiry
@@ -198,15 +201,16 @@ export function sessionStatements(table: SessionTable, withSubject: boolean): Se
 		+ `AND (s.${data} ${arrow} '_expire'::pg_catalog.text) ${gt} (m.merged ${arrow} '_expire'::pg_catalog.text) `
 		+ `THEN pg_catalog.jsonb_set(m.merged, '{_expire}'::pg_catalog.text[], s.${data} ${arrow} '_expire'::pg_catalog.text) ELSE m.merged END AS merged) AS floored `
 		+ `CROSS JOIN LATERAL (SELECT ${size('floored.merged')} AS size) AS measured `
-		+ `WHERE s.${expiresOn} ${gt} v.now ORDER BY s.${key} FOR UPDATE OF s), `
+		+ `WHERE s.${expiresOn} ${gt} v.now ORDER BY s.${key} FOR UPDATE OF s SKIP LOCKED), `
 		+ `written AS (UPDATE ${t} AS s SET ${key} = COALESCE(v.new_key, s.${key}), ${data} = live.merged, ${modifiedOn} = v.now, `
 		+ `${expiresOn} = CASE WHEN v.keep_expiry THEN s.${expiresOn} WHEN live.floor THEN GREATEST(s.${expiresOn}, v.expires) ELSE v.expires END`
 		+ `${subject === undefined ? '' : `, ${subject} = CASE WHEN v.write_subject THEN v.subject ELSE s.${subject} END`} `
 		+ `FROM live JOIN v ON v.key ${eq} live.key WHERE s.${key} ${eq} live.key `
 		+ `AND ($2::pg_catalog.int4 ${eq} 0 OR live.size ${le} $2::pg_catalog.int4 OR live.size ${le} live.size_before) `
 		+ `RETURNING live.key AS key) `
-		+ `SELECT live.key AS "key", live.size AS "size", written.key IS NOT NULL AS "written" `
-		+ `FROM live LEFT JOIN written ON written.key ${eq} live.key`);
+		+ `SELECT v.key AS "key", live.size AS "size", written.key IS NOT NULL AS "written", live.key IS NULL AND EXISTS `
+		+ `(SELECT FROM ${t} AS s WHERE s.${key} ${eq} v.key AND s.${expiresOn} ${gt} v.now) AS "busy" `
+		+ `FROM v LEFT JOIN live ON live.key ${eq} v.key LEFT JOIN written ON written.key ${eq} live.key`);
 
 	// $1 the sessions as one JSON array of rows (see `wholeRows`), $2 maxLength (0: none). `insert`
 	// is the same without ON CONFLICT, for new keys, the most common whole write: a speculative

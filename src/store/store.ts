@@ -11,7 +11,7 @@ import { resolveOptions, type PgStoreOptions, type ResolvedOptions } from './opt
 import type { Driver } from '../driver/driver.js';
 import { ownedDriver } from '../driver/owned-driver.js';
 import { prismaDriver } from '../driver/prisma-driver.js';
-import { createOwnedClient, type PgStorePrismaClient } from '../driver/prisma-client.js';
+import { createOwnedClient, defaultQueryTimeout, type PgStorePrismaClient } from '../driver/prisma-client.js';
 import { createSessionReader, type SessionReader } from '../batch/read-batch.js';
 import { RequestSessions } from './request-sessions.js';
 import { encodeSession, isWellFormed, subjectOf, type SessionData } from '../codec/session-codec.js';
@@ -103,7 +103,8 @@ export class PgStore {
 		this.#driver = owned === undefined ? prismaDriver(this.#client) : ownedDriver(owned.pool, preparedStatements);
 		const run = this.#driver.query;
 		this.#reader = createSessionReader(run, statements);
-		this.#writer = createSessionWriter(run, statements, maxLength);
+		// A write waits for a row another transaction holds as long as a statement may run.
+		this.#writer = createSessionWriter(run, statements, maxLength, owned?.pool.limits.statementTimeoutMillis ?? defaultQueryTimeout);
 		this.#requests = new RequestSessions({ touchAfter, fieldLevelWrites });
 		this.#subjects = new SubjectSessions(run, statements.bySubject, this.#requests);
 		if (this.#options.cleanupInterval > 0) {
