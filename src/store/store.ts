@@ -1,7 +1,6 @@
 import { startSchedule, type CleanupOptions, type CleanupSchedule } from '../maintenance/schedule.js';
 import { sweepExpired, type CleanupReport, type SweepOptions } from '../maintenance/sweep.js';
-import { encryptedCodec, plainCodec, type RowCodec } from '../codec/row-codec.js';
-import { SessionCipher } from '../codec/cipher.js';
+import { rowCodec, type RowCodec } from '../codec/row-codec.js';
 import { DatabaseError, PgStoreError, StoreClosedError } from '../base/errors.js';
 import { Redacted, invalid } from '../base/validate.js';
 import { digestKey } from '../codec/key-digest.js';
@@ -78,7 +77,7 @@ export class PgStore {
 	readonly #requests: RequestSessions;
 	readonly #subjects: SubjectSessions;
 	readonly #statements: SessionStatements;
-	/** Plain, or with `encryptionKeys` encrypted. */
+	/** Plain, with `encryptionKeys` encrypted, with `decryptionKeys` decrypting only. */
 	readonly #codec: RowCodec;
 	readonly #schedules = new Set<CleanupSchedule>();
 	#closing: Promise<void> | undefined;
@@ -87,7 +86,7 @@ export class PgStore {
 		this.#options = resolveOptions(options);
 		const renamed = (options as InternalOptions)[tableName];
 		const { prisma, connectionString, pool, schema, onError, preparedStatements, subject, touchAfter, fieldLevelWrites, maxLength, encryption } = this.#options;
-		this.#codec = encryption === undefined ? plainCodec : encryptedCodec(new SessionCipher(encryption.secrets, encryption.acceptPlainRowsUntil));
+		this.#codec = rowCodec(encryption);
 		// The statements depend on the client's data model.
 		const owned = prisma === undefined
 			? createOwnedClient(connectionString ?? '', pool, schema, (error) => onError(error, { source: 'pool' }))
@@ -102,7 +101,8 @@ export class PgStore {
 		this.#driver = owned === undefined ? prismaDriver(this.#client) : ownedDriver(owned.pool, preparedStatements);
 		const run = this.#driver.query;
 		this.#reader = createSessionReader(run, statements);
-		this.#writer = createSessionWriter(run, statements, maxLength);
+		// With encryption, maxLength and the room padding may take (RowCodec.storedLengthLimit).
+		this.#writer = createSessionWriter(run, statements, this.#codec.storedLengthLimit(maxLength));
 		this.#requests = new RequestSessions({ touchAfter, fieldLevelWrites });
 		this.#subjects = new SubjectSessions(run, statements.bySubject, this.#requests);
 		if (this.#options.cleanupInterval > 0) {
@@ -158,7 +158,9 @@ export class PgStore {
 	 * never a new empty session.
 	 *
 	 * With `encryptionKeys`, also `undefined` for a row that fails authentication or is plain (and
-	 * `onError` gets a `SessionTamperedError`), and for one under a secret no longer listed.
+	 * `onError` gets a `SessionTamperedError`), and for one under a secret no longer listed. Without
+	 * a secret, `undefined` for an encrypted row; and for a row whose `_expire`, `_maxAge` or expiry
+	 * is out of range (`onError` gets a `SessionUnreadableError`): the row is left as it is.
 	 */
 	async get(key: string, _maxAge?: number | 'session', options?: GetOptions): Promise<SessionData | undefined> {
 		this.#assertOpen();
