@@ -16,6 +16,7 @@ import { assertShorterThan, encodeSession, isWellFormed, subjectOf, type Session
 import { readSessionTable, renamedTable, type SessionTable } from '../sql/session-table.js';
 import { tableName, type InternalOptions } from './internal-options.js';
 import { sessionStatements, type SessionStatements } from '../sql/statements.js';
+import { sweepStatements, type SweepStatements } from '../sql/sweep-statements.js';
 import { SubjectSessions, type SessionList } from './subjects.js';
 import { createSessionWriter, type SessionWrite, type SessionWriter } from '../batch/write-batch.js';
 
@@ -77,6 +78,7 @@ export class PgStore {
 	readonly #requests: RequestSessions;
 	readonly #subjects: SubjectSessions;
 	readonly #statements: SessionStatements;
+	readonly #sweepStatements: SweepStatements;
 	/** Plain, with `encryptionKeys` encrypted, with `decryptionKeys` decrypting only. */
 	readonly #codec: RowCodec;
 	readonly #schedules = new Set<CleanupSchedule>();
@@ -97,6 +99,7 @@ export class PgStore {
 		this.#table = renamed === undefined ? table : renamedTable(table, renamed);
 		const statements = sessionStatements(this.#table, subject !== undefined);
 		this.#statements = statements;
+		this.#sweepStatements = sweepStatements(this.#table);
 		// Straight to the owned client's pool, or through the app's client.
 		this.#driver = owned === undefined ? prismaDriver(this.#client) : ownedDriver(owned.pool, preparedStatements);
 		const run = this.#driver.query;
@@ -283,13 +286,13 @@ export class PgStore {
 
 	/**
 	 * Deletes expired sessions now (by PostgreSQL's clock), in batches of `batchSize` rows, until
-	 * none are left or `signal` aborts, keeping the process alive until it is done. Of many
-	 * instances sharing a database only one deletes at a time: while another sweeps, this one
-	 * waits for the lock up to `lockWait`, then returns with `skipped: true`.
+	 * none are left or `signal` aborts, keeping the process alive until it is done. Sweeps of many
+	 * instances may run at once, each skipping the rows another holds: rows held for all of
+	 * `lockWait` are left, and the report says `skipped: true`.
 	 */
 	async cleanup(options: SweepOptions = {}): Promise<CleanupReport> {
 		this.#assertOpen();
-		return sweepExpired(this.#driver, this.#statements, options, { scheduled: false });
+		return sweepExpired(this.#driver, this.#sweepStatements, options, { scheduled: false });
 	}
 
 	/**
@@ -305,7 +308,7 @@ export class PgStore {
 	 */
 	startCleanup(options: CleanupOptions = {}): CleanupSchedule {
 		this.#assertOpen();
-		const schedule = startSchedule(options, this.#options.onError, (sweep) => sweepExpired(this.#driver, this.#statements, sweep, { scheduled: true }));
+		const schedule = startSchedule(options, this.#options.onError, (sweep) => sweepExpired(this.#driver, this.#sweepStatements, sweep, { scheduled: true }));
 		this.#schedules.add(schedule);
 		return {
 			stop: () => schedule.stop().finally(() => this.#schedules.delete(schedule)),
