@@ -104,10 +104,11 @@ export const plainCodec: RowCodec = {
 /**
  * Sessions whose fields are each encrypted (`encryptionKeys`); koa-session's own fields stay plain.
  *
- * Padding makes a field's stored form up to 20 bytes longer (15 bytes of spaces, in base64), and
- * the smallest encrypted field takes 65 bytes of the stored text (`"a": "pgse:v1:…", `): a session
- * that fit `maxLength` unpadded fits a third more. The statements get that limit, so that sessions
- * near `maxLength` do not start failing when their rows are padded.
+ * Padding makes a field's stored form at most 21 bytes longer (15 bytes of spaces, in base64), and
+ * a field's stored text (`"a": "pgse:v1:…", `) is 63 bytes or more, the smallest growing by 20 at
+ * most: a session that fit `maxLength` unpadded fits a third more. The statements get that limit,
+ * so that sessions near `maxLength` do not start failing when their fields are padded
+ * (test/unit/cipher.test.ts checks the bound).
  */
 export function encryptedCodec(cipher: SessionCipher): RowCodec {
 	return {

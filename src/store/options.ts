@@ -114,10 +114,13 @@ export interface PgStoreOptions {
 	 * whoever reads the table cannot read the data and whoever writes it cannot forge any. Field
 	 * names, koa-session's `_expire`, `_maxAge`, `_session` and the `subject` column stay plain.
 	 * Secrets as for `createKeys` (at least 32 bytes each, no duplicates), distinct from `app.keys`,
-	 * newest first: writes use the first, reads any. A read that finds an older secret's ciphertext
-	 * re-encrypts the whole session on its next save; a session only a dropped secret could read
-	 * ends (`get` gives `undefined`). A row that does not authenticate, or a plain one, is never
-	 * returned: `get` gives `undefined` and `onError` a `SessionTamperedError`. The store keeps in
+	 * newest first: writes use the first, reads any. Each value's JSON is padded to a multiple of
+	 * 16 bytes first, so short values encrypt to one length. A read that finds an older secret's
+	 * ciphertext re-encrypts the whole session on its next save; a session only a dropped secret
+	 * could read ends (`get` gives `undefined`). A row that does not authenticate (a changed key id
+	 * or base64url too), or a plain one, is never returned: `get` gives `undefined` and `onError` a
+	 * `SessionTamperedError`. With sessions already stored, give `encryptionMigration` too, or
+	 * every user gets a fresh session. The store keeps in
 	 * memory the keys it derived for recent sessions and the plaintexts of recently read fields
 	 * (a few MB at most), so that a session read again unchanged costs no decryption.
 	 * @default none: session data are stored as plain JSON
