@@ -344,6 +344,7 @@ test('startCleanup() validates its options', async (t) => {
 		[{ interval: '5m' }, /`interval`.*got "5m"/],
 		[{ batchSize: 0 }, /`batchSize` to be an integer >= 1, got 0/],
 		[{ pause: -1 }, /`pause` to be an integer >= 0, got -1/],
+		[{ lockWait: 1.5 }, /`lockWait` to be an integer >= 0, got 1.5/],
 		[{ signal: {} }, /`signal` to be an AbortSignal/],
 		[{ onError: 1 }, /`onError` to be a function/],
 	] as const) {

@@ -325,10 +325,13 @@ test('a rolling deploy: rows written before padding are read, and their next sav
 
 test('a key id changed in the table is reported as tampering, like any other change; a secret no longer listed still ends its sessions silently', async (t) => {
 	const { store, database, reported } = await encryptedStore(t);
+	const { store: retired } = sameTable(t, database, { encryptionKeys: oldSecret });
+	await retired.set('retired', { userId: 'bob' }, hour);
 	await store.set('k', { userId: 'alice' }, hour);
-	await database.query(`UPDATE http_sessions SET data = jsonb_set(data, '{userId}', to_jsonb(replace(data->>'userId', $1, ':AAAAAA:')))`, [`:${kidOf(newSecret)}:`]);
+	await database.query(`UPDATE http_sessions SET data = jsonb_set(data, '{userId}', to_jsonb(replace(data->>'userId', $1, ':AAAAAA:'))) WHERE key = $2`, [`:${kidOf(newSecret)}:`, digestKey('k')]);
 	t.is(await store.get('k', hour, {}), undefined);
-	t.deepEqual(tamperedReports(reported), [{ code: 'ERR_PGSTORE_TAMPERED', reason: 'authentication', fields: ['userId'], source: 'get' }]);
+	t.is(await store.get('retired', hour, {}), undefined);
+	t.deepEqual(tamperedReports(reported), [{ code: 'ERR_PGSTORE_TAMPERED', reason: 'authentication', fields: ['userId'], source: 'get' }], 'the changed key id only');
 });
 
 test('a ciphertext re-encoded with other unused bits, which decodes to the same bytes, is reported as tampering', async (t) => {
