@@ -15,10 +15,16 @@ const exitCodes = {
 	databaseError: 1,
 	/** Bad arguments or no DATABASE_URL. */
 	usage: 2,
-	/** `cleanup`: another instance was sweeping the same table, so this one left it the turn. */
-	skipped: 3,
+	// 3 meant "another instance was sweeping": sweeps no longer take turns, so it is never
+	// returned. It stays unused, so that crontab lines written for it (`|| [ $? -eq 3 ]`) never
+	// swallow a new failure.
 	/** `status`: the table lacks something the store needs; `migrate`: it could not add it. */
 	schemaIncomplete: 4,
+	/**
+	 * `cleanup`: expired sessions remain that other transactions held past --lock-wait. A failure,
+	 * so that cron reports it: something keeps rows locked, and the table grows.
+	 */
+	held: 5,
 } as const;
 
 const help = `Usage: koa-pgstore <command> [options]
@@ -35,8 +41,8 @@ Options:
                         (default: http_sessions); its columns as this package names them.
                         Such a table is your app's: migrate never changes it
   --batch-size <rows>   cleanup: rows per DELETE, 1 to 100000 (default 1000)
-  --lock-wait <ms>      cleanup: how long to keep trying while another instance sweeps,
-                        0 to 86400000 (default 60000; 0: give up at once)
+  --lock-wait <ms>      cleanup: how long to keep trying for expired rows other transactions
+                        hold, 0 to 86400000 (default 60000; 0: give up at once)
   --json                Print the result as JSON
   -h, --help            Show this help
 
@@ -47,8 +53,10 @@ Exit codes:
   0  done (status: everything is there)
   1  the database failed or could not be reached
   2  bad arguments, or DATABASE_URL missing or not a PostgreSQL connection string
-  3  cleanup: another instance was sweeping past --lock-wait; expired rows may remain
   4  status: the table lacks something the store needs; migrate: could not add it
+  5  cleanup: expired sessions remain that other transactions held past --lock-wait
+     (look for long transactions in pg_stat_activity)
+  (3 is no longer returned: other instances sweeping at the same time are no reason to stop)
 
 Statements of cleanup may wait ten times pool.query_timeout (30 s by default), those of migrate
 two minutes: they are not held to the short bounds of requests.`;
@@ -133,7 +141,7 @@ async function main(args: string[], env: NodeJS.ProcessEnv, out: (line: string) 
 					...lockWait === undefined ? {} : { lockWait },
 				});
 				print({ ...report, ms: Math.round(report.ms) }, describeReport(report));
-				return report.skipped ? exitCodes.skipped : exitCodes.ok;
+				return report.skipped ? exitCodes.held : exitCodes.ok;
 			}
 			case 'migrate': {
 				const applied = await store.ensureSchema();
@@ -163,7 +171,8 @@ async function main(args: string[], env: NodeJS.ProcessEnv, out: (line: string) 
 
 function describeReport(report: CleanupReport): string {
 	if (report.skipped) {
-		return `Skipped: another instance was sweeping (this one deleted ${report.deleted} expired sessions in ${report.batches} batches first)`;
+		return `Deleted ${report.deleted} expired sessions, but others remain: other transactions held their rows past --lock-wait `
+			+ '(look for long transactions on the session table in pg_stat_activity)';
 	}
 	return `Deleted ${report.deleted} expired sessions in ${report.batches} batch${report.batches === 1 ? '' : 'es'} (${Math.round(report.ms)} ms)`;
 }

@@ -21,6 +21,9 @@ export {
 	SchemaMismatchError,
 	SessionTamperedError,
 	type TamperReason,
+	SessionUnreadableError,
+	type UnreadableReason,
+	CleanupBlockedError,
 	type DatabaseFailure,
 } from './base/errors.js';
 export type { KoaSession, SessionFields } from './store/koa-types.js';

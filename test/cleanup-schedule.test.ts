@@ -1,6 +1,7 @@
 import { getEventListeners } from 'node:events';
 import FakeTimers from '@sinonjs/fake-timers';
 import anyTest, { type TestFn } from 'ava';
+import { CleanupBlockedError } from '../src/base/errors.js';
 import { scheduleCleanup } from '../src/maintenance/schedule.js';
 
 // Timing only: the sweep here is a stand-in that runs no SQL (test/cleanup.test.ts runs real
@@ -133,6 +134,45 @@ test.serial('a failed sweep goes to onError and the next tick sweeps again', asy
 	t.is(errors[0]?.[0].message, 'database unavailable');
 	t.deepEqual(errors[0]?.[1], { source: 'cleanup' });
 	await schedule.stop();
+});
+
+test.serial('a sweep skipped once is not reported; from the second skipped in a row each is, and a sweep that is not skipped starts the count again', async (t) => {
+	const outcomes = [true, false, true, true, true, false, true, false];
+	const reported: [Error, unknown][] = [];
+	let sweeps = 0;
+	const schedule = scheduleCleanup({
+		interval,
+		signal: undefined,
+		onError: (error, context) => { reported.push([error, context]); },
+		sweep: async () => ({ skipped: outcomes[sweeps++] ?? false }),
+	});
+	await t.context.clock.tickAsync(outcomes.length * interval);
+	await schedule.stop();
+	t.is(sweeps, outcomes.length);
+	t.true(reported.every(([error]) => error instanceof CleanupBlockedError));
+	t.deepEqual(reported.map(([error, context]) => [(error as CleanupBlockedError).sweeps, context]), [[2, { source: 'cleanup' }], [3, { source: 'cleanup' }]]);
+});
+
+test.serial('a sweep ended by stop() is not counted as skipped', async (t) => {
+	const reported: Error[] = [];
+	let sweeps = 0;
+	let stopping: Promise<void> | undefined;
+	const schedule = scheduleCleanup({
+		interval,
+		signal: undefined,
+		onError: (error) => { reported.push(error); },
+		sweep: async () => {
+			sweeps += 1;
+			if (sweeps === 2) {
+				stopping = schedule.stop();
+			}
+			return { skipped: true };
+		},
+	});
+	await t.context.clock.tickAsync(3 * interval);
+	await stopping;
+	t.is(sweeps, 2);
+	t.deepEqual(reported, []);
 });
 
 test.serial('an onError that throws does not become an unhandled rejection', async (t) => {

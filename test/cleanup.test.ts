@@ -1,9 +1,9 @@
 import FakeTimers from '@sinonjs/fake-timers';
 import test, { type ExecutionContext } from 'ava';
+import { randomBytes } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import pg from 'pg';
-import { sweepLockId as cleanupLockId } from '../src/sql/statements.js';
-import { DatabaseError, PgStore } from '../src/index.js';
+import { CleanupBlockedError, DatabaseError, PgStore } from '../src/index.js';
 import type { TestDatabase } from './helpers/database.js';
 import { countingClient } from './helpers/counting-client.js';
 import { runScript } from './helpers/child-process.js';
@@ -26,14 +26,22 @@ async function countRows(database: TestDatabase) {
 	return row;
 }
 
-/** A transaction of the test's own holding the sweep lock until the test commits it. */
-async function lockHolder(t: ExecutionContext, database: TestDatabase): Promise<pg.Client> {
-	const holder = new pg.Client({ connectionString: database.url });
-	await holder.connect();
-	t.teardown(() => holder.end());
-	await holder.query('BEGIN');
-	await holder.query('SELECT pg_advisory_xact_lock($1)', [cleanupLockId.toString()]);
-	return holder;
+// The advisory lock sweeps took before they stopped taking any (the bytes of "koapgst1"): an
+// instance of an older release may still hold it, and so may anyone who wants sweeps to stop.
+const formerSweepLockId = 0x6b6f_6170_6773_7431n;
+
+/**
+ * A transaction of the test's own (as the table's owner) holding the rows of the expired sessions
+ * whose key matches `pattern` (`FOR UPDATE`), as a request or a stuck job would, until the test
+ * commits it.
+ */
+async function rowHolder(t: ExecutionContext, database: TestDatabase, pattern: string): Promise<{ client: pg.Client; held: number }> {
+	const client = new pg.Client({ connectionString: database.url });
+	await client.connect();
+	t.teardown(() => client.end());
+	await client.query('BEGIN');
+	const { rowCount } = await client.query('SELECT 1 FROM http_sessions WHERE key LIKE $1 FOR UPDATE', [pattern]);
+	return { client, held: rowCount ?? 0 };
 }
 
 function until(condition: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
@@ -60,82 +68,116 @@ test('cleanup() deletes the expired sessions in batches and keeps the live ones'
 	t.like(await store.cleanup(), { deleted: 0, batches: 1 });
 });
 
-test('two stores sweeping one database at once delete each row once', async (t) => {
+test('two stores sweeping one database at once delete each row once, and neither reports rows left', async (t) => {
 	const { store, database } = await createStore(t);
 	const other = new PgStore({ connectionString: database.url, cleanupInterval: 0 });
 	t.teardown(() => other.close());
 	await insertSessions(database, { expired: 5_000, live: 5 });
 	const reports = await Promise.all([store.cleanup({ batchSize: 100 }), other.cleanup({ batchSize: 100 })]);
 	t.is(reports[0].deleted + reports[1].deleted, 5_000);
+	t.deepEqual(reports.map((report) => report.skipped), [false, false], 'each waited out the rows the other\'s batch held');
 	t.deepEqual(await countRows(database), { expired: 0, live: 5 });
 });
 
-test('an awaited sweep that finds another sweeping waits for the lock, then deletes every expired row', async (t) => {
-	const { store, database } = await createStore(t);
-	await insertSessions(database, { expired: 10, live: 0 });
-	const holder = await lockHolder(t, database);
-	const sweep = store.cleanup();
-	await new Promise((resolve) => setTimeout(resolve, 600));
-	t.is((await countRows(database))?.expired, 10, 'nothing deleted while the lock is held');
-	await holder.query('COMMIT');
-	t.like(await sweep, { deleted: 10, skipped: false });
+test('a login without any grant on the table cannot stop a sweep: it may hold any advisory lock, and no lock of the table or its rows', async (t) => {
+	const errors: Error[] = [];
+	const { store, database } = await createStore(t, { onError: (error) => { errors.push(error); } });
+	await insertSessions(database, { expired: 5_000, live: 5 });
+	// A role of the cluster with no grant on the table, as another app's role on a shared server.
+	const role = `intruder_${randomBytes(4).toString('hex')}`;
+	await database.query(`CREATE ROLE ${role} LOGIN PASSWORD 'intruder'`);
+	t.teardown(() => database.query(`DROP ROLE IF EXISTS ${role}`));
+	const url = new URL(database.url);
+	url.username = role;
+	url.password = 'intruder';
+	const intruder = new pg.Client({ connectionString: url.toString() });
+	await intruder.connect();
+	t.teardown(() => intruder.end());
+	// Everything it can take: the lock sweeps used to take, and locks derived from the table's
+	// identity, held by its session and by an open transaction.
+	const [{ oid = '' } = {}] = await database.query<{ oid: string }>(`SELECT 'http_sessions'::regclass::oid::text AS oid`);
+	await intruder.query('SELECT pg_advisory_lock($1::bigint), pg_advisory_lock($2::bigint), pg_advisory_lock(0, $2::integer)', [formerSweepLockId.toString(), oid]);
+	await intruder.query('BEGIN');
+	await intruder.query('SELECT pg_advisory_xact_lock($1::bigint)', [formerSweepLockId.toString()]);
+	for (const attempt of ['LOCK TABLE http_sessions IN SHARE UPDATE EXCLUSIVE MODE', 'SELECT 1 FROM http_sessions FOR UPDATE']) {
+		await intruder.query('SAVEPOINT try');
+		const error = await t.throwsAsync(intruder.query(attempt));
+		t.is((error as { code?: string } | undefined)?.code, '42501', `${attempt}: permission denied`);
+		await intruder.query('ROLLBACK TO SAVEPOINT try');
+	}
+
+	t.like(await store.cleanup({ batchSize: 1_000 }), { deleted: 5_000, skipped: false });
+	await insertSessions(database, { expired: 50, live: 0 });
+	const schedule = store.startCleanup({ interval: 50 });
+	await until(async () => (await countRows(database))?.expired === 0);
+	await schedule.stop();
+	t.deepEqual(await countRows(database), { expired: 0, live: 5 });
+	t.deepEqual(errors, []);
 });
 
-test('a sweep finds the sweep lock held elsewhere past its lockWait: it skips and deletes nothing; released, it deletes', async (t) => {
+test('an awaited sweep waits for expired rows another transaction holds a moment, deletes them once released, and reports nothing left', async (t) => {
+	const { store, database } = await createStore(t);
+	await insertSessions(database, { expired: 30, live: 2 });
+	const { client: holder, held } = await rowHolder(t, database, 'expired-1%');
+	t.is(held, 11);
+	const sweep = store.cleanup({ lockWait: 60_000 });
+	// Once it has deleted every row it could, only the held ones remain: then they are released.
+	await until(async () => (await countRows(database))?.expired === held);
+	await holder.query('COMMIT');
+	t.like(await sweep, { deleted: 30, skipped: false });
+	t.deepEqual(await countRows(database), { expired: 0, live: 2 });
+});
+
+test('a sweep leaves the rows held past its lockWait, deletes every other, and says so; released, they are deleted', async (t) => {
 	const { store, database } = await createStore(t);
 	await insertSessions(database, { expired: 20, live: 0 });
-	const holder = await lockHolder(t, database);
-	t.like(await store.cleanup({ lockWait: 300 }), { deleted: 0, batches: 0, skipped: true });
-	t.is((await countRows(database))?.expired, 20);
+	const { client: holder, held } = await rowHolder(t, database, 'expired-1%');
+	t.like(await store.cleanup({ lockWait: 0 }), { deleted: 20 - held, batches: 1, skipped: true });
+	t.like(await store.cleanup({ lockWait: 300 }), { deleted: 0, skipped: true });
+	t.is((await countRows(database))?.expired, held);
 	await holder.query('COMMIT');
-	t.like(await store.cleanup({ lockWait: 0 }), { deleted: 20, batches: 1, skipped: false });
+	t.like(await store.cleanup({ lockWait: 0 }), { deleted: held, batches: 1, skipped: false });
 });
 
-// Serial, so that its fake clock replaces the timers of this process while no other test runs.
-test.serial('a scheduled sweep that finds the sweep lock held skips its turn: one try per interval, no waiting, and the turn after the release deletes', async (t) => {
-	const database = await createDatabase(t);
-	await insertSessions(database, { expired: 5, live: 0 });
-	const { prisma, transactions, transactionsOpen } = countingClient(t, database.url);
-	const holder = await lockHolder(t, database);
-	const store = new PgStore({ prisma, cleanupInterval: 0 });
-	t.teardown(() => store.close());
-	// Teardowns run last first: a test that fails while the lock is held releases it before
-	// close() waits for the sweep in flight.
-	t.teardown(() => holder.query('ROLLBACK'));
+test('scheduled sweeps that leave held rows again and again are reported to onError; a sweep that clears them ends the reports', async (t) => {
+	const reported: { error: Error; source: string }[] = [];
+	let onReport = () => {};
+	const { store, database } = await createStore(t, {
+		onError: (error, { source }) => {
+			reported.push({ error, source });
+			onReport();
+		},
+	});
+	await insertSessions(database, { expired: 20, live: 1 });
+	const { client: holder, held } = await rowHolder(t, database, 'expired-1%');
+	const schedule = store.startCleanup({ interval: 50, lockWait: 0 });
+	t.teardown(() => schedule.stop());
+	await new Promise<void>((resolve) => { onReport = resolve; });
+	t.true(reported[0]?.error instanceof CleanupBlockedError);
+	t.like(reported[0], { source: 'cleanup', error: { code: 'ERR_PGSTORE_CLEANUP_BLOCKED', sweeps: 2 } });
+	t.regex(reported[0]?.error.message ?? '', /pg_stat_activity/);
+	t.is((await countRows(database))?.expired, held, 'every row not held was deleted');
+
+	await holder.query('COMMIT');
+	await until(async () => (await countRows(database))?.expired === 0);
+	const reportsWhenCleared = reported.length;
+	// A sweep that found nothing held has run once the table is clear and the next tick came.
+	await insertSessions(database, { expired: 1, live: 0 });
+	await until(async () => (await countRows(database))?.expired === 0);
+	await schedule.stop();
+	t.is(reported.length, reportsWhenCleared, 'no report once nothing is held');
+	t.deepEqual(reported.map(({ error }) => [error.name, (error as CleanupBlockedError).sweeps]), reported.map((_, index) => ['CleanupBlockedError', index + 2]));
+});
+
+test('scheduled sweeps of two stores at once, each holding rows the other skips, report nothing', async (t) => {
 	const errors: Error[] = [];
-	const interval = 10_000;
-	const clock = FakeTimers.install({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'], shouldClearNativeTimers: true });
-	// The schedule's clock moves in steps of 500 ms; between steps, every try at the lock a sweep
-	// started ends, in real time: a sweep that waited in PostgreSQL for the lock would not.
-	const advance = async (ms: number) => {
-		for (let moved = 0; moved < ms;) {
-			const step = Math.min(500, ms - moved);
-			clock.tick(step);
-			moved += step;
-			const deadline = performance.now() + 20_000;
-			while (transactionsOpen() > 0) {
-				if (performance.now() > deadline) {
-					throw new Error('a sweep\'s transaction did not end: it waits for the lock');
-				}
-				await delay(5);
-			}
-			await delay(0); // and the sweep's code after it runs
-		}
-	};
-	try {
-		const schedule = store.startCleanup({ interval, onError: (error) => { errors.push(error); } });
-		// The first turn comes within one interval, the next ones an interval apart: three turns
-		// in three intervals less 1 ms, wherever the first fell.
-		await advance(3 * interval - 1);
-		t.is(transactions(), 3, 'one try at the lock in each turn: no retry within a turn, and no turn missed');
-		t.is((await countRows(database))?.expired, 5, 'nothing deleted while the lock is held');
-		await holder.query('COMMIT');
-		await advance(interval);
-		t.is((await countRows(database))?.expired, 0, 'the turn after the release deleted them');
-		await schedule.stop();
-	} finally {
-		clock.uninstall();
-	}
+	const { store, database } = await createStore(t, { onError: (error) => { errors.push(error); } });
+	const other = new PgStore({ connectionString: database.url, cleanupInterval: 0, onError: (error) => { errors.push(error); } });
+	t.teardown(() => other.close());
+	await insertSessions(database, { expired: 3_000, live: 1 });
+	const schedules = [store.startCleanup({ interval: 20, batchSize: 50, pause: 0 }), other.startCleanup({ interval: 20, batchSize: 50, pause: 0 })];
+	await until(async () => (await countRows(database))?.expired === 0);
+	await Promise.all(schedules.map((schedule) => schedule.stop()));
 	t.deepEqual(errors, []);
 });
 
@@ -240,7 +282,7 @@ test.serial('100 stores close in parallel while their scheduled sweeps are in fl
 	} finally {
 		clock.uninstall();
 	}
-	t.is((await countRows(database))?.expired, 0, 'the sweeps ran: the one that had the lock deleted the expired rows');
+	t.is((await countRows(database))?.expired, 0, 'the sweeps ran, each deleting what no other held');
 	t.deepEqual(errors, []);
 });
 
@@ -302,6 +344,7 @@ test('startCleanup() validates its options', async (t) => {
 		[{ interval: '5m' }, /`interval`.*got "5m"/],
 		[{ batchSize: 0 }, /`batchSize` to be an integer >= 1, got 0/],
 		[{ pause: -1 }, /`pause` to be an integer >= 0, got -1/],
+		[{ lockWait: 1.5 }, /`lockWait` to be an integer >= 0, got 1.5/],
 		[{ signal: {} }, /`signal` to be an AbortSignal/],
 		[{ onError: 1 }, /`onError` to be a function/],
 	] as const) {

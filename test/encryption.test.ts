@@ -1,7 +1,9 @@
 import test, { type ExecutionContext } from 'ava';
-import { kidOf } from '../src/codec/cipher.js';
-import { PgStore, SessionTamperedError, type ErrorContext, type PgStoreOptions } from '../src/index.js';
+import { kidOf, SessionCipher } from '../src/codec/cipher.js';
+import { PgStore, SessionTamperedError, SessionUnreadableError, type ErrorContext, type PgStoreOptions } from '../src/index.js';
 import { digestKey } from '../src/codec/key-digest.js';
+import { encodeSession } from '../src/codec/session-codec.js';
+import { SessionCipher as CipherBeforePadding } from './fixtures/cipher-before-padding.js';
 import type { TestDatabase } from './helpers/database.js';
 import { Gate } from './helpers/gate.js';
 import { CookieJar, request, startApp } from './helpers/http.js';
@@ -45,9 +47,9 @@ function kidsOf(data: Record<string, unknown>): Set<string> {
 
 function tamperedReports(reported: Reported[]) {
 	return reported.map(([error, context]) => ({
-		code: error instanceof SessionTamperedError ? error.code : error.name,
-		reason: error instanceof SessionTamperedError ? error.reason : undefined,
-		fields: error instanceof SessionTamperedError ? [...error.fields] : undefined,
+		code: error instanceof SessionTamperedError || error instanceof SessionUnreadableError ? error.code : error.name,
+		reason: error instanceof SessionTamperedError || error instanceof SessionUnreadableError ? error.reason : undefined,
+		fields: error instanceof SessionTamperedError || error instanceof SessionUnreadableError ? [...error.fields] : undefined,
 		source: context.source,
 	}));
 }
@@ -264,14 +266,160 @@ test('encryptionMigration: after acceptPlainRowsUntil plain rows are refused, an
 	t.deepEqual(tamperedReports(reported).map((report) => [report.reason, report.fields]), [['mixed', ['role']]]);
 });
 
-test('maxLength measures the stored, encrypted form', async (t) => {
+test('maxLength measures the stored, encrypted form, with a third more room for padding', async (t) => {
 	const { store, database } = await encryptedStore(t, { maxLength: 300 });
-	// 150 bytes of JSON, about 260 once encrypted: fits.
-	await t.notThrowsAsync(store.set('fits', { note: 'x'.repeat(140) }, hour));
-	// 200 bytes of JSON, under maxLength, but about 330 once encrypted.
-	const error = await t.throwsAsync(store.set('big', { note: 'x'.repeat(190) }, hour));
-	t.is(error?.name, 'SessionTooLargeError');
+	// 232 bytes of JSON, 385 once encrypted (padded to 240): within 300 and its third, 400.
+	await t.notThrowsAsync(store.set('fits', { note: 'x'.repeat(230) }, hour));
+	// 270 bytes of JSON, under maxLength, but 427 once encrypted.
+	const error = await t.throwsAsync(store.set('big', { note: 'x'.repeat(268) }, hour));
+	t.like(error, { name: 'SessionTooLargeError', size: 427, maxLength: 400 });
 	t.deepEqual((await sessionRows(database)).length, 1);
+});
+
+test('a session that fit maxLength before padding still saves once its fields are padded', async (t) => {
+	// The release before padding stored this session in 4,000 of 4,096 bytes; its fields padded
+	// take more. Each field holds 6 bytes of JSON, the most padding (10 bytes) per field.
+	const data = Object.fromEntries(Array.from({ length: 56 }, (_, index) => [`f${String(index).padStart(2, '0')}`, 'abcd']));
+	const before = new CipherBeforePadding([newSecret], undefined);
+	const { store, database } = await encryptedStore(t, { maxLength: 4096, touchAfter: 0 });
+	await database.query(`INSERT INTO http_sessions (key, data, created_on, modified_on, expires_on) VALUES ($1, $2::jsonb, now(), now(), now() + interval '1 hour')`, [digestKey('k'), before.seal(digestKey('k'), encodeSession(data).fields)]);
+	const [{ size = 0 } = {}] = await database.query<{ size: number }>('SELECT octet_length(data::text) AS size FROM http_sessions');
+	t.true(size > 3_800 && size <= 4_096, `unpadded: ${size} bytes`);
+	const ctx = {};
+	t.deepEqual(await store.get('k', hour, { ctx }), data);
+	await t.notThrowsAsync(store.set('k', { ...data, f00: 'efgh' }, hour, { ctx, changed: true }));
+	const [{ size: padded = 0 } = {}] = await database.query<{ size: number }>('SELECT octet_length(data::text) AS size FROM http_sessions');
+	t.true(padded > 4_096, `every field rewritten padded: ${padded} bytes`);
+	t.like(await store.get('k', hour, {}), { f00: 'efgh', f55: 'abcd' });
+});
+
+test('a reader of the table cannot tell short values apart by their length: booleans, short strings and numbers encrypt to one length', async (t) => {
+	const { store, database } = await encryptedStore(t);
+	const { url } = await startApp(t, { session: { store, maxAge: hour }, handler: sessionRoutes({ store }) });
+	for (const session of [{ admin: true, role: 'admin', plan: 1 }, { admin: false, role: 'user', plan: 20_000 }, { admin: null, role: 'moderator', plan: 0.5 }]) {
+		await request(`${url}/set-json`, new CookieJar(), { method: 'POST', body: JSON.stringify(session) });
+	}
+	const lengths = await database.query<{ admin: number; role: number; plan: number }>(
+		`SELECT octet_length(data->>'admin') AS admin, octet_length(data->>'role') AS role, octet_length(data->>'plan') AS plan FROM http_sessions`,
+	);
+	t.is(lengths.length, 3);
+	t.is(new Set(lengths.flatMap((row) => [row.admin, row.role, row.plan])).size, 1, JSON.stringify(lengths));
+});
+
+test('a rolling deploy: rows written before padding are read, and their next save pads every field, even within touchAfter', async (t) => {
+	const before = new CipherBeforePadding([newSecret], undefined);
+	const { store, database, reported } = await encryptedStore(t, { touchAfter: hour });
+	const { url } = await startApp(t, { session: { store, maxAge: hour, rolling: true }, handler: sessionRoutes({ store }) });
+	const jar = new CookieJar();
+	await request(`${url}/set?lang=en`, jar);
+	const key = digestKey(jarKey(jar));
+	const data = { lang: 'en', _expire: Date.now() + hour, _maxAge: hour };
+	await database.query('UPDATE http_sessions SET data = $2::jsonb WHERE key = $1', [key, before.seal(key, encodeSession(data).fields)]);
+	const unpadded = String((await storedData(database, jarKey(jar)))['lang']);
+	t.like((await request(`${url}/`, jar)).body, { lang: 'en' });
+	const padded = String((await storedData(database, jarKey(jar)))['lang']);
+	t.is(padded.length, String(JSON.parse(new SessionCipher([newSecret]).seal(key, encodeSession({ lang: 'en' }).fields))['lang']).length);
+	t.true(padded.length > unpadded.length, `${unpadded.length} → ${padded.length} characters`);
+	t.deepEqual(reported, []);
+});
+
+test('a key id changed in the table is reported as tampering, like any other change; a secret no longer listed still ends its sessions silently', async (t) => {
+	const { store, database, reported } = await encryptedStore(t);
+	const { store: retired } = sameTable(t, database, { encryptionKeys: oldSecret });
+	await retired.set('retired', { userId: 'bob' }, hour);
+	await store.set('k', { userId: 'alice' }, hour);
+	await database.query(`UPDATE http_sessions SET data = jsonb_set(data, '{userId}', to_jsonb(replace(data->>'userId', $1, ':AAAAAA:'))) WHERE key = $2`, [`:${kidOf(newSecret)}:`, digestKey('k')]);
+	t.is(await store.get('k', hour, {}), undefined);
+	t.is(await store.get('retired', hour, {}), undefined);
+	t.deepEqual(tamperedReports(reported), [{ code: 'ERR_PGSTORE_TAMPERED', reason: 'authentication', fields: ['userId'], source: 'get' }], 'the changed key id only');
+});
+
+test('a ciphertext re-encoded with other unused bits, which decodes to the same bytes, is reported as tampering', async (t) => {
+	const { store, database, reported } = await encryptedStore(t);
+	await store.set('k', { userId: 'alice' }, hour);
+	// "alice" pads to 16 bytes: 44 bytes of nonce, ciphertext and tag, whose last base64 character
+	// carries 2 unused bits.
+	const value = String((await storedData(database, 'k'))['userId']);
+	const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+	const forged = `${value.slice(0, -1)}${alphabet[alphabet.indexOf(value.at(-1) ?? '') | 0b11]}`;
+	await database.query(`UPDATE http_sessions SET data = jsonb_set(data, '{userId}', to_jsonb($1::text))`, [forged]);
+	const fresh = sameTable(t, database, { encryptionKeys: newSecret });
+	t.is(await fresh.store.get('k', hour, {}), undefined);
+	t.is(await store.get('k', hour, {}), undefined);
+	t.deepEqual(tamperedReports([...fresh.reported, ...reported]).map((report) => report.reason), ['authentication', 'authentication']);
+});
+
+test('the log line of a plain row refused under encryptionKeys names encryptionMigration, the way to keep users signed in', async (t) => {
+	const { store: plain, database } = await createStore(t);
+	await plain.set('k', { userId: 'alice' }, hour);
+	const logged: unknown[][] = [];
+	const consoleError = console.error;
+	console.error = (...args: unknown[]) => { logged.push(args); };
+	t.teardown(() => { console.error = consoleError; });
+	// The default onError, as an app that sets only encryptionKeys has it.
+	const store = new PgStore({ connectionString: database.url, cleanupInterval: 0, encryptionKeys: newSecret });
+	t.teardown(() => store.close());
+	t.is(await store.get('k', hour, {}), undefined);
+	console.error = consoleError;
+	t.is(logged.length, 1);
+	t.regex(String(logged[0]?.[0]), /^koa-pgstore: get: SessionTamperedError: .*field "userId" is not encrypted.*`encryptionMigration: \{ acceptPlainRowsUntil \}`/);
+});
+
+test('a deploy without encryptionKeys after one with never hands the app a ciphertext nor overwrites the row: a fresh session, and onError says why', async (t) => {
+	const { store: encrypted, database } = await encryptedStore(t);
+	const first = await startApp(t, { session: { store: encrypted, maxAge: hour }, handler: sessionRoutes() });
+	const saving = new CookieJar();
+	const reading = new CookieJar();
+	await request(`${first.url}/count`, saving);
+	await request(`${first.url}/set?userId=alice`, reading);
+	const rows = await storedText(database);
+
+	// Rolled back to a release without the option.
+	const { store: plain, reported } = sameTable(t, database);
+	const rolledBack = await startApp(t, { session: { store: plain, maxAge: hour }, handler: sessionRoutes() });
+	const counted = await request(`${rolledBack.url}/count`, saving);
+	t.is(counted.status, 200);
+	t.deepEqual(omitKoaFields(counted.body), { views: 1 }, 'a fresh session, under a new key');
+	const read = await request(`${rolledBack.url}/`, reading);
+	t.is(read.status, 200);
+	t.deepEqual(omitKoaFields(read.body), {}, 'no ciphertext handed to the app');
+	t.deepEqual(read.setCookies, [], 'nothing saved for a request that only reads: its cookie still names its row');
+	t.deepEqual((await storedText(database)).slice(0, 2), rows, 'both encrypted rows as they were');
+	t.deepEqual(tamperedReports(reported), [
+		{ code: 'ERR_PGSTORE_SESSION_UNREADABLE', reason: 'encrypted', fields: ['views'], source: 'get' },
+		{ code: 'ERR_PGSTORE_SESSION_UNREADABLE', reason: 'encrypted', fields: ['userId'], source: 'get' },
+	]);
+	t.regex(reported[0]?.[0].message ?? '', /`decryptionKeys`/);
+
+	// Deployed again with the option: the reading user is still signed in; the saving user's
+	// cookie names the session the rollback gave it, so that user was signed out.
+	const again = await startApp(t, { session: { store: encrypted, maxAge: hour }, handler: sessionRoutes() });
+	t.like((await request(`${again.url}/`, reading)).body, { userId: 'alice' });
+	t.deepEqual(omitKoaFields((await request(`${again.url}/`, saving)).body), {});
+});
+
+test('turning encryption off with decryptionKeys signs nobody out: every session is read, each save writes it plain, and then a store without secrets reads it', async (t) => {
+	const { store: encrypted, database } = await encryptedStore(t, { encryptionKeys: [newSecret, oldSecret] });
+	const first = await startApp(t, { session: { store: encrypted, maxAge: hour }, handler: sessionRoutes() });
+	const saving = new CookieJar();
+	const reading = new CookieJar();
+	await request(`${first.url}/set?email=alice@example.com&cart=3`, saving);
+	await request(`${first.url}/set?userId=bob`, reading);
+
+	const { store: off, reported } = sameTable(t, database, { decryptionKeys: [newSecret, oldSecret], touchAfter: hour });
+	const decrypting = await startApp(t, { session: { store: off, maxAge: hour }, handler: sessionRoutes() });
+	t.like((await request(`${decrypting.url}/set?cart=4`, saving)).body, { email: 'alice@example.com', cart: '4' });
+	t.like(await storedData(database, jarKey(saving)), { email: 'alice@example.com', cart: '4' }, 'every field written plain, the unchanged one too');
+	t.like((await request(`${decrypting.url}/`, reading)).body, { userId: 'bob' }, 'read, though still encrypted');
+	t.regex(String((await storedData(database, jarKey(reading)))['userId']), ciphertext, 'a session only read keeps its ciphertext');
+	t.deepEqual(reported, []);
+
+	// The option removed: the saved session reads as plain; one never saved since is passed over.
+	const { store: plain, reported: plainReports } = sameTable(t, database);
+	const last = await startApp(t, { session: { store: plain, maxAge: hour }, handler: sessionRoutes() });
+	t.like((await request(`${last.url}/`, saving)).body, { email: 'alice@example.com', cart: '4' });
+	t.deepEqual(omitKoaFields((await request(`${last.url}/`, reading)).body), {});
+	t.deepEqual(tamperedReports(plainReports).map((report) => [report.reason, report.fields]), [['encrypted', ['userId']]]);
 });
 
 test('bad encryptionKeys and encryptionMigration throw a TypeError that never echoes a secret', (t) => {
@@ -291,6 +439,9 @@ test('bad encryptionKeys and encryptionMigration throw a TypeError that never ec
 	t.throws(() => new PgStore({ connectionString, encryptionKeys: newSecret, encryptionMigration: { acceptPlainRowsUntil: new Date(Date.now() + 91 * day) } }), { instanceOf: TypeError, message: /at most 90 days ahead/ });
 	t.throws(() => new PgStore({ connectionString, encryptionKeys: newSecret, encryptionMigration: { acceptPlainRowsUntil: new Date(Number.NaN) } }), { instanceOf: TypeError, message: /valid date/ });
 	t.throws(() => new PgStore({ connectionString, encryptionKeys: newSecret, acceptPlainUntil: new Date() } as never), { instanceOf: TypeError, message: /use `encryptionMigration/ });
+	t.throws(() => new PgStore({ connectionString, encryptionKeys: newSecret, decryptionKeys: oldSecret }), { instanceOf: TypeError, message: /`decryptionKeys` to be given without `encryptionKeys`.*got both/ });
+	t.throws(() => new PgStore({ connectionString, decryptionKeys: 'too short a secret' }), { instanceOf: TypeError, message: /`decryptionKeys\[0\]` to be at least 32 bytes long/ });
+	t.throws(() => new PgStore({ connectionString, decryptionKeys: newSecret, encryptionMigration: { acceptPlainRowsUntil: new Date(Date.now() + day) } }), { instanceOf: TypeError, message: /`encryptionMigration` to be given only with `encryptionKeys`/ });
 });
 
 // The session key the jar's cookie names (koa-session's external key is the cookie's value).
@@ -300,4 +451,9 @@ function jarKey(jar: CookieJar): string {
 		throw new Error('no session cookie');
 	}
 	return key;
+}
+
+function omitKoaFields(body: unknown): Record<string, unknown> {
+	const { _expire, _maxAge, _session, ...fields } = body as Record<string, unknown>;
+	return fields;
 }

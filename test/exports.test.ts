@@ -3,6 +3,7 @@ import * as entry from '../src/index.js';
 
 test('the package exports what an app writes, and no internal helper', (t) => {
 	t.deepEqual(Object.keys(entry).sort(), [
+		'CleanupBlockedError',
 		'DatabaseError',
 		'InvalidSessionError',
 		'PgStore',
@@ -11,6 +12,7 @@ test('the package exports what an app writes, and no internal helper', (t) => {
 		'SessionEndedError',
 		'SessionTamperedError',
 		'SessionTooLargeError',
+		'SessionUnreadableError',
 		'StoreClosedError',
 		'createKeys',
 		'isPgStoreError',

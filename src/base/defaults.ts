@@ -7,7 +7,7 @@ export const defaultCleanupInterval = 300_000;
 /** `batchSize` of a sweep: rows per DELETE. */
 export const defaultBatchSize = 1000;
 
-/** `lockWait` of an awaited sweep: how long `store.cleanup()` keeps trying for the sweep lock. */
+/** `lockWait` of a sweep: how long it keeps trying for expired rows other transactions hold. */
 export const defaultLockWait = 60_000;
 
 /** `maxLength`: bytes of a session's JSON. */

@@ -10,7 +10,9 @@ export type PgStoreErrorCode =
 	| 'ERR_PGSTORE_CLOSED'
 	| 'ERR_PGSTORE_SESSION_ENDED'
 	| 'ERR_PGSTORE_SCHEMA'
-	| 'ERR_PGSTORE_TAMPERED';
+	| 'ERR_PGSTORE_TAMPERED'
+	| 'ERR_PGSTORE_SESSION_UNREADABLE'
+	| 'ERR_PGSTORE_CLEANUP_BLOCKED';
 
 /**
  * Base class of every error koa-pgstore throws, apart from the `TypeError`s of bad arguments.
@@ -193,12 +195,77 @@ export class SessionTamperedError extends PgStoreError {
 			plain: 'is not encrypted',
 			mixed: 'is not encrypted, in a row with encrypted fields',
 		}[reason];
+		// A plain row is what every session stored before `encryptionKeys` was set looks like: the
+		// log line of the first deploy with it must say how to keep those users signed in.
+		const remedy = reason === 'plain'
+			? '. Sessions stored before `encryptionKeys` was set? Give `encryptionMigration: { acceptPlainRowsUntil }` to read plain rows for a while (docs/encryption.md#turning-it-on)'
+			: '';
 		super(
-			`A stored session was refused: field ${fields.map((field) => JSON.stringify(field)).join(', ')} ${what}; a fresh session was started instead`,
+			`A stored session was refused: field ${fields.map((field) => JSON.stringify(field)).join(', ')} ${what}; a fresh session was started instead${remedy}`,
 			'ERR_PGSTORE_TAMPERED',
 		);
 		this.reason = reason;
 		this.fields = fields;
+	}
+}
+
+/**
+ * What made {@link SessionUnreadableError} pass a row over:
+ *
+ * - `'encrypted'`: a field holds the stored encrypted form (`"pgse:v1:…"`) and this store has no
+ *   secret to read it with (no `encryptionKeys` or `decryptionKeys`: a rolled-back deploy, say);
+ * - `'out-of-range'`: koa-session's `_expire` or `_maxAge`, or the expiry column, holds a value no
+ *   store or koa-session writes (`_maxAge` of 1e300, a date past what JavaScript's `Date` holds,
+ *   `'infinity'`): someone else wrote it, and koa-session would fail on it.
+ */
+export type UnreadableReason = 'encrypted' | 'out-of-range';
+
+/**
+ * A stored session this store cannot hand to the app as it is. `get` gave `undefined` instead
+ * (koa-session starts a fresh session under a new key, as for an unknown cookie) and the store's
+ * `onError` got this error (`source: 'get'`). The row is left as it is, for a store that can
+ * read it (`'encrypted'`) or until it expires. It names the fields, never their values, the key
+ * or its digest.
+ */
+export class SessionUnreadableError extends PgStoreError {
+	override name = 'SessionUnreadableError';
+	readonly reason: UnreadableReason;
+	/** The names of the fields found so (`expiresOn` for the expiry column). */
+	readonly fields: readonly string[];
+
+	constructor(reason: UnreadableReason, fields: readonly string[]) {
+		const names = fields.map((field) => JSON.stringify(field)).join(', ');
+		super(
+			reason === 'encrypted'
+				? `A stored session was not returned: field ${names} is encrypted and this store has no secret to read it; a fresh session was started instead and the row left as it is. `
+					+ 'Give the secrets as `encryptionKeys`, or as `decryptionKeys` to turn encryption off (docs/encryption.md#turning-it-off)'
+				: `A stored session was not returned: ${names} holds a value out of range that neither koa-session nor this store writes; a fresh session was started instead`,
+			'ERR_PGSTORE_SESSION_UNREADABLE',
+		);
+		this.reason = reason;
+		this.fields = fields;
+	}
+}
+
+/**
+ * Scheduled sweeps ended again and again with expired sessions left in the table: other
+ * transactions held those rows (row locks, `FOR UPDATE`) through each sweep's `lockWait`. The
+ * table keeps them, and grows, until whatever holds them lets go: look in `pg_stat_activity` for
+ * long transactions on the session table (`idle in transaction`). Given to `onError` with
+ * `source: 'cleanup'`; the schedule goes on.
+ */
+export class CleanupBlockedError extends PgStoreError {
+	override name = 'CleanupBlockedError';
+	/** Scheduled sweeps in a row that ended so. */
+	readonly sweeps: number;
+
+	constructor(sweeps: number) {
+		super(
+			`${sweeps} sweeps in a row left expired sessions in the table: other transactions held their rows past the sweep's lockWait. `
+			+ 'Look in pg_stat_activity for long transactions on the session table (state \'idle in transaction\')',
+			'ERR_PGSTORE_CLEANUP_BLOCKED',
+		);
+		this.sweeps = sweeps;
 	}
 }
 
@@ -219,11 +286,12 @@ export function isPgStoreError(error: unknown): error is PgStoreError {
 /** Where a problem reported to `onError` happened. */
 export interface ErrorContext {
 	/**
-	 * `'cleanup'`: a scheduled sweep failed (the next one tries again); `'pool'`: an idle
-	 * connection of the store's own client failed; `'get'`: a read refused a tampered session
-	 * (`SessionTamperedError`, with `encryptionKeys`) and gave a fresh one; `'destroy'`: the
-	 * delete of a key that `regenerate()` gave up failed (a `DatabaseError`) when no save of a new
-	 * key followed it (see `PgStore.destroy`).
+	 * `'cleanup'`: a scheduled sweep failed (the next one tries again), or sweeps left expired rows
+	 * others held again and again (`CleanupBlockedError`); `'pool'`: an idle connection of the
+	 * store's own client failed; `'get'`: a read passed a stored session over and gave a fresh one
+	 * (`SessionTamperedError` with encryption, `SessionUnreadableError`); `'destroy'`: the delete
+	 * of a key that `regenerate()` gave up failed (a `DatabaseError`) when no save of a new key
+	 * followed it (see `PgStore.destroy`).
 	 */
 	readonly source: 'cleanup' | 'pool' | 'get' | 'destroy';
 }

@@ -13,6 +13,13 @@ const version = 'pgse:v1:';
 const storedPattern = /^pgse:v1:([A-Za-z0-9_-]{6}):([A-Za-z0-9_-]+)$/;
 const nonceBytes = 12;
 const tagBytes = 16;
+// The plaintext of a field is its JSON followed by spaces up to a multiple of this many bytes, so
+// that a ciphertext's length tells a reader only the bucket: `true` and `false`, `"user"` and
+// `"admin"`, every number below 10^15 look alike. Spaces after JSON are whitespace JSON.parse
+// skips, so a version that does not pad reads these plaintexts unchanged (rolling deploys). The
+// size, and what it costs: docs/encryption.md#overhead.
+export const paddingBlock = 16;
+const space = 0x20;
 const salt = Buffer.from('koa-pgstore/data/v1');
 const infoPrefix = Buffer.from('koa-pgstore/data/v1/');
 const aadPrefix = Buffer.from('pgse:v1\0');
@@ -38,15 +45,34 @@ export type OpenedSession =
 	| {
 		readonly kind: 'open';
 		readonly data: SessionData;
-		/** Each field's plain JSON, to compare a save with. */
+		/** Each field's plain JSON (without padding), to compare a save with. */
 		readonly fields: Map<string, string>;
-		/** Some field is under an older secret, or the row is plain: its next save rewrites every field. */
+		/** Each field's JSON as stored: for an encrypted field the JSON string of its ciphertext. */
+		readonly stored: Map<string, string>;
+		/**
+		 * The next save must rewrite every field: some field is under an older secret or not padded,
+		 * the row is plain (within the migration window), or, when decrypting only, some field is
+		 * encrypted.
+		 */
 		readonly reencrypt: boolean;
 	}
 	/** A field failed authentication, or the row is plain or mixed: never returned. */
 	| { readonly kind: 'tampered'; readonly error: SessionTamperedError }
 	/** A field is under a secret no longer listed: dropping it ended the session. */
 	| { readonly kind: 'unknownKey' };
+
+/** How a {@link SessionCipher} reads and writes. */
+export interface CipherOptions {
+	/** Until then a row without any encrypted field is read as plain (`encryptionMigration`). */
+	readonly acceptPlainRowsUntil?: Date | undefined;
+	/**
+	 * Turning encryption off (`decryptionKeys`): the secrets only read. Plain and mixed rows are
+	 * read as they are, a row with an encrypted field asks to be rewritten, and nothing is sealed.
+	 */
+	readonly decryptOnly?: boolean;
+	/** The option the secrets came from, for the `TypeError` of two secrets with one key id. */
+	readonly option?: string;
+}
 
 /**
  * Encrypts and decrypts the values of a session's top-level fields (AES-256-GCM), each with a
@@ -58,6 +84,7 @@ export class SessionCipher {
 	readonly #secrets: readonly DataSecret[];
 	readonly #byKid: ReadonlyMap<string, DataSecret>;
 	readonly #acceptPlainRowsUntil: number;
+	readonly #decryptOnly: boolean;
 	readonly #derived = new TwoGenerationCache<Buffer>(derivedKeysKept, () => 1);
 	readonly #plaintexts = new TwoGenerationCache<string>(plaintextUnitsKept, (id, json) => id.length + json.length);
 	// Nonces are taken from a buffer of random bytes filled 256 nonces at a time: a
@@ -66,21 +93,21 @@ export class SessionCipher {
 	#nonceOffset = this.#nonces.length;
 
 	/**
-	 * @param secrets Newest first; validated already (`encryptionKeys`).
-	 * @param acceptPlainRowsUntil Until then a row without any encrypted field is read as plain.
+	 * @param secrets Newest first; validated already (`encryptionKeys`, or `decryptionKeys`).
 	 */
-	constructor(secrets: readonly string[], acceptPlainRowsUntil: Date | undefined) {
+	constructor(secrets: readonly string[], { acceptPlainRowsUntil, decryptOnly = false, option = 'encryptionKeys' }: CipherOptions = {}) {
 		this.#secrets = secrets.map((secret) => ({ secret: Buffer.from(secret), kid: kidOf(secret) }));
 		const byKid = new Map<string, DataSecret>();
 		for (const [index, secret] of this.#secrets.entries()) {
 			if (byKid.has(secret.kid)) {
 				// A chance of 2^-32 per pair: not worth trying several secrets on every read.
-				invalid(`encryptionKeys[${index}]`, 'a secret whose key id differs from every other\'s (generate another)', new Redacted('a secret with the same key id'));
+				invalid(`${option}[${index}]`, 'a secret whose key id differs from every other\'s (generate another)', new Redacted('a secret with the same key id'));
 			}
 			byKid.set(secret.kid, secret);
 		}
 		this.#byKid = byKid;
 		this.#acceptPlainRowsUntil = acceptPlainRowsUntil?.getTime() ?? -Infinity;
+		this.#decryptOnly = decryptOnly;
 	}
 
 	/**
@@ -91,8 +118,8 @@ export class SessionCipher {
 	 */
 	seal(digest: string, fields: ReadonlyMap<string, string>, names: Iterable<string> = fields.keys()): string {
 		const newest = this.#secrets[0];
-		if (newest === undefined) {
-			throw new Error('No encryption secret');
+		if (newest === undefined || this.#decryptOnly) {
+			throw new Error('No encryption secret: this cipher only decrypts');
 		}
 		const digestBytes = Buffer.from(digest, 'hex');
 		const key = this.#keyOf(newest, digest, digestBytes);
@@ -111,7 +138,7 @@ export class SessionCipher {
 			const nonce = this.#nextNonce();
 			const cipher = createCipheriv('aes-256-gcm', key, nonce);
 			cipher.setAAD(aadOf(digestBytes, name));
-			const body = Buffer.concat([nonce, cipher.update(json, 'utf8'), cipher.final(), cipher.getAuthTag()]);
+			const body = Buffer.concat([nonce, cipher.update(padded(json)), cipher.final(), cipher.getAuthTag()]);
 			const stored = `${version}${newest.kid}:${body.toString('base64url')}`;
 			// Not remembered here: the retained strings cost the GC more than a later decryption
 			// (bench/encryption.ts; figures in bench/NOTES.md).
@@ -123,7 +150,9 @@ export class SessionCipher {
 
 	/**
 	 * Decrypts a stored session. Never gives part of one: a single field that fails makes the
-	 * whole session tampered.
+	 * whole session tampered. Every kind of tampering is told apart from a secret no longer listed,
+	 * which alone stays silent: a key id no listed secret has is tried with each of them, and one
+	 * that authenticates the field means the key id was changed.
 	 * @param digest The row's key digest (hex).
 	 * @param stored The row's `data`, parsed.
 	 */
@@ -131,17 +160,28 @@ export class SessionCipher {
 		const digestBytes = Buffer.from(digest, 'hex');
 		const data: SessionData = {};
 		const fields = new Map<string, string>();
+		const storedJson = new Map<string, string>();
 		const plain: string[] = [];
 		let encrypted = 0;
-		let older = false;
+		let rewrite = false;
 		let unknownKey = false;
 		// One derivation (or cache lookup) per secret and call, not per field.
 		const keys = new Map<DataSecret, Buffer>();
+		const keyOf = (secret: DataSecret): Buffer => {
+			let key = keys.get(secret);
+			if (key === undefined) {
+				key = this.#keyOf(secret, digest, digestBytes);
+				keys.set(secret, key);
+			}
+			return key;
+		};
 		for (const name of Object.keys(stored)) {
 			const value = stored[name];
 			if (isKoaSessionValue(name, value)) {
+				const json = JSON.stringify(value);
 				put(data, name, value);
-				fields.set(name, JSON.stringify(value));
+				fields.set(name, json);
+				storedJson.set(name, json);
 				continue;
 			}
 			if (typeof value !== 'string' || !value.startsWith(prefix)) {
@@ -158,18 +198,20 @@ export class SessionCipher {
 			}
 			const secret = this.#byKid.get(kid);
 			if (secret === undefined) {
+				// Either a secret that was dropped (the session ends, silently: that is what dropping
+				// it means) or a key id changed by a table writer, which must be reported like any
+				// other change. Only the latter authenticates under a listed secret.
+				const body = canonicalBody(payload);
+				if (body === undefined || this.#secrets.some((listed) => decrypt(keyOf(listed), digestBytes, name, body) !== undefined)) {
+					return tampered('authentication', name);
+				}
 				unknownKey = true;
 				continue;
 			}
-			older ||= secret !== this.#secrets[0];
 			let json = this.#recall(digest, name, value);
 			if (json === undefined) {
-				let key = keys.get(secret);
-				if (key === undefined) {
-					key = this.#keyOf(secret, digest, digestBytes);
-					keys.set(secret, key);
-				}
-				json = decrypt(key, digestBytes, name, Buffer.from(payload, 'base64url'));
+				const body = canonicalBody(payload);
+				json = body === undefined ? undefined : decrypt(keyOf(secret), digestBytes, name, body);
 				if (json !== undefined) {
 					this.#remember(digest, name, value, json);
 				}
@@ -178,26 +220,34 @@ export class SessionCipher {
 			if (json === undefined || parsed === undefined) {
 				return tampered('authentication', name);
 			}
-			fields.set(name, json);
+			// An older secret, or a field a version before padding wrote: rewritten on the next save.
+			rewrite ||= this.#decryptOnly || secret !== this.#secrets[0] || Buffer.byteLength(json) % paddingBlock !== 0;
+			fields.set(name, withoutPadding(json));
+			// base64url and the prefix need no JSON escaping.
+			storedJson.set(name, `"${value}"`);
 			put(data, name, parsed.value);
 		}
 		if (plain.length > 0) {
-			if (encrypted > 0) {
+			if (this.#decryptOnly) {
+				// Turning encryption off: plain fields are the goal, and mixed rows the way there.
+			} else if (encrypted > 0) {
 				// A table writer adding a plain `userId` to an encrypted row.
 				return tampered('mixed', ...plain);
-			}
-			if (now >= this.#acceptPlainRowsUntil) {
+			} else if (now >= this.#acceptPlainRowsUntil) {
 				return tampered('plain', ...plain);
+			} else {
+				rewrite = true;
 			}
 			for (const name of plain) {
-				fields.set(name, JSON.stringify(data[name]));
+				const json = JSON.stringify(data[name]);
+				fields.set(name, json);
+				storedJson.set(name, json);
 			}
-			return { kind: 'open', data, fields, reencrypt: true };
 		}
 		if (unknownKey) {
 			return { kind: 'unknownKey' };
 		}
-		return { kind: 'open', data, fields, reencrypt: older };
+		return { kind: 'open', data, fields, stored: storedJson, reencrypt: rewrite };
 	}
 
 	#recall(digest: string, name: string, stored: string): string | undefined {
@@ -277,6 +327,33 @@ class TwoGenerationCache<Value> {
 		this.#current.set(id, value);
 		this.#weight += weight;
 	}
+}
+
+/**
+ * The bytes of a stored payload, or `undefined` when it is not the one encoding our writer gives
+ * them: Node's base64url decoder ignores set bits after the last byte and a lone trailing
+ * character, so several strings decode alike, and only one of them may authenticate.
+ */
+function canonicalBody(payload: string): Buffer | undefined {
+	const body = Buffer.from(payload, 'base64url');
+	return body.toString('base64url') === payload ? body : undefined;
+}
+
+// A field's JSON, then spaces up to the next multiple of `paddingBlock` bytes.
+function padded(json: string): Buffer {
+	const length = Buffer.byteLength(json);
+	const plaintext = Buffer.allocUnsafe(Math.ceil(length / paddingBlock) * paddingBlock);
+	plaintext.write(json, 'utf8');
+	return plaintext.fill(space, length);
+}
+
+// JSON.stringify never ends its text with whitespace: trailing spaces are padding.
+function withoutPadding(json: string): string {
+	let end = json.length;
+	while (end > 0 && json.charCodeAt(end - 1) === space) {
+		end -= 1;
+	}
+	return end === json.length ? json : json.slice(0, end);
 }
 
 function decrypt(key: Buffer, digestBytes: Buffer, name: string, body: Buffer): string | undefined {

@@ -62,21 +62,6 @@ export function encodeSession(session: unknown): EncodedSession {
 	return { json, fields };
 }
 
-/**
- * Rejects a session whose JSON is longer than `maxLength` bytes before it is sent. Its text in
- * PostgreSQL (the measure `maxLength` is checked against in SQL) is never shorter than its JSON,
- * so such a session could never be stored.
- */
-export function assertShorterThan(json: string, maxLength: number): void {
-	// A UTF-16 unit is at most 3 bytes of UTF-8, so a short string skips the byte count.
-	if (maxLength > 0 && json.length * 3 > maxLength) {
-		const size = Buffer.byteLength(json);
-		if (size > maxLength) {
-			throw new SessionTooLargeError(size, maxLength);
-		}
-	}
-}
-
 // A high surrogate not followed by a low one, or a low one not after a high one.
 const loneSurrogate = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 

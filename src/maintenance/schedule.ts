@@ -1,6 +1,6 @@
 import { debug } from '../base/debug.js';
-import { defaultBatchSize, defaultCleanupInterval } from '../base/defaults.js';
-import type { ErrorHandler } from '../base/errors.js';
+import { defaultBatchSize, defaultCleanupInterval, defaultLockWait } from '../base/defaults.js';
+import { CleanupBlockedError, type ErrorHandler } from '../base/errors.js';
 import { integerAtLeast, invalid } from '../base/validate.js';
 import type { SweepOptions } from './sweep.js';
 
@@ -17,11 +17,17 @@ export interface CleanupOptions extends SweepOptions {
 	 */
 	signal?: AbortSignal;
 	/**
-	 * Receives a failed sweep's error; the schedule goes on and the next tick tries again.
+	 * Receives a failed sweep's error, and a `CleanupBlockedError` for each sweep from the second
+	 * in a row that ended with expired rows other transactions held (`skipped`); the schedule goes
+	 * on and the next tick tries again.
 	 * @default the store's `onError`
 	 */
 	onError?: ErrorHandler;
 }
+
+// A sweep already waited `lockWait` for the rows it skipped before it counts as skipped; the
+// second such sweep in a row, an interval later, means something holds them for good.
+const reportedFromSkip = 2;
 
 /** A running cleanup schedule (`startCleanup()`); `store.cleanup()` is one sweep. */
 export interface CleanupSchedule {
@@ -42,11 +48,12 @@ export type Cleanup = CleanupSchedule;
 export function startSchedule(
 	options: CleanupOptions,
 	defaultOnError: ErrorHandler,
-	sweep: (options: SweepOptions) => Promise<unknown>,
+	sweep: (options: SweepOptions) => Promise<{ readonly skipped: boolean }>,
 ): CleanupSchedule {
 	const interval = integerAtLeast('interval', options.interval, 0, defaultCleanupInterval);
 	const batchSize = integerAtLeast('batchSize', options.batchSize, 1, defaultBatchSize);
 	const pause = options.pause === undefined ? undefined : integerAtLeast('pause', options.pause, 0, 0);
+	const lockWait = integerAtLeast('lockWait', options.lockWait, 0, defaultLockWait);
 	const { signal, onError = defaultOnError } = options;
 	if (signal !== undefined && !(signal instanceof AbortSignal)) {
 		invalid('signal', 'an AbortSignal', signal);
@@ -61,18 +68,20 @@ export function startSchedule(
 		interval,
 		signal,
 		onError,
-		sweep: (stopSignal) => sweep({ batchSize, signal: stopSignal, ...pause === undefined ? {} : { pause } }),
+		sweep: (stopSignal) => sweep({ batchSize, lockWait, signal: stopSignal, ...pause === undefined ? {} : { pause } }),
 	});
 }
 
 /**
  * Runs `sweep` every `interval` ms (first after a random delay within it) on `setInterval`,
  * never two at once: a tick while a sweep runs does nothing. The timers are unref()ed, so a
- * schedule never keeps a process alive.
+ * schedule never keeps a process alive. From the second sweep in a row that was `skipped`, each
+ * one is reported to `onError` as a `CleanupBlockedError`.
  */
 export function scheduleCleanup({ interval, sweep, signal, onError }: {
 	interval: number;
-	sweep: (signal: AbortSignal) => Promise<unknown>;
+	/** Resolves to the sweep's report (`undefined` counts as a sweep that was not skipped). */
+	sweep: (signal: AbortSignal) => Promise<{ readonly skipped: boolean } | undefined | void>;
 	signal: AbortSignal | undefined;
 	onError: ErrorHandler;
 }): CleanupSchedule {
@@ -80,6 +89,7 @@ export function scheduleCleanup({ interval, sweep, signal, onError }: {
 	let inFlight: Promise<void> | undefined;
 	let repeat: NodeJS.Timeout | undefined;
 	let stopping: Promise<void> | undefined;
+	let skippedInARow = 0;
 
 	const report = (error: unknown) => {
 		try {
@@ -96,7 +106,16 @@ export function scheduleCleanup({ interval, sweep, signal, onError }: {
 			}
 			return;
 		}
-		inFlight = sweep(controller.signal).then(() => undefined, report).finally(() => {
+		inFlight = sweep(controller.signal).then((result) => {
+			// A sweep stopped by stop() says nothing of the rows.
+			if (controller.signal.aborted) {
+				return;
+			}
+			skippedInARow = result?.skipped === true ? skippedInARow + 1 : 0;
+			if (skippedInARow >= reportedFromSkip) {
+				report(new CleanupBlockedError(skippedInARow));
+			}
+		}, report).finally(() => {
 			inFlight = undefined;
 		});
 	};

@@ -2,7 +2,7 @@ import { debug } from '../base/debug.js';
 import { defaultBatchSize, defaultLockWait } from '../base/defaults.js';
 import { integerAtLeast } from '../base/validate.js';
 import type { Driver } from '../driver/driver.js';
-import type { SessionStatements } from '../sql/statements.js';
+import type { SweepStatements } from '../sql/sweep-statements.js';
 
 /** What one sweep did. */
 export interface CleanupReport {
@@ -13,8 +13,9 @@ export interface CleanupReport {
 	/** Wall-clock duration of the sweep in milliseconds. */
 	readonly ms: number;
 	/**
-	 * `true` when another instance held the sweep lock: a scheduled sweep leaves it the turn at
-	 * once; `store.cleanup()` waits for it up to `lockWait` first. Expired rows may remain.
+	 * `true` when the sweep ended with expired rows left that other transactions held (row locks)
+	 * for all of `lockWait`: those rows remain until a later sweep. Sweeps never wait for one
+	 * another: each skips the rows another holds, and tries those again every 250 ms.
 	 */
 	readonly skipped: boolean;
 }
@@ -35,9 +36,9 @@ export interface SweepOptions {
 	/** Ends the sweep after the batch in flight. */
 	signal?: AbortSignal;
 	/**
-	 * With `store.cleanup()`: milliseconds to keep trying for the sweep lock while another instance
-	 * holds it (every 250 ms), so that an awaited sweep deletes every expired row rather than
-	 * stopping halfway. Scheduled sweeps never wait: they skip their turn.
+	 * Milliseconds to keep trying (every 250 ms) for expired rows other transactions hold (another
+	 * sweep's batch, a request ending a session), so that a sweep deletes every expired row rather
+	 * than stopping halfway; then it ends with `skipped: true`.
 	 * @default 60_000
 	 */
 	lockWait?: number;
@@ -45,46 +46,51 @@ export interface SweepOptions {
 
 /**
  * One sweep: deletes sessions expired by PostgreSQL's clock, in batches of `batchSize` rows,
- * until none are left or `signal` aborts. Each batch is one short transaction holding an advisory
- * lock, so of many instances sharing a database only one deletes at a time. Needs no session
+ * until none are left or `signal` aborts. Each batch is one short transaction that skips the rows
+ * other transactions hold, so any number of instances may sweep one table at once, each deleting
+ * rows no other takes; what was held is tried again until `lockWait` has passed. Needs no session
  * state on the connection, so it works behind PgBouncer's transaction pooling.
  *
- * @param scheduled A scheduled sweep skips its turn when the lock is taken and never keeps the
- * process alive; an awaited one (`store.cleanup()`) waits up to `lockWait` for the lock and keeps
- * the process alive until it is done.
+ * No lock but the rows' own is taken: a role without a grant on the table cannot hold any of
+ * them, so it cannot stop a sweep (an advisory lock, which any login may take, could).
+ *
+ * @param scheduled A scheduled sweep never keeps the process alive; an awaited one
+ * (`store.cleanup()`) keeps it alive until it is done.
  */
 export async function sweepExpired(
 	driver: Driver,
-	statements: Pick<SessionStatements, 'lockSweep' | 'deleteExpired'>,
+	statements: SweepStatements,
 	options: SweepOptions,
 	{ scheduled }: { scheduled: boolean },
 ): Promise<CleanupReport> {
 	const batchSize = integerAtLeast('batchSize', options.batchSize, 1, defaultBatchSize);
 	const fixedPause = options.pause === undefined ? undefined : integerAtLeast('pause', options.pause, 0, 0);
-	const lockWait = scheduled ? 0 : integerAtLeast('lockWait', options.lockWait, 0, defaultLockWait);
+	const lockWait = integerAtLeast('lockWait', options.lockWait, 0, defaultLockWait);
 	const started = performance.now();
 	let deleted = 0;
 	let batches = 0;
-	let lockWanted: number | undefined;
+	let heldSince: number | undefined;
 	while (options.signal?.aborted !== true) {
 		const batchStarted = performance.now();
-		const count = await deleteBatch(driver, statements, batchSize);
-		if (count === undefined) {
-			lockWanted ??= performance.now();
-			if (performance.now() - lockWanted >= lockWait) {
-				debug('sweep skipped: another instance holds the sweep lock');
-				return { deleted, batches, ms: performance.now() - started, skipped: true };
-			}
-			await pauseFor(lockRetryInterval, options.signal, { keepAlive: !scheduled });
-			continue;
-		}
-		lockWanted = undefined;
+		const batch = await deleteBatch(driver, statements, batchSize);
 		batches += 1;
-		deleted += count;
-		debug('sweep batch %d: %d rows deleted', batches, count);
-		if (count < batchSize) {
+		deleted += batch.deleted;
+		debug('sweep batch %d: %d rows deleted', batches, batch.deleted);
+		if (batch.deleted < batchSize && !batch.held) {
 			break;
 		}
+		if (batch.deleted < batchSize) {
+			// Every row it could take is gone; others hold the rest. Another sweep's batch or a
+			// request lets go within moments; a row held past `lockWait` is reported as skipped.
+			heldSince ??= batchStarted;
+			if (performance.now() - heldSince >= lockWait) {
+				debug('sweep ended with expired rows that other transactions hold');
+				return { deleted, batches, ms: performance.now() - started, skipped: true };
+			}
+			await pauseFor(heldRetryInterval, options.signal, { keepAlive: !scheduled });
+			continue;
+		}
+		heldSince = undefined;
 		// By default a sweep rests twice as long as each batch took: it keeps at most a third of
 		// one connection busy (its effect on reads during a sweep: docs/performance.md).
 		// A sweep someone awaits (a cron script's `await store.cleanup()`) keeps the process alive
@@ -94,21 +100,15 @@ export async function sweepExpired(
 	return { deleted, batches, ms: performance.now() - started, skipped: false };
 }
 
-const lockRetryInterval = 250;
+const heldRetryInterval = 250;
 
-// One batch in its own transaction: the rows deleted, or `undefined` when another instance holds
-// the sweep lock.
-async function deleteBatch(driver: Driver, statements: Pick<SessionStatements, 'lockSweep' | 'deleteExpired'>, limit: number): Promise<number | undefined> {
+// One batch in its own transaction, under the sweep's statement bound.
+async function deleteBatch(driver: Driver, statements: SweepStatements, limit: number): Promise<{ deleted: number; held: boolean }> {
 	return driver.transaction('cleanup', 'sweep', async (transaction) => {
-		const [lock] = await transaction.query(statements.lockSweep()) as [{ locked: boolean }?];
-		if (lock?.locked !== true) {
-			return undefined;
-		}
-		const [result] = await transaction.query(statements.deleteExpired({ limit })) as [{ deleted: number }?];
-		return result?.deleted ?? 0;
+		const [result] = await transaction.query(statements.deleteExpired({ limit })) as [{ deleted: number; held: boolean }?];
+		return { deleted: result?.deleted ?? 0, held: result?.held === true };
 	});
 }
-
 /** Waits `ms`, or less if `signal` aborts first; keeps the process alive only with `keepAlive`. */
 function pauseFor(ms: number, signal: AbortSignal | undefined, { keepAlive }: { keepAlive: boolean }): Promise<void> {
 	return new Promise((resolve) => {

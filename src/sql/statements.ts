@@ -115,16 +115,6 @@ export interface SessionStatements {
 	insert(writes: readonly WholeWrite[], maxLength: number): Statement;
 	/** Deletes the rows of the targets' digests and ids; returns the `key` and `id` of each row it deleted. */
 	delete(targets: readonly DeleteTarget[]): Statement;
-	/**
-	 * Takes the sweep lock for the rest of the transaction, if no other transaction holds it:
-	 * returns `locked`. One instance at a time sweeps a database.
-	 */
-	lockSweep(): Statement;
-	/**
-	 * Deletes up to `limit` rows expired by PostgreSQL's clock, skipping rows another transaction
-	 * holds; returns the number deleted as `deleted`.
-	 */
-	deleteExpired(fields: { limit: number }): Statement;
 	/** Live and expired rows (`live`, `expired`) and the bytes of the table with its indexes and TOAST (`bytes`), as text. */
 	tableStatus(): Statement;
 	/** Present when the store keeps a subject per session. */
@@ -237,21 +227,10 @@ export function sessionStatements(table: SessionTable, withSubject: boolean): Se
 		+ `SELECT ${id} FROM ${t} WHERE ${key} ${eq} ANY($1::pg_catalog.text[]) OR ${id} ${eq} ANY($2::pg_catalog.int8[]) ORDER BY ${key} FOR UPDATE)) `
 		+ `RETURNING ${key} AS "key", ${id}::pg_catalog.text AS "id"`);
 
-	// $1 limit. The sweep goes by the database's clock: one app server whose clock runs ahead must
-	// not delete sessions that are live for every other. The rows are found through the index on
-	// the expiry and deleted by their ctid (a TID scan): an `IN (subquery)` here was planned as a
-	// hash join over the whole table, every batch (several times slower, and reads slowed during a
-	// sweep: bench/NOTES.md).
-	const deleteExpired = named('deleteExpired', `WITH deleted AS (DELETE FROM ${t} WHERE ctid ${eq} ANY(ARRAY(`
-		+ `SELECT ctid FROM ${t} WHERE ${expiresOn} ${lt} pg_catalog.now() LIMIT $1::pg_catalog.int8 FOR UPDATE SKIP LOCKED)) RETURNING 1) `
-		+ `SELECT pg_catalog.count(*)::pg_catalog.int4 AS "deleted" FROM deleted`);
-
 	// $1 the table's name, for pg_total_relation_size.
 	const tableStatus = named('tableStatus', `SELECT pg_catalog.count(*) FILTER (WHERE ${expiresOn} ${gt} pg_catalog.now())::pg_catalog.text AS "live", `
 		+ `pg_catalog.count(*) FILTER (WHERE ${expiresOn} ${le} pg_catalog.now())::pg_catalog.text AS "expired", `
 		+ `pg_catalog.pg_total_relation_size($1::pg_catalog.regclass)::pg_catalog.text AS "bytes" FROM ${t}`);
-
-	const lockSweep = named('lockSweep', `SELECT pg_catalog.pg_try_advisory_xact_lock(${sweepLockId}::pg_catalog.int8) AS "locked"`);
 
 	let bySubject: SubjectStatements | undefined;
 	if (subject !== undefined) {
@@ -279,9 +258,7 @@ export function sessionStatements(table: SessionTable, withSubject: boolean): Se
 		upsert: (writes, maxLength) => upsert([wholeRows(writes, subject !== undefined), maxLength]),
 		insert: (writes, maxLength) => insert([wholeRows(writes, subject !== undefined), maxLength]),
 		delete: (targets) => deleteKeys([targets.map((target) => target.digest), targets.flatMap((target) => (target.id === undefined ? [] : [target.id]))]),
-		lockSweep: () => lockSweep([]),
 		tableStatus: () => tableStatus([t]),
-		deleteExpired: ({ limit }) => deleteExpired([limit]),
 		bySubject,
 		missingSubjectColumn: (error) => (subject !== undefined && sqlStateOf(error) === sqlStates.undefinedColumn
 			? new SchemaMismatchError(
@@ -317,9 +294,6 @@ const arrow = operator('->');
 function size(jsonb: string): string {
 	return `pg_catalog.octet_length(${jsonb}::pg_catalog.text)`;
 }
-
-/** The transaction-scoped advisory lock that lets one instance at a time sweep a database (the bytes of "koapgst1"). */
-export const sweepLockId = 0x6b6f_6170_6773_7431n;
 
 // Milliseconds since the epoch (float8) as a timestamptz, exact to the millisecond the columns
 // keep. Times go in as numbers: formatting a `Date` (`toISOString`, or node-postgres' own) costs

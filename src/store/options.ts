@@ -4,6 +4,7 @@ import { Redacted, integerAtLeast, invalid, isRecord } from '../base/validate.js
 import { checkSecrets, minimumSecretBytes, secretList } from '../keys/keys.js';
 import type { SessionFields } from './koa-types.js';
 import type { PgStorePrismaClient, PoolOptions } from '../driver/prisma-client.js';
+import type { EncryptionSettings } from '../codec/row-codec.js';
 
 /**
  * Options of {@link PgStore}. Give exactly one of `prisma` and `connectionString`.
@@ -56,9 +57,10 @@ export interface PgStoreOptions {
 	 * stored one as it was, unless it makes the stored session no larger (so a session over a
 	 * lowered limit can still shrink). `0` means no limit.
 	 *
-	 * With `encryptionKeys` it is the stored, encrypted form that is measured: each encrypted field
-	 * takes about a third of its JSON plus 55 bytes more (docs/encryption.md), so
-	 * raise the limit accordingly.
+	 * With `encryptionKeys` it is the stored, encrypted form that is measured, against `maxLength`
+	 * and a third more: each encrypted field takes about a third of its JSON (padded to a multiple
+	 * of 16 bytes) plus 55 bytes more, and the third is the most padding can add to a session that
+	 * fit unpadded (docs/encryption.md#overhead). Raise the limit by the encryption's overhead.
 	 * @default 4096
 	 */
 	maxLength?: number;
@@ -112,10 +114,13 @@ export interface PgStoreOptions {
 	 * whoever reads the table cannot read the data and whoever writes it cannot forge any. Field
 	 * names, koa-session's `_expire`, `_maxAge`, `_session` and the `subject` column stay plain.
 	 * Secrets as for `createKeys` (at least 32 bytes each, no duplicates), distinct from `app.keys`,
-	 * newest first: writes use the first, reads any. A read that finds an older secret's ciphertext
-	 * re-encrypts the whole session on its next save; a session only a dropped secret could read
-	 * ends (`get` gives `undefined`). A row that does not authenticate, or a plain one, is never
-	 * returned: `get` gives `undefined` and `onError` a `SessionTamperedError`. The store keeps in
+	 * newest first: writes use the first, reads any. Each value's JSON is padded to a multiple of
+	 * 16 bytes first, so short values encrypt to one length. A read that finds an older secret's
+	 * ciphertext re-encrypts the whole session on its next save; a session only a dropped secret
+	 * could read ends (`get` gives `undefined`). A row that does not authenticate (a changed key id
+	 * or base64url too), or a plain one, is never returned: `get` gives `undefined` and `onError` a
+	 * `SessionTamperedError`. With sessions already stored, give `encryptionMigration` too, or
+	 * every user gets a fresh session. The store keeps in
 	 * memory the keys it derived for recent sessions and the plaintexts of recently read fields
 	 * (a few MB at most), so that a session read again unchanged costs no decryption.
 	 * @default none: session data are stored as plain JSON
@@ -132,9 +137,24 @@ export interface PgStoreOptions {
 	 */
 	encryptionMigration?: { acceptPlainRowsUntil: Date } | undefined;
 	/**
-	 * Receives the errors no request is waiting for: failed cleanup sweeps, idle connections of
-	 * the store's own pool, a session refused as tampered (`SessionTamperedError`, with
-	 * `encryptionKeys`). It is never given session data or keys.
+	 * Turning encryption off without signing anyone out: the secrets that were `encryptionKeys`,
+	 * now only to read with. Encrypted fields are decrypted (and refused as tampered when they do
+	 * not authenticate), plain ones read as they are, and every save writes plain JSON: a session
+	 * with an encrypted field is rewritten whole on its next save, even within `touchAfter`. Keep
+	 * them for one session lifetime (the longest `maxAge`), then remove the option: a session
+	 * never saved meanwhile is still encrypted, and a store without secrets passes it over
+	 * (`SessionUnreadableError`). Not with `encryptionKeys` (older secrets to read with belong
+	 * there, after the newest).
+	 * @default none
+	 * @example `decryptionKeys: process.env.SESSION_DATA_KEYS // was encryptionKeys`
+	 */
+	decryptionKeys?: string | readonly string[] | undefined;
+	/**
+	 * Receives the errors no request is waiting for: failed cleanup sweeps and sweeps that left
+	 * expired rows others held again and again (`CleanupBlockedError`), idle connections of the
+	 * store's own pool, a stored session passed over for a fresh one (`SessionTamperedError` with
+	 * encryption; `SessionUnreadableError`: encrypted without a secret to read it, or an expiry out
+	 * of range). It is never given session data or keys.
 	 * @default logs `koa-pgstore: <source>: <message>` with `console.error`
 	 */
 	onError?: ErrorHandler;
@@ -154,8 +174,8 @@ export interface ResolvedOptions {
 	readonly fieldLevelWrites: boolean;
 	readonly subject: ((session: Record<string, unknown>) => unknown) | undefined;
 	readonly onError: ErrorHandler;
-	/** With `encryptionKeys`: the secrets, newest first, and the end of the plain-row window. */
-	readonly encryption: { readonly secrets: readonly string[]; readonly acceptPlainRowsUntil: Date | undefined } | undefined;
+	/** With `encryptionKeys` or `decryptionKeys`: the secrets, newest first, and what they do. */
+	readonly encryption: EncryptionSettings | undefined;
 }
 
 /** How far ahead `encryptionMigration.acceptPlainRowsUntil` may be: "temporary" must not quietly become forever. */
@@ -176,7 +196,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 			throw new TypeError(`Unknown option \`${name}\` of PgStore${instead === undefined ? '' : `: ${instead}`}`);
 		}
 	}
-	const { prisma, connectionString, pool, schema, preparedStatements, maxLength, sessionTtl, cleanupInterval, touchAfter, fieldLevelWrites, subject, onError, encryptionKeys, encryptionMigration } = options;
+	const { prisma, connectionString, pool, schema, preparedStatements, maxLength, sessionTtl, cleanupInterval, touchAfter, fieldLevelWrites, subject, onError, encryptionKeys, encryptionMigration, decryptionKeys } = options;
 	if (prisma === undefined && connectionString === undefined) {
 		throw new TypeError('Expected exactly one of `prisma` and `connectionString`, got neither: pass `connectionString: process.env.DATABASE_URL` (is DATABASE_URL set?) or your Prisma 7 client as `prisma`');
 	}
@@ -210,7 +230,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 	if (subject !== undefined && typeof subject !== 'function') {
 		invalid('subject', 'a function of the session', subject);
 	}
-	const encryption = resolveEncryption(encryptionKeys, encryptionMigration);
+	const encryption = resolveEncryption(encryptionKeys, encryptionMigration, decryptionKeys);
 	return {
 		prisma,
 		connectionString,
@@ -230,17 +250,25 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 	};
 }
 
-function resolveEncryption(keys: unknown, migration: unknown): ResolvedOptions['encryption'] {
+function resolveEncryption(keys: unknown, migration: unknown, decryptionKeys: unknown): ResolvedOptions['encryption'] {
+	if (decryptionKeys !== undefined && keys !== undefined) {
+		invalid('decryptionKeys', 'given without `encryptionKeys` (it turns encryption off; older secrets to read with belong in `encryptionKeys`, after the newest)', new Redacted('both'));
+	}
 	if (keys === undefined) {
 		if (migration !== undefined) {
 			invalid('encryptionMigration', 'given only with `encryptionKeys`', migration);
 		}
-		return undefined;
+		if (decryptionKeys === undefined) {
+			return undefined;
+		}
+		const secrets = secretList('decryptionKeys', decryptionKeys);
+		checkSecrets('decryptionKeys', secrets, minimumSecretBytes);
+		return { secrets, mode: 'decrypt', acceptPlainRowsUntil: undefined };
 	}
 	const secrets = secretList('encryptionKeys', keys);
 	checkSecrets('encryptionKeys', secrets, minimumSecretBytes);
 	if (migration === undefined) {
-		return { secrets, acceptPlainRowsUntil: undefined };
+		return { secrets, mode: 'encrypt', acceptPlainRowsUntil: undefined };
 	}
 	const until = isRecord(migration) ? migration['acceptPlainRowsUntil'] : undefined;
 	if (!(until instanceof Date) || Number.isNaN(until.getTime())) {
@@ -249,12 +277,12 @@ function resolveEncryption(keys: unknown, migration: unknown): ResolvedOptions['
 	if (until.getTime() > Date.now() + maximumPlainRowsWindow) {
 		invalid('encryptionMigration.acceptPlainRowsUntil', 'a date at most 90 days ahead', until.toISOString());
 	}
-	return { secrets, acceptPlainRowsUntil: new Date(until.getTime()) };
+	return { secrets, mode: 'encrypt', acceptPlainRowsUntil: new Date(until.getTime()) };
 }
 
 const knownOptions = new Set([
 	'prisma', 'connectionString', 'pool', 'schema', 'preparedStatements', 'maxLength', 'sessionTtl',
-	'cleanupInterval', 'touchAfter', 'fieldLevelWrites', 'subject', 'onError', 'encryptionKeys', 'encryptionMigration',
+	'cleanupInterval', 'touchAfter', 'fieldLevelWrites', 'subject', 'onError', 'encryptionKeys', 'encryptionMigration', 'decryptionKeys',
 ]);
 
 // Options of the stores people come from (connect-pg-simple, koa-redis, prisma-session-store),

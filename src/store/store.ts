@@ -1,7 +1,6 @@
 import { startSchedule, type CleanupOptions, type CleanupSchedule } from '../maintenance/schedule.js';
 import { sweepExpired, type CleanupReport, type SweepOptions } from '../maintenance/sweep.js';
-import { encryptedCodec, plainCodec, type RowCodec } from '../codec/row-codec.js';
-import { SessionCipher } from '../codec/cipher.js';
+import { rowCodec, type RowCodec } from '../codec/row-codec.js';
 import { DatabaseError, PgStoreError, SessionTooLargeError, StoreClosedError } from '../base/errors.js';
 import { printedSizeAtLeast } from '../codec/printed-size.js';
 import { Redacted, invalid } from '../base/validate.js';
@@ -18,6 +17,7 @@ import { encodeSession, isWellFormed, subjectOf, type SessionData } from '../cod
 import { readSessionTable, renamedTable, type SessionTable } from '../sql/session-table.js';
 import { tableName, type InternalOptions } from './internal-options.js';
 import { sessionStatements, type SessionStatements } from '../sql/statements.js';
+import { sweepStatements, type SweepStatements } from '../sql/sweep-statements.js';
 import { SubjectSessions, type SessionList } from './subjects.js';
 import { createSessionWriter, type SessionWrite, type SessionWriter } from '../batch/write-batch.js';
 
@@ -79,8 +79,11 @@ export class PgStore {
 	readonly #requests: RequestSessions;
 	readonly #subjects: SubjectSessions;
 	readonly #statements: SessionStatements;
-	/** Plain, or with `encryptionKeys` encrypted. */
+	readonly #sweepStatements: SweepStatements;
+	/** Plain, with `encryptionKeys` encrypted, with `decryptionKeys` decrypting only. */
 	readonly #codec: RowCodec;
+	/** What the stored form of a session is measured against: `maxLength`, with room for encryption's padding. */
+	readonly #storedLengthLimit: number;
 	readonly #schedules = new Set<CleanupSchedule>();
 	#closing: Promise<void> | undefined;
 
@@ -88,7 +91,7 @@ export class PgStore {
 		this.#options = resolveOptions(options);
 		const renamed = (options as InternalOptions)[tableName];
 		const { prisma, connectionString, pool, schema, onError, preparedStatements, subject, touchAfter, fieldLevelWrites, maxLength, encryption } = this.#options;
-		this.#codec = encryption === undefined ? plainCodec : encryptedCodec(new SessionCipher(encryption.secrets, encryption.acceptPlainRowsUntil));
+		this.#codec = rowCodec(encryption);
 		// The statements depend on the client's data model.
 		const owned = prisma === undefined
 			? createOwnedClient(connectionString ?? '', pool, schema, (error) => onError(error, { source: 'pool' }))
@@ -99,12 +102,16 @@ export class PgStore {
 		this.#table = renamed === undefined ? table : renamedTable(table, renamed);
 		const statements = sessionStatements(this.#table, subject !== undefined);
 		this.#statements = statements;
+		this.#sweepStatements = sweepStatements(this.#table);
 		// Straight to the owned client's pool, or through the app's client.
 		this.#driver = owned === undefined ? prismaDriver(this.#client) : ownedDriver(owned.pool, preparedStatements);
 		const run = this.#driver.query;
 		this.#reader = createSessionReader(run, statements);
-		// A write waits for a row another transaction holds as long as a statement may run.
-		this.#writer = createSessionWriter(run, statements, maxLength, owned?.pool.limits.statementTimeoutMillis ?? defaultQueryTimeout);
+		// A write waits for a row another transaction holds as long as a statement may run. With
+		// encryption, sizes are checked against maxLength and the room padding may take
+		// (RowCodec.storedLengthLimit).
+		this.#storedLengthLimit = this.#codec.storedLengthLimit(maxLength);
+		this.#writer = createSessionWriter(run, statements, this.#storedLengthLimit, owned?.pool.limits.statementTimeoutMillis ?? defaultQueryTimeout);
 		this.#requests = new RequestSessions({ touchAfter, fieldLevelWrites });
 		this.#subjects = new SubjectSessions(run, statements.bySubject, this.#requests);
 		if (this.#options.cleanupInterval > 0) {
@@ -160,7 +167,9 @@ export class PgStore {
 	 * never a new empty session.
 	 *
 	 * With `encryptionKeys`, also `undefined` for a row that fails authentication or is plain (and
-	 * `onError` gets a `SessionTamperedError`), and for one under a secret no longer listed.
+	 * `onError` gets a `SessionTamperedError`), and for one under a secret no longer listed. Without
+	 * a secret, `undefined` for an encrypted row; and for a row whose `_expire`, `_maxAge` or expiry
+	 * is out of range (`onError` gets a `SessionUnreadableError`): the row is left as it is.
 	 */
 	async get(key: string, _maxAge?: number | 'session', options?: GetOptions): Promise<SessionData | undefined> {
 		this.#assertOpen();
@@ -235,7 +244,7 @@ export class PgStore {
 			default:
 				write = { kind: plan.write.kind, digest, json: codec.seal(digest, encoded), now, expiresOn, subject };
 		}
-		assertFits(write.kind === 'updateLive' ? write.patch : write.json, this.#options.maxLength, plan.storedJson);
+		assertFits(write.kind === 'updateLive' ? write.patch : write.json, this.#storedLengthLimit, plan.storedJson);
 		plan.settle(await this.#writer.write(write));
 	}
 
@@ -324,13 +333,13 @@ export class PgStore {
 
 	/**
 	 * Deletes expired sessions now (by PostgreSQL's clock), in batches of `batchSize` rows, until
-	 * none are left or `signal` aborts, keeping the process alive until it is done. Of many
-	 * instances sharing a database only one deletes at a time: while another sweeps, this one
-	 * waits for the lock up to `lockWait`, then returns with `skipped: true`.
+	 * none are left or `signal` aborts, keeping the process alive until it is done. Sweeps of many
+	 * instances may run at once, each skipping the rows another holds: rows held for all of
+	 * `lockWait` are left, and the report says `skipped: true`.
 	 */
 	async cleanup(options: SweepOptions = {}): Promise<CleanupReport> {
 		this.#assertOpen();
-		return sweepExpired(this.#driver, this.#statements, options, { scheduled: false });
+		return sweepExpired(this.#driver, this.#sweepStatements, options, { scheduled: false });
 	}
 
 	/**
@@ -346,7 +355,7 @@ export class PgStore {
 	 */
 	startCleanup(options: CleanupOptions = {}): CleanupSchedule {
 		this.#assertOpen();
-		const schedule = startSchedule(options, this.#options.onError, (sweep) => sweepExpired(this.#driver, this.#statements, sweep, { scheduled: true }));
+		const schedule = startSchedule(options, this.#options.onError, (sweep) => sweepExpired(this.#driver, this.#sweepStatements, sweep, { scheduled: true }));
 		this.#schedules.add(schedule);
 		return {
 			stop: () => schedule.stop().finally(() => this.#schedules.delete(schedule)),

@@ -1,4 +1,5 @@
 import type { SessionStatements } from '../../src/sql/statements.js';
+import type { SweepStatements } from '../../src/sql/sweep-statements.js';
 import type { Statement } from '../../src/sql/text.js';
 
 // What the store's SQL resolves by name. Every operator, function and cast type must be named with
@@ -10,12 +11,12 @@ import type { Statement } from '../../src/sql/text.js';
 const syntax = new Set(['ANY', 'ARRAY', 'COALESCE', 'GREATEST', 'EXISTS', 'EXTRACT', 'VALUES']);
 
 /** Every statement the store can send, built with placeholder values. */
-export function everyStatement(statements: SessionStatements): Statement[] {
+export function everyStatement(statements: SessionStatements, sweep: SweepStatements): Statement[] {
 	const now = new Date(0);
 	const subject = statements.bySubject;
 	return [
 		statements.selectLive({ digests: [], now }), statements.updateLive([], 0), statements.upsert([], 0), statements.insert([], 0),
-		statements.delete([]), statements.deleteExpired({ limit: 1 }), statements.lockSweep(), statements.tableStatus(),
+		statements.delete([]), statements.tableStatus(), sweep.deleteExpired({ limit: 1 }),
 		...subject === undefined ? [] : [
 			subject.deleteAll({ subject: 's', keep: [] }), subject.list({ subject: 's', now, limit: 1 }), subject.deleteOne({ subject: 's', id: '1' }),
 		],

@@ -2,6 +2,7 @@ import { PrismaPg } from '@prisma/adapter-pg';
 import test from 'ava';
 import { PrismaClient } from '../../src/generated/prisma/client.js';
 import { readSessionTable } from '../../src/sql/session-table.js';
+import { sweepStatements } from '../../src/sql/sweep-statements.js';
 import { sessionStatements, type LiveWrite, type WholeWrite } from '../../src/sql/statements.js';
 import { PrismaClient as AppClient } from '../fixtures/app-schema/generated/client.js';
 import { everyStatement, unqualifiedNames } from '../helpers/sql-names.js';
@@ -44,7 +45,7 @@ for (const [title, client, schema] of [
 		t.snapshot(statements.upsert([whole('d1', undefined)], 4096), 'upsert');
 		t.snapshot(statements.insert([whole('d1', undefined)], 4096), 'insert');
 		t.snapshot(statements.delete([{ digest: 'd1', id: undefined }, { digest: 'd2', id: '42' }]), 'delete');
-		t.snapshot(statements.deleteExpired({ limit: 1000 }), 'deleteExpired');
+		t.snapshot(sweepStatements(readSessionTable(client, schema)).deleteExpired({ limit: 1000 }), 'deleteExpired');
 	});
 }
 
@@ -68,17 +69,17 @@ test('every statement has a name of its own, for preparing it', (t) => {
 	const subject = statements.bySubject;
 	const built = [
 		statements.selectLive({ digests: [], now }), statements.updateLive([], 0), statements.upsert([], 0), statements.insert([], 0), statements.delete([]),
-		statements.deleteExpired({ limit: 1 }), subject?.deleteAll({ subject: 'ada', keep: [] }), subject?.list({ subject: 'ada', now, limit: 1 }),
+		statements.tableStatus(), sweepStatements(readSessionTable(packageClient, undefined)).deleteExpired({ limit: 1 }), subject?.deleteAll({ subject: 'ada', keep: [] }), subject?.list({ subject: 'ada', now, limit: 1 }),
 		subject?.deleteOne({ subject: 'ada', id: '1' }),
 	];
 	t.deepEqual(built.map((statement) => statement?.name).sort(), [
-		'deleteAllOfSubject', 'deleteOneOfSubject', 'delete', 'deleteExpired', 'insert', 'listOfSubject', 'selectLive', 'updateLive', 'upsert',
+		'deleteAllOfSubject', 'deleteOneOfSubject', 'delete', 'sweepExpired', 'tableStatus', 'insert', 'listOfSubject', 'selectLive', 'updateLive', 'upsert',
 	].sort());
 });
 
 test('no statement resolves an operator, function or type through search_path: each is named with pg_catalog', (t) => {
 	for (const [client, withSubject] of [[packageClient, true], [packageClient, false], [appClientWithSubject, true]] as const) {
-		for (const statement of everyStatement(sessionStatements(readSessionTable(client, 'tenant'), withSubject))) {
+		for (const statement of everyStatement(sessionStatements(readSessionTable(client, 'tenant'), withSubject), sweepStatements(readSessionTable(client, 'tenant')))) {
 			t.deepEqual(unqualifiedNames(statement.text), [], statement.name);
 		}
 	}
