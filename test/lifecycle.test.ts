@@ -3,7 +3,7 @@ import type Koa from 'koa';
 import pg from 'pg';
 import { createKeys, PgStore, reissueOnRotation, SessionEndedError, type PgStoreOptions } from '../src/index.js';
 import { digestKey } from '../src/codec/key-digest.js';
-import { databaseGate, lockWaiters } from './helpers/database-gate.js';
+import { databaseGate } from './helpers/database-gate.js';
 import { Gate } from './helpers/gate.js';
 import { CookieJar, request, startApp } from './helpers/http.js';
 import { createStore } from './helpers/store.js';

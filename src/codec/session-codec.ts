@@ -1,4 +1,4 @@
-import { InvalidSessionError, SessionTooLargeError } from '../base/errors.js';
+import { InvalidSessionError } from '../base/errors.js';
 import { invalid, isRecord } from '../base/validate.js';
 
 /** A session as koa-session hands it to a store: its JSON, with `_expire` and `_maxAge`. */

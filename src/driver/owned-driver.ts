@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { debug } from '../base/debug.js';
 import { sqlStateOf, sqlStates } from '../base/driver-error.js';
-import { DatabaseError, PgStoreError, type StoreOperation } from '../base/errors.js';
+import { DatabaseError, PgStoreError } from '../base/errors.js';
 import type { Statement } from '../sql/text.js';
 import { boundedQuery, ConnectionFailure, isBroken, isServerError, type BoundedPool, type StatementBound } from './bounded-pool.js';
 import { migrationStatementTimeout, type Bound, type Driver } from './driver.js';

@@ -283,7 +283,6 @@ export function sessionStatements(table: SessionTable, withSubject: boolean): Se
 const operator = (symbol: string): string => `OPERATOR(pg_catalog.${symbol})`;
 const eq = operator('=');
 const gt = operator('>');
-const lt = operator('<');
 const le = operator('<=');
 const minus = operator('-');
 const concat = operator('||');

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { InvalidSessionError, SessionTooLargeError } from '../../src/base/errors.js';
+import { InvalidSessionError } from '../../src/base/errors.js';
 import { encodeSession, fieldsOf, isWellFormed, subjectOf } from '../../src/codec/session-codec.js';
 import { printedSizeAtLeast } from '../../src/codec/printed-size.js';
 
