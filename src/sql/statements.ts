@@ -114,11 +114,18 @@ export interface SessionStatements {
 
 /** Statements on a subject's sessions. */
 export interface SubjectStatements {
-	/** Deletes the subject's sessions but those in `keep`; returns the keys it deleted. */
-	deleteAll(fields: { subject: string; keep: readonly string[] }): Statement;
-	/** The subject's live sessions, most recently written first, at most `limit`. */
-	list(fields: { subject: string; now: Date; limit: number }): Statement;
-	/** Deletes the subject's session of row `id`; returns its key. */
+	/**
+	 * Deletes up to `limit` of the subject's sessions, but those in `keep`. One result row:
+	 * `deleted`, how many it deleted, and `watched`, those of `watch` among them (comma-separated
+	 * digests), so that a million deleted keys never travel back.
+	 */
+	deleteBatch(fields: { subject: string; keep: readonly string[]; limit: number; watch: readonly string[] }): Statement;
+	/**
+	 * The subject's live sessions, most recently written first, at most `limit`, taken from at most
+	 * `candidates` of them (all, when it has no more).
+	 */
+	list(fields: { subject: string; now: Date; limit: number; candidates: number }): Statement;
+	/** Deletes the subject's session of row `id` (decimal digits within `bigint`); returns its key. */
 	deleteOne(fields: { subject: string; id: string }): Statement;
 }
 
@@ -202,17 +209,27 @@ export function sessionStatements(table: SessionTable, withSubject: boolean): Se
 
 	let bySubject: SubjectStatements | undefined;
 	if (subject !== undefined) {
-		// $1 subject, $2 digests to keep.
-		const deleteAll = named('deleteAllOfSubject', `DELETE FROM ${t} WHERE ${subject} = $1 AND NOT (${key} = ANY($2::text[])) RETURNING ${key} AS "key"`);
-		// $1 subject, $2 now in milliseconds since the epoch, $3 most rows.
-		const list = named('listOfSubject', `SELECT ${id}::text AS "id", ${key} AS "key", ${epochMillis(createdOn)} AS "createdOn", `
-			+ `${epochMillis(modifiedOn)} AS "modifiedOn", ${epochMillis(expiresOn)} AS "expiresOn" FROM ${t} `
-			+ `WHERE ${subject} = $1 AND ${expiresOn} > ${fromMillis('$2::float8')} ORDER BY ${modifiedOn} DESC, ${id} DESC LIMIT $3`);
+		// $1 subject, $2 digests to keep, $3 most rows, $4 digests to report. The rows are locked
+		// first (FOR UPDATE), then deleted by `id`: a row that another statement changed meanwhile (a
+		// save, or a regenerated session moved to its new key) is locked in its newest version,
+		// which the DELETE then finds through the id it kept.
+		const deleteBatch = named('deleteBatchOfSubject', `WITH deleted AS (DELETE FROM ${t} WHERE ${id} = ANY(ARRAY(`
+			+ `SELECT ${id} FROM ${t} WHERE ${subject} = $1 AND NOT (${key} = ANY($2::text[])) LIMIT $3 FOR UPDATE)) RETURNING ${key} AS key) `
+			+ `SELECT count(*)::int AS "deleted", coalesce(string_agg(key, ',') FILTER (WHERE key = ANY($4::text[])), '') AS "watched" FROM deleted`);
+		// $1 subject, $2 now in milliseconds since the epoch, $3 most rows, $4 most candidates. The
+		// candidates come through the index on the subject without an order, so the sort reads at most
+		// $4 rows however many the subject has. An index that ordered them by the last write would
+		// hold `modified_on`, which every save writes: no save could then be a HOT update.
+		const list = named('listOfSubject', `SELECT c.${id}::text AS "id", c.${key} AS "key", ${epochMillis(`c.${createdOn}`)} AS "createdOn", `
+			+ `${epochMillis(`c.${modifiedOn}`)} AS "modifiedOn", ${epochMillis(`c.${expiresOn}`)} AS "expiresOn" `
+			+ `FROM (SELECT ${id}, ${key}, ${createdOn}, ${modifiedOn}, ${expiresOn} FROM ${t} `
+			+ `WHERE ${subject} = $1 AND ${expiresOn} > ${fromMillis('$2::float8')} LIMIT $4) AS c `
+			+ `ORDER BY c.${modifiedOn} DESC, c.${id} DESC LIMIT $3`);
 		// $1 subject, $2 row id.
 		const deleteOne = named('deleteOneOfSubject', `DELETE FROM ${t} WHERE ${subject} = $1 AND ${id} = $2::bigint RETURNING ${key} AS "key"`);
 		bySubject = {
-			deleteAll: ({ subject: who, keep }) => deleteAll([who, keep]),
-			list: ({ subject: who, now, limit }) => list([who, now.getTime(), limit]),
+			deleteBatch: ({ subject: who, keep, limit, watch }) => deleteBatch([who, keep, limit, watch]),
+			list: ({ subject: who, now, limit, candidates }) => list([who, now.getTime(), limit, candidates]),
 			deleteOne: ({ subject: who, id: row }) => deleteOne([who, row]),
 		};
 	}
