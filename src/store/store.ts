@@ -19,6 +19,7 @@ import { tableName, type InternalOptions } from './internal-options.js';
 import { sessionStatements, type SessionStatements } from '../sql/statements.js';
 import { SubjectSessions, type SessionList } from './subjects.js';
 import { createSessionWriter, type SessionWrite, type SessionWriter } from '../batch/write-batch.js';
+import { expiryAfter, refuseUnstorable } from './save-limits.js';
 
 /** What `status()` found. */
 export interface StoreStatus extends SchemaStatus {
@@ -198,10 +199,7 @@ export class PgStore {
 			invalid('maxAge', 'a number of milliseconds >= 0 or \'session\'', maxAge);
 		}
 		const now = new Date();
-		const expiresOn = new Date(now.getTime() + lifetime);
-		if (Number.isNaN(expiresOn.getTime())) {
-			invalid('maxAge', 'a number of milliseconds that gives an expiry date JavaScript can represent', maxAge);
-		}
+		const expiresOn = expiryAfter(now, lifetime);
 		const subject = subjectOf(this.#options.subject, session);
 		const plan = this.#requests.planSave(options?.ctx, { key, session: encoded, now, expiresOn, subject, changed: options?.changed });
 		if (plan.write === undefined) {
@@ -221,6 +219,7 @@ export class PgStore {
 			assertShorterThan(encoded.json, this.#options.maxLength);
 			write = { kind: plan.write.kind, digest, json: codec.seal(digest, encoded), now, expiresOn, subject };
 		}
+		await refuseUnstorable(this.#driver, write);
 		plan.settle(await this.#writer.write(write));
 	}
 
