@@ -55,8 +55,8 @@ export class SubjectSessions {
 	 * fail again on every retry.
 	 *
 	 * Not one transaction, and it need not be. A session of the subject never escapes the later
-	 * batches: a row keeps its subject (a regenerated session moves to its new key in the same
-	 * row), and each batch is a new statement that sees every row committed before it. A sign-in
+	 * batches: a session stays in its row (a regenerated one moves to its new key in the same row,
+	 * keeping its subject), and each batch is a new statement that sees every row committed before it. A sign-in
 	 * committed before the last batch began is ended with the others (it came before the sign-out),
 	 * one committed later stays (it came after): the outcome of the two in one order or the other.
 	 */
