@@ -142,6 +142,27 @@ test('a sign-in that lands during destroyAll\'s last batch stays signed in, as o
 	t.is(await sessionsOf(database, 'ada'), 1);
 });
 
+test('a batch of destroyAll that a deadlock rolled back runs again', async (t) => {
+	const { store, database } = await createStore(t, bySubject);
+	// The store's connections, made later, give up waiting on a lock first; the test's own waits.
+	await database.query(`ALTER DATABASE ${database.name} SET deadlock_timeout = '100ms'`);
+	await manySessions(database, 'ada', 3);
+	const holder = new pg.Client({ connectionString: database.url });
+	await holder.connect();
+	t.teardown(() => holder.end());
+	await holder.query('BEGIN');
+	await holder.query('SET LOCAL deadlock_timeout = \'30s\'');
+	await holder.query('SELECT 1 FROM http_sessions WHERE id = (SELECT max(id) FROM http_sessions) FOR UPDATE');
+	// The batch locks the first rows, then waits for the last; the test then takes the first: a
+	// deadlock, which PostgreSQL ends by rolling the batch back.
+	const signingOut = store.destroyAll('ada');
+	await untilWaitingForLock(database);
+	await holder.query('SELECT 1 FROM http_sessions WHERE id = (SELECT min(id) FROM http_sessions) FOR UPDATE');
+	await holder.query('ROLLBACK');
+	t.is(await signingOut, 3);
+	t.is(await sessionsOf(database, 'ada'), 0);
+});
+
 // The largest number of rows any node of the plan produced, over all its loops (a parallel
 // worker is one).
 function mostRows(plan: Record<string, unknown>): number {
