@@ -111,7 +111,8 @@ test('destroyAll costs one statement for a few sessions and one per 10,000 for m
 });
 
 test('a sign-in that lands while destroyAll runs, before its last batch, is signed out too', async (t) => {
-	const { store, database } = await createStore(t, bySubject);
+	// A batch waits on the test's lock while a sign-in goes through: not what the bound is for.
+	const { store, database } = await createStore(t, { ...bySubject, pool: { query_timeout: 20_000 } });
 	const { url } = await startApp(t, { session: { store, maxAge: hour }, handler: sessionRoutes({ store }) });
 	await manySessions(database, 'ada', 2.5 * subjectDeleteBatch);
 	// The first batch waits on the subject's first row, which the test holds.
@@ -127,7 +128,8 @@ test('a sign-in that lands while destroyAll runs, before its last batch, is sign
 });
 
 test('a sign-in that lands during destroyAll\'s last batch stays signed in, as one after the sign-out', async (t) => {
-	const { store, database } = await createStore(t, bySubject);
+	// A batch waits on the test's lock while a sign-in goes through: not what the bound is for.
+	const { store, database } = await createStore(t, { ...bySubject, pool: { query_timeout: 20_000 } });
 	const { url } = await startApp(t, { session: { store, maxAge: hour }, handler: sessionRoutes({ store }) });
 	await manySessions(database, 'ada', 2.5 * subjectDeleteBatch);
 	// The last batch (the one that deletes fewer than a batch) waits on the subject's last row.
@@ -143,9 +145,11 @@ test('a sign-in that lands during destroyAll\'s last batch stays signed in, as o
 });
 
 test('a batch of destroyAll that a deadlock rolled back runs again', async (t) => {
-	const { store, database } = await createStore(t, bySubject);
-	// The store's connections, made later, give up waiting on a lock first; the test's own waits.
-	await database.query(`ALTER DATABASE ${database.name} SET deadlock_timeout = '100ms'`);
+	const { store, database } = await createStore(t, { ...bySubject, pool: { query_timeout: 20_000 } });
+	// PostgreSQL looks for a deadlock once, when a lock wait reaches deadlock_timeout: the store's
+	// connections (made later) look first, after the test has closed the cycle; the test's own
+	// connection waits longer, so the batch is the one rolled back.
+	await database.query(`ALTER DATABASE ${database.name} SET deadlock_timeout = '2s'`);
 	await manySessions(database, 'ada', 3);
 	const holder = new pg.Client({ connectionString: database.url });
 	await holder.connect();

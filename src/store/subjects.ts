@@ -7,6 +7,7 @@ import { invalid, invalidInput, isRecord, Redacted } from '../base/validate.js';
 import type { RequestSessions } from './request-sessions.js';
 import { subjectArgument } from '../codec/session-codec.js';
 import type { SubjectStatements } from '../sql/statements.js';
+import type { Statement } from '../sql/text.js';
 
 /** One of a subject's sessions, as `list()` shows it. */
 export interface ListedSession {
@@ -56,39 +57,27 @@ export class SubjectSessions {
 	 *
 	 * Not one transaction, and it need not be. A session of the subject never escapes the later
 	 * batches: a session stays in its row (a regenerated one moves to its new key in the same row,
-	 * keeping its subject), and each batch is a new statement that sees every row committed before it. A sign-in
-	 * committed before the last batch began is ended with the others (it came before the sign-out),
-	 * one committed later stays (it came after): the outcome of the two in one order or the other.
+	 * keeping its subject), and each batch is a new statement that sees every row committed before
+	 * it. A sign-in committed before the last batch began is ended with the others (it came before
+	 * the sign-out), one committed later stays (it came after): the outcome of the two in one order
+	 * or the other.
 	 */
 	async destroyAll(subject: string | number, options: { except?: object; ctx?: object } = {}): Promise<number> {
 		const statements = this.#available();
-		const who = subjectArgument(subject);
-		const keep = this.#requests.liveKeysOf(options.except).map(digestKey);
-		const watch = this.#requests.liveKeysOf(options.ctx).map(digestKey);
-		const ended = new Set<string>();
+		const batch = statements.deleteBatch({
+			subject: subjectArgument(subject),
+			keep: this.#requests.liveKeysOf(options.except).map(digestKey),
+			limit: subjectDeleteBatch,
+			watch: this.#requests.liveKeysOf(options.ctx).map(digestKey),
+		});
+		const ended: string[] = [];
 		let total = 0;
 		try {
-			for (let retried = false; ;) {
-				let row: unknown;
-				try {
-					[row] = await this.#run(statements.deleteBatch({ subject: who, keep, limit: subjectDeleteBatch, watch }), 'destroyAll');
-				} catch (error) {
-					// A deadlock with a save that locks the same rows in another order rolled back this
-					// batch only: run it once more, as writes do.
-					if (!retried && (sqlStateOf(error) === sqlStates.deadlockDetected || sqlStateOf(error) === sqlStates.serializationFailure)) {
-						retried = true;
-						continue;
-					}
-					throw error;
-				}
-				retried = false;
-				const deleted = isRecord(row) ? Number(row['deleted']) : 0;
+			for (;;) {
+				const { deleted, watched } = await this.#deleteBatch(batch);
 				total += deleted;
-				const watched = isRecord(row) ? row['watched'] : undefined;
-				for (const digest of typeof watched === 'string' && watched !== '' ? watched.split(',') : []) {
-					ended.add(digest);
-				}
-				if (!(deleted >= subjectDeleteBatch)) {
+				ended.push(...watched);
+				if (deleted < subjectDeleteBatch) {
 					return total;
 				}
 			}
@@ -96,6 +85,27 @@ export class SubjectSessions {
 			// Also when a later batch failed: the sessions of earlier ones did end.
 			this.#endedBy(options.ctx, ended);
 		}
+	}
+
+	// One batch of `destroyAll`. A deadlock with a save that locks the same rows in another order
+	// rolled back this batch only: it runs once more, as writes do.
+	async #deleteBatch(batch: Statement): Promise<{ deleted: number; watched: string[] }> {
+		let row: unknown;
+		try {
+			[row] = await this.#run(batch, 'destroyAll');
+		} catch (error) {
+			const sqlState = sqlStateOf(error);
+			if (sqlState !== sqlStates.deadlockDetected && sqlState !== sqlStates.serializationFailure) {
+				throw error;
+			}
+			[row] = await this.#run(batch, 'destroyAll');
+		}
+		const deleted = isRecord(row) ? Number(row['deleted']) : Number.NaN;
+		const watched = isRecord(row) ? row['watched'] : undefined;
+		if (!Number.isSafeInteger(deleted) || typeof watched !== 'string') {
+			throw new TypeError('Expected a batch of destroyAll to return `deleted` and `watched`');
+		}
+		return { deleted, watched: watched === '' ? [] : watched.split(',') };
 	}
 
 	/** See `PgStore.list`. */
