@@ -100,6 +100,7 @@ test('destroyAll costs one statement for a few sessions and one per 10,000 for m
 	const { prisma, statements } = countingClient(t, database.url);
 	const store = new PgStore({ prisma, cleanupInterval: 0, ...bySubject });
 	await Promise.all(['a', 'b', 'c'].map((key) => store.set(key, { userId: 'ada' }, hour)));
+	t.is((await store.list('ada')).length, 3, 'through the app\'s Prisma client too');
 	let before = statements();
 	t.is(await store.destroyAll('ada'), 3);
 	t.is(statements() - before, 1);
