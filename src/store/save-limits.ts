@@ -1,3 +1,4 @@
+import { debug } from '../base/debug.js';
 import { InvalidSessionError } from '../base/errors.js';
 import { latestExpiry, maxSubjectBytes } from '../base/limits.js';
 import type { Driver } from '../driver/driver.js';
@@ -42,10 +43,13 @@ export function refuseUnstorable(driver: Driver, write: SentText): Promise<void>
 			throw new InvalidSessionError(`The session's subject is ${bytes} bytes of UTF-8, more than the ${maxSubjectBytes} the store keeps; it was not saved`);
 		}
 	}
+	const database = databaseOf(driver);
+	if (database.waiting === undefined && database.encoding !== undefined && !lacking.has(database.encoding)) {
+		return undefined;
+	}
 	const texts = [write.json, write.patch, write.removed, subject].filter((text) => typeof text === 'string');
 	// Every server encoding PostgreSQL has holds ASCII.
 	const needsEncoding = texts.some((text) => nonAscii.test(text));
-	const database = databaseOf(driver);
 	if (database.waiting === undefined) {
 		if (!needsEncoding) {
 			return undefined;
@@ -99,6 +103,7 @@ async function readEncoding(driver: Driver, database: DatabaseEncoding): Promise
 		const [row] = await driver.query({ name: 'serverEncoding', text: 'SELECT current_setting(\'server_encoding\') AS "encoding"', values: [] }, 'set');
 		const encoding = typeof row === 'object' && row !== null ? Reflect.get(row, 'encoding') : undefined;
 		database.encoding = typeof encoding === 'string' ? encoding.toUpperCase() : 'UTF8';
+		debug('server_encoding %s: %s', database.encoding, lacking.has(database.encoding) ? 'characters it lacks are refused before batching' : 'no characters checked');
 		return database.encoding;
 	} finally {
 		// A failed read is tried again by the next write that needs it.
