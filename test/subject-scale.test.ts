@@ -168,21 +168,22 @@ test('a batch of destroyAll that a deadlock rolled back runs again', async (t) =
 	t.is(await sessionsOf(database, 'ada'), 0);
 });
 
-// The largest number of rows any node of the plan produced, over all its loops (a parallel
-// worker is one).
+// The most rows any node of the plan read: those it produced and those its filter removed, over
+// all its loops (a parallel worker is one).
 function mostRows(plan: Record<string, unknown>): number {
 	const children = (plan['Plans'] as Record<string, unknown>[] | undefined) ?? [];
-	return Math.max(Number(plan['Actual Rows']) * Number(plan['Actual Loops']), ...children.map(mostRows));
+	const read = (Number(plan['Actual Rows']) + Number(plan['Rows Removed by Filter'] ?? 0)) * Number(plan['Actual Loops']);
+	return Math.max(read, ...children.map(mostRows));
 }
 
-test('list() reads at most 10,000 of a subject\'s sessions, however many it has, with a custom plan or a generic one', async (t) => {
+test('list() and each batch of destroyAll read at most 10,000 rows, however many sessions the subject has and wherever they lie', async (t) => {
 	const { store, database } = await createStore(t, bySubject);
 	const { url } = await startApp(t, { session: { store, maxAge: hour }, handler: sessionRoutes({ store }) });
-	await manySessions(database, 'ada', 3 * listCandidates);
-	// Other users' sessions, as in a table in use.
+	// Other users' sessions first, as in a table in use, then an attacker's sign-ins: the
+	// subject's rows are the last of the table.
 	await database.query(`INSERT INTO http_sessions (key, data, created_on, modified_on, expires_on, subject)
-		SELECT 'other-' || n, '{}', now(), now(), now() + interval '1 hour', 'user-' || (n % 5000) FROM generate_series(1, 20000) AS n`);
-	await database.query('ANALYZE http_sessions');
+		SELECT 'other-' || n, '{}', now(), now(), now() + interval '1 hour', 'user-' || (n % 5000) FROM generate_series(1, 40000) AS n`);
+	await manySessions(database, 'ada', 3 * listCandidates);
 	const laptop = new CookieJar();
 	await request(`${url}/sign-in?user=ada`, laptop);
 
@@ -190,29 +191,43 @@ test('list() reads at most 10,000 of a subject\'s sessions, however many it has,
 	t.is(devices.status, 200);
 	t.is((devices.body as unknown[]).length, 50);
 
-	// The statement the store sends, as PostgreSQL runs it: first with the values (a custom
+	// The statements the store sends, as PostgreSQL runs them: first with the values (a custom
 	// plan), then prepared as one plan for any subject (what a named statement may settle on).
 	const prisma = new PrismaClient({ adapter: new PrismaPg({ connectionString: database.url }) });
 	t.teardown(() => prisma.$disconnect());
-	const list = sessionStatements(readSessionTable(prisma, undefined), true).bySubject?.list({ subject: 'ada', now: new Date(), limit: 51, candidates: listCandidates });
-	if (list === undefined) {
-		t.fail('no list statement');
+	const statements = sessionStatements(readSessionTable(prisma, undefined), true).bySubject;
+	if (statements === undefined) {
+		t.fail('no subject statements');
 		return;
 	}
 	const client = new pg.Client({ connectionString: database.url });
 	await client.connect();
 	t.teardown(() => client.end());
-	const explain = async (sql: string, values: readonly unknown[]) => {
-		const { rows } = await client.query<{ 'QUERY PLAN': [{ Plan: Record<string, unknown> }] }>(`EXPLAIN (ANALYZE, FORMAT JSON) ${sql}`, [...values]);
-		return rows[0]?.['QUERY PLAN'][0].Plan ?? {};
+	const plans = async (name: string, statement: { text: string; values: readonly unknown[] }, types: string) => {
+		const explain = async (sql: string, values: readonly unknown[]) => {
+			// In a transaction rolled back: EXPLAIN ANALYZE runs the DELETE.
+			await client.query('BEGIN');
+			const { rows } = await client.query<{ 'QUERY PLAN': [{ Plan: Record<string, unknown> }] }>(`EXPLAIN (ANALYZE, FORMAT JSON) ${sql}`, [...values]);
+			await client.query('ROLLBACK');
+			return rows[0]?.['QUERY PLAN'][0].Plan ?? {};
+		};
+		const custom = await explain(statement.text, statement.values);
+		await client.query('SET plan_cache_mode = force_generic_plan');
+		await client.query(`PREPARE ${name}(${types}) AS ${statement.text}`);
+		const literals = statement.values.map((value) => (Array.isArray(value) ? `${client.escapeLiteral(`{${value.join(',')}}`)}::text[]` : client.escapeLiteral(String(value))));
+		const generic = await explain(`EXECUTE ${name}(${literals.join(', ')})`, []);
+		await client.query('RESET plan_cache_mode');
+		return { custom, generic };
 	};
-	const custom = await explain(list.text, list.values);
-	t.true(mostRows(custom) <= listCandidates, `custom plan read ${mostRows(custom)} rows`);
-	await client.query('SET plan_cache_mode = force_generic_plan');
-	await client.query(`PREPARE list_of_subject(text, float8, int8, int8) AS ${list.text}`);
-	const generic = await explain(`EXECUTE list_of_subject(${list.values.map((value) => client.escapeLiteral(String(value))).join(', ')})`, []);
-	t.true(mostRows(generic) <= listCandidates, `generic plan read ${mostRows(generic)} rows`);
-	t.true(JSON.stringify(generic).includes('http_sessions_subject_idx'), 'through the index on the subject');
+	const list = await plans('list_of_subject', statements.list({ subject: 'ada', now: new Date(), limit: 51, candidates: listCandidates }), 'text, float8, int8, int8');
+	const batch = await plans('delete_batch', statements.deleteBatch({ subject: 'ada', keep: [], limit: subjectDeleteBatch, watch: [] }), 'text, text[], int8, text[]');
+	for (const [what, plan, most] of [
+		['list, custom plan', list.custom, listCandidates], ['list, generic plan', list.generic, listCandidates],
+		['batch, custom plan', batch.custom, subjectDeleteBatch], ['batch, generic plan', batch.generic, subjectDeleteBatch],
+	] as const) {
+		t.true(mostRows(plan) <= most, `${what}: ${mostRows(plan)} rows read`);
+		t.true(JSON.stringify(plan).includes('http_sessions_subject_idx'), `${what}: through the index on the subject`);
+	}
 });
 
 test('list() takes a limit of at most 1,000 and refuses a larger one', async (t) => {

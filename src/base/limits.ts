@@ -1,6 +1,6 @@
 // The bounds the store puts on what one caller may make it do or store, in one place that imports
 // nothing. Each keeps one request's cost, or one value PostgreSQL would refuse, from becoming
-// everyone's (docs/behaviour.md, "Bounds").
+// everyone's (docs/subjects.md, "A subject with very many sessions"; docs/behaviour.md, "Size and content of a session").
 
 /**
  * Rows one statement of `destroyAll` deletes; it repeats until a statement deletes fewer. Each
