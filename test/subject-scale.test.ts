@@ -34,34 +34,49 @@ async function sessionsOf(database: TestDatabase, subject: string): Promise<numb
 	return row?.n ?? Number.NaN;
 }
 
-/** Resolves once PostgreSQL shows a backend of `database` waiting for a row lock (or rejects after 10 s). */
-async function untilWaitingForLock(database: TestDatabase): Promise<void> {
+/** Resolves once PostgreSQL shows `count` backends of `database` waiting for a lock (or rejects after 10 s). */
+async function untilWaitingForLock(database: TestDatabase, count = 1): Promise<void> {
 	const deadline = Date.now() + 10_000;
 	for (;;) {
 		const [row] = await database.query<{ n: number }>(
 			`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
 		);
-		if ((row?.n ?? 0) > 0) {
+		if ((row?.n ?? 0) >= count) {
 			return;
 		}
 		if (Date.now() > deadline) {
-			throw new Error('no backend waiting for a lock within 10 s');
+			throw new Error(`no ${count} backend(s) waiting for a lock within 10 s`);
 		}
 		await new Promise((resolve) => setTimeout(resolve, 20));
 	}
 }
 
-/** A connection of the test's own that holds a row lock in a transaction until `release`. */
-async function rowLock(t: ExecutionContext, database: TestDatabase, where: string): Promise<{ release: () => Promise<void> }> {
+/**
+ * A connection of the test's own that locks rows in a transaction (`lock`) until `release`.
+ * @param deadlockTimeout How long its lock waits last before it looks for a deadlock.
+ */
+async function rowLocker(t: ExecutionContext, database: TestDatabase, deadlockTimeout = '60s'): Promise<{ lock: (where: string) => Promise<void>; release: () => Promise<void> }> {
 	const client = new pg.Client({ connectionString: database.url });
 	await client.connect();
 	t.teardown(() => client.end());
 	await client.query('BEGIN');
-	const { rowCount } = await client.query(`SELECT 1 FROM http_sessions WHERE ${where} FOR UPDATE`);
-	if (rowCount !== 1) {
-		throw new Error(`expected to lock one row, locked ${rowCount}`);
-	}
-	return { release: async () => { await client.query('ROLLBACK'); } };
+	await client.query(`SET LOCAL deadlock_timeout = ${client.escapeLiteral(deadlockTimeout)}`);
+	return {
+		async lock(where) {
+			const { rowCount } = await client.query(`SELECT 1 FROM http_sessions WHERE ${where} FOR UPDATE`);
+			if (rowCount !== 1) {
+				throw new Error(`expected to lock one row, locked ${rowCount}`);
+			}
+		},
+		release: async () => { await client.query('ROLLBACK'); },
+	};
+}
+
+/** A connection of the test's own that holds one row lock in a transaction until `release`. */
+async function rowLock(t: ExecutionContext, database: TestDatabase, where: string): Promise<{ release: () => Promise<void> }> {
+	const locker = await rowLocker(t, database);
+	await locker.lock(where);
+	return locker;
 }
 
 test('a password reset signs out a subject with 300,000 sessions, under a request bound one DELETE of them exceeds', async (t) => {
@@ -147,23 +162,26 @@ test('a sign-in that lands during destroyAll\'s last batch stays signed in, as o
 
 test('a batch of destroyAll that a deadlock rolled back runs again', async (t) => {
 	const { store, database } = await createStore(t, { ...bySubject, pool: { query_timeout: 20_000 } });
-	// PostgreSQL looks for a deadlock once, when a lock wait reaches deadlock_timeout: the store's
-	// connections (made later) look first, after the test has closed the cycle; the test's own
-	// connection waits longer, so the batch is the one rolled back.
-	await database.query(`ALTER DATABASE ${database.name} SET deadlock_timeout = '2s'`);
+	// PostgreSQL looks for a deadlock once per wait, when it has lasted deadlock_timeout, and the
+	// backend that finds one is rolled back: the store's connections (made later) look soon, the
+	// test's own only after a minute.
+	await database.query(`ALTER DATABASE ${database.name} SET deadlock_timeout = '100ms'`);
 	await manySessions(database, 'ada', 3);
-	const holder = new pg.Client({ connectionString: database.url });
-	await holder.connect();
-	t.teardown(() => holder.end());
-	await holder.query('BEGIN');
-	await holder.query('SET LOCAL deadlock_timeout = \'30s\'');
-	await holder.query('SELECT 1 FROM http_sessions WHERE id = (SELECT max(id) FROM http_sessions) FOR UPDATE');
-	// The batch locks the first rows, then waits for the last; the test then takes the first: a
-	// deadlock, which PostgreSQL ends by rolling the batch back.
+	const [first, middle, last] = ['min(id)', 'min(id) + 1', 'max(id)'].map((id) => `id = (SELECT ${id} FROM http_sessions)`) as [string, string, string];
+	const [pauser, holder] = [await rowLocker(t, database), await rowLocker(t, database)];
+	await pauser.lock(middle);
+	await holder.lock(last);
+	// The batch locks the first row and waits for the middle one; the holder then waits for the
+	// first. Once the pauser lets go, the batch waits for the last, held by the holder: a deadlock
+	// that the batch's own wait finds.
 	const signingOut = store.destroyAll('ada');
 	await untilWaitingForLock(database);
-	await holder.query('SELECT 1 FROM http_sessions WHERE id = (SELECT min(id) FROM http_sessions) FOR UPDATE');
-	await holder.query('ROLLBACK');
+	const holderWaits = holder.lock(first);
+	await untilWaitingForLock(database, 2);
+	await pauser.release();
+	// The holder gets the first row once the batch is rolled back.
+	await holderWaits;
+	await holder.release();
 	t.is(await signingOut, 3);
 	t.is(await sessionsOf(database, 'ada'), 0);
 });
