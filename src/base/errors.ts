@@ -55,7 +55,11 @@ export class SessionTooLargeError extends PgStoreError {
 	}
 }
 
-/** A session PostgreSQL cannot store (not a JSON object, or a string holding `\u0000` or a lone surrogate); nothing was written. */
+/**
+ * A session PostgreSQL cannot store (not a JSON object, a string holding `\u0000` or a lone
+ * surrogate, a subject longer than 1,024 bytes, a character the database's encoding lacks),
+ * refused before its write joined a batch; nothing was written.
+ */
 export class InvalidSessionError extends PgStoreError {
 	override name = 'InvalidSessionError';
 

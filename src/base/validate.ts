@@ -27,7 +27,21 @@ function describe(value: unknown): string {
 
 /** Throws the `TypeError` this package uses for a bad option or argument. */
 export function invalid(name: string, expected: string, received: unknown): never {
-	throw new TypeError(`Expected \`${name}\` to be ${expected}, got ${describe(received)}`);
+	throw new TypeError(invalidMessage(name, expected, received));
+}
+
+function invalidMessage(name: string, expected: string, received: unknown): string {
+	return `Expected \`${name}\` to be ${expected}, got ${describe(received)}`;
+}
+
+/**
+ * Throws the `TypeError` of `invalid()` for a bad argument that comes from a client (a URL
+ * parameter), shaped as a client error: Koa answers an error with `status` 400 and `expose` with
+ * a 400 and its message, where it would answer a plain `TypeError` with a 500. Give `received` as
+ * `Redacted`: the message is shown to the client.
+ */
+export function invalidInput(name: string, expected: string, received: Redacted): never {
+	throw Object.assign(new TypeError(invalidMessage(name, expected, received)), { status: 400, expose: true });
 }
 
 /** Validates an optional whole number of at least `minimum`, giving `fallback` when absent. */

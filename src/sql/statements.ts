@@ -129,11 +129,18 @@ export interface SessionStatements {
 
 /** Statements on a subject's sessions. */
 export interface SubjectStatements {
-	/** Deletes the subject's sessions but those in `keep`; returns the keys it deleted. */
-	deleteAll(fields: { subject: string; keep: readonly string[] }): Statement;
-	/** The subject's live sessions, most recently written first, at most `limit`. */
-	list(fields: { subject: string; now: Date; limit: number }): Statement;
-	/** Deletes the subject's session of row `id`; returns its key. */
+	/**
+	 * Deletes up to `limit` of the subject's sessions, but those in `keep`. One result row:
+	 * `deleted`, how many it deleted, and `watched`, those of `watch` among them (comma-separated
+	 * digests), so that a million deleted keys never travel back.
+	 */
+	deleteBatch(fields: { subject: string; keep: readonly string[]; limit: number; watch: readonly string[] }): Statement;
+	/**
+	 * The subject's live sessions, most recently written first, at most `limit`, taken from at most
+	 * `candidates` of them (all, when it has no more).
+	 */
+	list(fields: { subject: string; now: Date; limit: number; candidates: number }): Statement;
+	/** Deletes the subject's session of row `id` (decimal digits within `bigint`); returns its key. */
 	deleteOne(fields: { subject: string; id: string }): Statement;
 }
 
@@ -234,20 +241,37 @@ export function sessionStatements(table: SessionTable, withSubject: boolean): Se
 
 	let bySubject: SubjectStatements | undefined;
 	if (subject !== undefined) {
-		// $1 subject, $2 digests to keep.
-		const deleteAll = named('deleteAllOfSubject', `DELETE FROM ${t} WHERE ${subject} ${eq} $1::pg_catalog.text `
-			+ `AND NOT (${key} ${eq} ANY($2::pg_catalog.text[])) RETURNING ${key} AS "key"`);
-		// $1 subject, $2 now in milliseconds since the epoch, $3 most rows.
-		const list = named('listOfSubject', `SELECT ${id}::pg_catalog.text AS "id", ${key} AS "key", ${epochMillis(createdOn)} AS "createdOn", `
-			+ `${epochMillis(modifiedOn)} AS "modifiedOn", ${epochMillis(expiresOn)} AS "expiresOn" FROM ${t} `
-			+ `WHERE ${subject} ${eq} $1::pg_catalog.text AND ${expiresOn} ${gt} ${fromMillis('$2::pg_catalog.float8')} `
-			+ `ORDER BY ${modifiedOn} DESC, ${id} DESC LIMIT $3::pg_catalog.int8`);
+		// Both statements below take at most a batch of a subject's rows, through the index on the
+		// subject, written as a range of one value in that index's order (`subject >= $1 AND subject
+		// <= $1 ORDER BY subject`; for text, equality is that range): with `subject = $1` and a LIMIT,
+		// PostgreSQL chose a sequential scan for a subject of many rows, expecting to meet them early,
+		// and read the whole table before them when they were its last rows (1.7 s a batch for a
+		// million behind three million). Ordered by the index, no other plan avoids a sort of them all.
+		const ofSubject = `${subject} ${operator('>=')} $1::pg_catalog.text AND ${subject} ${le} $1::pg_catalog.text`;
+		// $1 subject, $2 digests to keep, $3 most rows, $4 digests to report. The rows are locked
+		// first (FOR UPDATE), then deleted by `id`: a row that another statement changed meanwhile (a
+		// save, or a regenerated session moved to its new key) is locked in its newest version,
+		// which the DELETE then finds through the id it kept.
+		const deleteBatch = named('deleteBatchOfSubject', `WITH deleted AS (DELETE FROM ${t} WHERE ${id} ${eq} ANY(ARRAY(`
+			+ `SELECT ${id} FROM ${t} WHERE ${ofSubject} AND NOT (${key} ${eq} ANY($2::pg_catalog.text[])) ORDER BY ${subject} LIMIT $3::pg_catalog.int8 FOR UPDATE)) `
+			+ `RETURNING ${key} AS key) `
+			+ `SELECT pg_catalog.count(*)::pg_catalog.int4 AS "deleted", COALESCE(pg_catalog.string_agg(key, ','::pg_catalog.text) `
+			+ `FILTER (WHERE key ${eq} ANY($4::pg_catalog.text[])), ''::pg_catalog.text) AS "watched" FROM deleted`);
+		// $1 subject, $2 now in milliseconds since the epoch, $3 most rows, $4 most candidates: the sort
+		// reads at most $4 rows however many the subject has. An index that gave the most recently
+		// written first would hold `modified_on`, which every save writes: no save could then be a
+		// HOT update.
+		const list = named('listOfSubject', `SELECT c.${id}::pg_catalog.text AS "id", c.${key} AS "key", ${epochMillis(`c.${createdOn}`)} AS "createdOn", `
+			+ `${epochMillis(`c.${modifiedOn}`)} AS "modifiedOn", ${epochMillis(`c.${expiresOn}`)} AS "expiresOn" `
+			+ `FROM (SELECT ${id}, ${key}, ${createdOn}, ${modifiedOn}, ${expiresOn} FROM ${t} `
+			+ `WHERE ${ofSubject} AND ${expiresOn} ${gt} ${fromMillis('$2::pg_catalog.float8')} ORDER BY ${subject} LIMIT $4::pg_catalog.int8) AS c `
+			+ `ORDER BY c.${modifiedOn} DESC, c.${id} DESC LIMIT $3::pg_catalog.int8`);
 		// $1 subject, $2 row id.
 		const deleteOne = named('deleteOneOfSubject', `DELETE FROM ${t} WHERE ${subject} ${eq} $1::pg_catalog.text `
 			+ `AND ${id} ${eq} $2::pg_catalog.int8 RETURNING ${key} AS "key"`);
 		bySubject = {
-			deleteAll: ({ subject: who, keep }) => deleteAll([who, keep]),
-			list: ({ subject: who, now, limit }) => list([who, now.getTime(), limit]),
+			deleteBatch: ({ subject: who, keep, limit, watch }) => deleteBatch([who, keep, limit, watch]),
+			list: ({ subject: who, now, limit, candidates }) => list([who, now.getTime(), limit, candidates]),
 			deleteOne: ({ subject: who, id: row }) => deleteOne([who, row]),
 		};
 	}

@@ -20,6 +20,7 @@ import { sessionStatements, type SessionStatements } from '../sql/statements.js'
 import { sweepStatements, type SweepStatements } from '../sql/sweep-statements.js';
 import { SubjectSessions, type SessionList } from './subjects.js';
 import { createSessionWriter, type SessionWrite, type SessionWriter } from '../batch/write-batch.js';
+import { expiryAfter, refuseUnstorable } from './save-limits.js';
 
 /** What `status()` found. */
 export interface StoreStatus extends SchemaStatus {
@@ -209,10 +210,7 @@ export class PgStore {
 			invalid('maxAge', 'a number of milliseconds >= 0 or \'session\'', maxAge);
 		}
 		const now = new Date();
-		const expiresOn = new Date(now.getTime() + lifetime);
-		if (Number.isNaN(expiresOn.getTime())) {
-			invalid('maxAge', 'a number of milliseconds that gives an expiry date JavaScript can represent', maxAge);
-		}
+		const expiresOn = expiryAfter(now, lifetime);
 		const subject = subjectOf(this.#options.subject, session);
 		// The touch window follows the lifetime the app configured: koa-session passes 10 s more.
 		const configured = typeof session['_maxAge'] === 'number' && Number.isFinite(session['_maxAge']) && session['_maxAge'] >= 0 ? session['_maxAge'] : lifetime;
@@ -245,6 +243,7 @@ export class PgStore {
 				write = { kind: plan.write.kind, digest, json: codec.seal(digest, encoded), now, expiresOn, subject };
 		}
 		assertFits(write.kind === 'updateLive' ? write.patch : write.json, this.#storedLengthLimit, plan.storedJson);
+		await refuseUnstorable(this.#driver, write);
 		plan.settle(await this.#writer.write(write));
 	}
 
@@ -285,14 +284,19 @@ export class PgStore {
 	}
 
 	/**
-	 * Signs a subject out everywhere: deletes all its sessions in one statement. A request in
-	 * flight on one of them cannot bring it back (see `set`). Needs the `subject` option.
+	 * Signs a subject out everywhere: deletes all its sessions, in statements of at most 10,000 rows
+	 * each (one for a subject with fewer), so that a subject of any size can be signed out within
+	 * the request bound. A request in flight on one of them cannot bring it back (see `set`); a
+	 * sign-in that lands while it runs is ended too if it landed before its last statement, and
+	 * stays if after (as if it came after the sign-out). Needs the `subject` option.
 	 *
 	 * @param options.except A request's `ctx`: its own session stays (sign out other devices).
 	 * @param options.ctx The request doing it, when its own session ends too: it may then start a
 	 * new one (`regenerate()`), as after a password reset. Without it, that request's later saves
 	 * treat its session as ended elsewhere.
 	 * @returns How many sessions ended.
+	 * @throws {DatabaseError} A statement failed; the sessions of the statements before it did
+	 * end: call it again to end the rest.
 	 * @example
 	 * ```ts
 	 * await store.destroyAll(ctx.session.userId, { except: ctx }); // "sign out other devices"
@@ -306,11 +310,13 @@ export class PgStore {
 
 	/**
 	 * A subject's live sessions, most recently active first, for a "your devices" page. Gives
-	 * each session's row `id` (for `destroySession`), never its key or the key's digest.
+	 * each session's row `id` (for `destroySession`), never its key or the key's digest. One
+	 * statement that reads at most 10,000 of the subject's sessions: a subject with more (only one
+	 * built on purpose has that many) is listed from 10,000 of them, with `hasMore`.
 	 *
 	 * @param options.ctx The request's `ctx`: its own session is marked `current`.
-	 * @param options.limit Most sessions listed; `hasMore` on the result tells whether there are
-	 * more. @default 50
+	 * @param options.limit Most sessions listed, at most 1,000 (a larger one throws a `TypeError`);
+	 * `hasMore` on the result tells whether there are more. @default 50
 	 * @example
 	 * ```ts
 	 * const devices = await store.list(userId, { ctx }); // devices.hasMore: more than 50
@@ -323,8 +329,11 @@ export class PgStore {
 
 	/**
 	 * Ends one of a subject's sessions, by the `id` that `list` gave ("sign out this device").
+	 * An id no row can have (past PostgreSQL's `bigint`) is an unknown one: `false`.
 	 * @param options.ctx The request doing it, in case the session is its own (see `destroyAll`).
 	 * @returns Whether a session ended (`false`: no such session of that subject).
+	 * @throws {TypeError} `id` is not a string of digits (or a bigint). The message quotes nothing
+	 * of it, and the error has `status: 400`, so Koa answers a client's malformed id with a 400.
 	 */
 	destroySession(subject: string | number, id: string | bigint, options: { ctx?: object } = {}): Promise<boolean> {
 		this.#assertOpen();

@@ -18,7 +18,8 @@ export function everyStatement(statements: SessionStatements, sweep: SweepStatem
 		statements.selectLive({ digests: [], now }), statements.updateLive([], 0), statements.upsert([], 0), statements.insert([], 0),
 		statements.delete([]), statements.tableStatus(), sweep.deleteExpired({ limit: 1 }),
 		...subject === undefined ? [] : [
-			subject.deleteAll({ subject: 's', keep: [] }), subject.list({ subject: 's', now, limit: 1 }), subject.deleteOne({ subject: 's', id: '1' }),
+			subject.deleteBatch({ subject: 's', keep: [], limit: 1, watch: [] }), subject.list({ subject: 's', now, limit: 1, candidates: 1 }),
+			subject.deleteOne({ subject: 's', id: '1' }),
 		],
 	];
 }

@@ -58,8 +58,8 @@ for (const [title, client] of [
 		t.snapshot(statements.updateLive([live('d1', 'ada'), live('d2', undefined)], 0), 'updateLive');
 		t.snapshot(statements.upsert([whole('d1', 'ada'), whole('d2', null)], 0), 'upsert');
 		t.snapshot(statements.insert([whole('d1', 'ada'), whole('d2', null)], 0), 'insert');
-		t.snapshot(statements.bySubject?.deleteAll({ subject: 'ada', keep: ['d1'] }), 'deleteAll');
-		t.snapshot(statements.bySubject?.list({ subject: 'ada', now, limit: 51 }), 'list');
+		t.snapshot(statements.bySubject?.deleteBatch({ subject: 'ada', keep: ['d1'], limit: 10_000, watch: ['d2'] }), 'deleteBatch');
+		t.snapshot(statements.bySubject?.list({ subject: 'ada', now, limit: 51, candidates: 10_000 }), 'list');
 		t.snapshot(statements.bySubject?.deleteOne({ subject: 'ada', id: '42' }), 'deleteOne');
 	});
 }
@@ -69,11 +69,12 @@ test('every statement has a name of its own, for preparing it', (t) => {
 	const subject = statements.bySubject;
 	const built = [
 		statements.selectLive({ digests: [], now }), statements.updateLive([], 0), statements.upsert([], 0), statements.insert([], 0), statements.delete([]),
-		statements.tableStatus(), sweepStatements(readSessionTable(packageClient, undefined)).deleteExpired({ limit: 1 }), subject?.deleteAll({ subject: 'ada', keep: [] }), subject?.list({ subject: 'ada', now, limit: 1 }),
+		statements.tableStatus(), sweepStatements(readSessionTable(packageClient, undefined)).deleteExpired({ limit: 1 }),
+		subject?.deleteBatch({ subject: 'ada', keep: [], limit: 1, watch: [] }), subject?.list({ subject: 'ada', now, limit: 1, candidates: 1 }),
 		subject?.deleteOne({ subject: 'ada', id: '1' }),
 	];
 	t.deepEqual(built.map((statement) => statement?.name).sort(), [
-		'deleteAllOfSubject', 'deleteOneOfSubject', 'delete', 'sweepExpired', 'tableStatus', 'insert', 'listOfSubject', 'selectLive', 'updateLive', 'upsert',
+		'deleteBatchOfSubject', 'deleteOneOfSubject', 'delete', 'sweepExpired', 'tableStatus', 'insert', 'listOfSubject', 'selectLive', 'updateLive', 'upsert',
 	].sort());
 });
 
