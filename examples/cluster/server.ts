@@ -2,9 +2,9 @@
 // connections alive, one tab may stick to one worker: try `curl -b jar -c jar` twice).
 //
 // The primary process starts the database and forks WORKERS workers (default: 2); each worker
-// has its own PgStore, and so its own pool and its own cleanup schedule. The schedules take an
-// advisory lock per batch, so of all workers only one deletes at a time; the others skip their
-// turn. Every worker calls ensureSchema() at start: that is safe from many processes at once.
+// has its own PgStore, and so its own pool and its own cleanup schedule. Sweeps at once skip the
+// rows another holds (SKIP LOCKED), so they share the work. Every worker calls ensureSchema() at
+// start: that is safe from many processes at once.
 import cluster from 'node:cluster';
 import { createServer, type AddressInfo } from 'node:net';
 import { PgStore } from 'koa-pgstore';
