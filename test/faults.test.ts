@@ -178,7 +178,14 @@ test('requests stuck behind row locks of an exhausted pool end within the bound,
 
 test('with a pool-acquire bound shorter than the statement bound, queued requests fail as pool-exhausted', async (t) => {
 	const { store, database } = await storeBehindProxy(t, { pool: { max: 1, connectionTimeoutMillis: 500, query_timeout: 4_000 } });
-	await store.set('locked', { n: 1 }, hour);
+	// The setup's first connection may take longer than 500 ms on a loaded machine: it is not what
+	// this test measures.
+	for (let tries = 0; ; tries += 1) {
+		const setup = await timed(store.set('locked', { n: 1 }, hour));
+		if (setup.error === undefined || tries === 5) {
+			break;
+		}
+	}
 	const locker = await lockingClient(t, database);
 	await locker.query('BEGIN');
 	await locker.query('SELECT 1 FROM http_sessions WHERE key = $1 FOR UPDATE', [digestKey('locked')]);

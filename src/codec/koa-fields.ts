@@ -21,30 +21,26 @@ export function isKoaSessionValue(name: string, value: unknown): boolean {
 	}
 }
 
-// The largest time JavaScript's Date holds, in ms since the epoch (ECMA-262, TimeClip).
-const latestDate = 8.64e15;
-// koa-session stores the session under a lifetime 10 s longer than the cookie's.
-const koaStoreMargin = 10_000;
-
 /**
  * The names of koa-session's fields in `data`, and `expiresOn` for the row's expiry, that hold a
  * value neither koa-session nor this store writes, and on which a request would fail: a `_maxAge`
- * that is not a lifetime koa-session can add to the clock (`1e300`, `-1`, `"x"`: its next save
- * would compute an expiry no `Date` holds), an `_expire` that is not a time a `Date` holds, or an
- * expiry column past what a `Date` holds (`'infinity'`, the year 200000). Empty for a sound row.
+ * that is not a lifetime (`-1`, `"x"`: its next save would pass the store a negative or no
+ * lifetime), an `_expire` that is not a number, or an expiry column past what a `Date` holds
+ * (`'infinity'`, the year 200000). A lifetime longer than a `Date` holds is no fault: a save clamps
+ * its expiry to the last moment a `Date` holds. Empty for a sound row.
  */
-export function outOfRange(data: Record<string, unknown>, expiresOn: Date, now: number): string[] {
+export function outOfRange(data: Record<string, unknown>, expiresOn: Date): string[] {
 	const names: string[] = [];
 	if (Object.hasOwn(data, '_expire')) {
 		const expire = data['_expire'];
-		if (typeof expire !== 'number' || !(Math.abs(expire) <= latestDate)) {
+		if (typeof expire !== 'number' || !Number.isFinite(expire)) {
 			names.push('_expire');
 		}
 	}
 	if (Object.hasOwn(data, '_maxAge')) {
 		const maxAge = data['_maxAge'];
 		// koa-session's own value for a browser-session cookie, should a store hand it back.
-		if (maxAge !== 'session' && (typeof maxAge !== 'number' || !(maxAge >= 0 && now + maxAge + koaStoreMargin <= latestDate))) {
+		if (maxAge !== 'session' && (typeof maxAge !== 'number' || !(maxAge >= 0 && Number.isFinite(maxAge)))) {
 			names.push('_maxAge');
 		}
 	}

@@ -243,7 +243,12 @@ export class PgStore {
 				write = { kind: plan.write.kind, digest, json: codec.seal(digest, encoded), now, expiresOn, subject };
 		}
 		assertFits(write.kind === 'updateLive' ? write.patch : write.json, this.#storedLengthLimit, plan.storedJson);
-		await refuseUnstorable(this.#driver, write);
+		// Synchronous unless the database's encoding must be read first: no turn of the event loop
+		// is lost, so the write joins the batch of its turn.
+		const refusing = refuseUnstorable(this.#driver, write);
+		if (refusing !== undefined) {
+			await refusing;
+		}
 		plan.settle(await this.#writer.write(write));
 	}
 
