@@ -412,8 +412,14 @@ function assertFits(sent: string, maxLength: number, storedJson: string | undefi
 	if (maxLength === 0) {
 		return;
 	}
-	const size = printedSizeAtLeast(sent);
-	if (size > maxLength && (storedJson === undefined || size > Buffer.byteLength(storedJson))) {
+	const storedSize = storedJson === undefined ? 0 : Buffer.byteLength(storedJson);
+	let size = Buffer.byteLength(sent);
+	// PostgreSQL's text is never shorter than the JSON's bytes: the numbers are read only when the
+	// bytes alone do not decide, so the scan covers at most maxLength or the stored session's size.
+	if (size <= maxLength || size <= storedSize) {
+		size = printedSizeAtLeast(sent);
+	}
+	if (size > maxLength && size > storedSize) {
 		throw new SessionTooLargeError(size, maxLength);
 	}
 }
