@@ -1,9 +1,15 @@
 // `npm run bench`: koa-pgstore against a hand-written `pg` store (the baseline) and an in-process
 // Map store (the ceiling of any external store: koa-session's own cost), through one Koa app
-// under HTTP load, in interleaved rounds, at each connection count; then the two-tabs workload
-// (lost field updates when two requests of one session save at once); then a cleanup sweep of
-// 1,000,000 expired rows among 100,000 live ones. Prints Markdown tables. With the defaults on 2
-// cores: 7.6 minutes at a load average of 16 (the sweep alone took 98 s), less on a quiet machine.
+// under HTTP load, in interleaved rounds, at each connection count; then the noisy-neighbour
+// workload (bench/noisy.ts: users' saves while a tenth of the clients send hostile ones); then the
+// two-tabs workload (lost field updates when two requests of one session save at once); then a
+// cleanup sweep of 1,000,000 expired rows among 100,000 live ones. Prints Markdown tables. With the
+// defaults on 2 cores, before the noisy-neighbour workload: 7.6 minutes at a load average of 16
+// (the sweep alone took 98 s), less on a quiet machine. The noisy-neighbour workload adds one cell
+// per store, connection count and phase (12 by default) of BENCH_NOISY_SECONDS plus a second's
+// lead of the attackers and the wait for the cell's requests to finish.
+// The noisy-neighbour workload alone:
+//   BENCH_WORKLOADS=noisy BENCH_TABS_SESSIONS=0 BENCH_EXPIRED_ROWS=0 BENCH_STORES=koa-pgstore,pg npm run bench
 // Compare ratios measured in one run, never req/s across runs; app and PostgreSQL CPU per request
 // (from /proc, Linux) depend much less on what else the machine runs than req/s do.
 //
@@ -15,7 +21,15 @@
 //   BENCH_PREPARED        koa-pgstore with prepared statements: "1" (default, as the store's default
 //                         `preparedStatements: true`), "0", or "1,0" for both side by side in one run,
 //                         with a table of their ratio
-//   BENCH_WORKLOADS       HTTP workloads (default "read,write,new,rolling")
+//   BENCH_WORKLOADS       HTTP workloads (default "read,write,new,rolling,noisy"); "noisy" is the
+//                         noisy-neighbour workload, run after the others with the variables below
+//   BENCH_NOISY_SECONDS   seconds the users are measured per noisy cell (default 5)
+//   BENCH_NOISY_ROUNDS    interleaved rounds of the noisy cells; each reports the median (default 1)
+//   BENCH_NOISY_PHASES    phases (default "control,numbers,hot"; also "quiet": users without attackers)
+//   BENCH_NOISY_STORES    stores, among those of BENCH_STORES (default: koa-pgstore and pg, those of them
+//                         BENCH_STORES runs; also "map")
+//   BENCH_NOISY_BYTES     bytes of each attack body, string in control, `[1e308,…]` in numbers (default 1000000)
+//   BENCH_NOISY_HOT_LOOPS loops saving a counter into the hot session beside the attacker clients (default 150)
 //   BENCH_TABS_SESSIONS   sessions of the two-tabs workload, 0 skips it (default 200)
 //   BENCH_TABS_ROUNDS     pairs of concurrent requests per session (default 5)
 //   BENCH_EXPIRED_ROWS    expired rows for the cleanup sweep, 0 skips it (default 1000000)
@@ -30,6 +44,7 @@ import os from 'node:os';
 import autocannon from 'autocannon';
 import { PgStore } from '../src/index.js';
 import { buildPackage, listFromEnv, median, processCpuMicros, requestsWith, sessionCookies, startAppServer, startDatabase, type AppServer } from './harness.js';
+import { attackersAmong, noisyPhases, runNoisyNeighbours, type NoisyPhase } from './noisy.js';
 import { storeKinds, type StoreKind } from './protocol.js';
 
 const seconds = Number(process.env['BENCH_SECONDS'] ?? 3);
@@ -41,13 +56,22 @@ const tabSessions = Number(process.env['BENCH_TABS_SESSIONS'] ?? 200);
 const tabRounds = Number(process.env['BENCH_TABS_ROUNDS'] ?? 5);
 const allWorkloads = ['read', 'write', 'new', 'rolling'] as const;
 type Workload = typeof allWorkloads[number];
-const workloads = listFromEnv('BENCH_WORKLOADS', allWorkloads.join(',')) as Workload[];
+const selectedWorkloads = listFromEnv('BENCH_WORKLOADS', [...allWorkloads, 'noisy'].join(','));
+const workloads = selectedWorkloads.filter((name) => name !== 'noisy') as Workload[];
+const noisy = selectedWorkloads.includes('noisy');
+const noisySeconds = Number(process.env['BENCH_NOISY_SECONDS'] ?? 5);
+const noisyRounds = Number(process.env['BENCH_NOISY_ROUNDS'] ?? 1);
+const noisyBytes = Number(process.env['BENCH_NOISY_BYTES'] ?? 1_000_000);
+const noisyHotLoops = Number(process.env['BENCH_NOISY_HOT_LOOPS'] ?? 150);
+const noisyPhasesRun = listFromEnv('BENCH_NOISY_PHASES', 'control,numbers,hot') as NoisyPhase[];
+const noisyStoresChosen = process.env['BENCH_NOISY_STORES'] !== undefined;
+const noisyStores = listFromEnv('BENCH_NOISY_STORES', 'koa-pgstore,pg');
 const prepared = listFromEnv('BENCH_PREPARED', '1');
 const kinds: StoreKind[] = listFromEnv('BENCH_STORES', 'koa-pgstore,pg,map').flatMap((name): StoreKind[] => (name === 'koa-pgstore'
 	? prepared.map((flag) => (flag === '1' ? 'koa-pgstore' : 'koa-pgstore-unprepared'))
 	: [name as StoreKind]));
 
-for (const [name, value] of Object.entries({ seconds, rounds, expiredRows, liveRows, tabSessions, tabRounds })) {
+for (const [name, value] of Object.entries({ seconds, rounds, expiredRows, liveRows, tabSessions, tabRounds, noisyHotLoops })) {
 	if (!Number.isInteger(value) || value < 0) {
 		throw new TypeError(`Expected ${name} to be an integer >= 0, got ${value}`);
 	}
@@ -67,7 +91,31 @@ for (const kind of kinds) {
 }
 for (const workload of workloads) {
 	if (!allWorkloads.includes(workload)) {
-		throw new TypeError(`Expected BENCH_WORKLOADS to name workloads among ${allWorkloads.join(', ')}, got ${workload}`);
+		throw new TypeError(`Expected BENCH_WORKLOADS to name workloads among ${allWorkloads.join(', ')}, noisy, got ${workload}`);
+	}
+}
+// koa-pgstore names both variants of BENCH_PREPARED, as in BENCH_STORES.
+const noisyKinds = noisy ? kinds.filter((kind) => noisyStores.includes(kind.startsWith('koa-pgstore') ? 'koa-pgstore' : kind)) : [];
+if (noisy) {
+	for (const [name, value] of Object.entries({ noisySeconds, noisyRounds })) {
+		if (!Number.isInteger(value) || value < 1) {
+			throw new TypeError(`Expected ${name} to be an integer >= 1, got ${value}`);
+		}
+	}
+	// bench/server.ts reads bodies up to 16 MiB.
+	if (!Number.isInteger(noisyBytes) || noisyBytes < 16 || noisyBytes > 8_000_000) {
+		throw new TypeError(`Expected BENCH_NOISY_BYTES to be an integer from 16 to 8000000, got ${process.env['BENCH_NOISY_BYTES']}`);
+	}
+	if (noisyPhasesRun.length === 0 || noisyPhasesRun.some((phase) => !noisyPhases.includes(phase))) {
+		throw new TypeError(`Expected BENCH_NOISY_PHASES to name phases among ${noisyPhases.join(', ')}, got ${process.env['BENCH_NOISY_PHASES']}`);
+	}
+	for (const name of noisyStoresChosen ? noisyStores : []) {
+		if (name === 'cookie' || !kinds.some((kind) => (kind.startsWith('koa-pgstore') ? 'koa-pgstore' : kind) === name)) {
+			throw new TypeError(`Expected BENCH_NOISY_STORES to name stores of BENCH_STORES other than cookie, got ${name}`);
+		}
+	}
+	if (connectionCounts.some((count) => count - attackersAmong(count) < 1)) {
+		throw new TypeError(`Expected BENCH_CONNECTIONS of at least 2 for the noisy-neighbour workload (users and attackers), got ${process.env['BENCH_CONNECTIONS']}`);
 	}
 }
 
@@ -234,6 +282,20 @@ if (results.size > 0) {
 			}
 		}
 	}
+}
+
+if (noisyKinds.length > 0) {
+	await runNoisyNeighbours({
+		servers,
+		kinds: noisyKinds,
+		connectionCounts,
+		phases: noisyPhasesRun,
+		seconds: noisySeconds,
+		rounds: noisyRounds,
+		bytes: noisyBytes,
+		hotLoops: noisyHotLoops,
+		pool: db,
+	});
 }
 
 // Two tabs: each pair of requests of one session loads it, changes a field of its own (`a` or

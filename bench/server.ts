@@ -4,7 +4,9 @@
 //
 // Routes: `/` reads the session, `/write` counts views, `/new` starts a session (sent without a
 // cookie), `/tab?side=a|b&pair=ID` is one tab of the two-tabs workload, `/tabs` reads back its
-// counters. With an IPC channel (bench/profile.ts) it also measures its own CPU on request.
+// counters, `POST /save` stores its JSON body as the session's `filters` field (the noisy-neighbour
+// workload's attackers; a save the store refuses for its size is answered 413). With an IPC channel
+// (bench/profile.ts) it also measures its own CPU on request.
 import { writeFile } from 'node:fs/promises';
 import { Session } from 'node:inspector/promises';
 import { findSourceMap } from 'node:module';
@@ -24,7 +26,7 @@ const connectionString = process.env['BENCH_DATABASE_URL'] ?? '';
 // The package as users run it (dist/, compiled by tsc; bench/harness.ts builds it first), unless
 // BENCH_SOURCE=src: tsx's on-the-fly compilation adds a `__name` call to every function
 // expression it evaluates (esbuild's keepNames), a cost the published package does not have.
-const { PgStore } = (process.env['BENCH_SOURCE'] === 'src'
+const { PgStore, SessionTooLargeError } = (process.env['BENCH_SOURCE'] === 'src'
 	? await import('../src/index.js')
 	: await import('../dist/index.js' as string)) as typeof import('../src/index.js');
 const touchAfter = Number(process.env['BENCH_TOUCH_AFTER'] ?? 60_000);
@@ -59,9 +61,61 @@ function partnerLoaded(pair: string): Promise<boolean> {
 	});
 }
 
+// Larger than any body the benchmark sends (bench/run.ts bounds BENCH_NOISY_BYTES below it).
+const bodyLimit = 16 * 1024 * 1024;
+
+async function jsonBody(ctx: Koa.Context): Promise<unknown> {
+	const chunks: Buffer[] = [];
+	let length = 0;
+	for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
+		length += chunk.length;
+		if (length > bodyLimit) {
+			ctx.throw(413, `Expected a body of at most ${bodyLimit} bytes`);
+		}
+		chunks.push(chunk);
+	}
+	try {
+		return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+	} catch {
+		return ctx.throw(400, 'Expected a JSON body');
+	}
+}
+
+// Mounted before koa-session: its auto-commit, which calls the store's set(), runs after the
+// route, so a save the store refuses for its size surfaces here, as an app would answer it.
+const refuseTooLarge: Koa.Middleware = async (ctx, next) => {
+	try {
+		await next();
+	} catch (error) {
+		if (!(error instanceof SessionTooLargeError)) {
+			throw error;
+		}
+		ctx.status = 413;
+		ctx.body = { size: error.size, maxLength: error.maxLength };
+	}
+};
+
+// Under the noisy-neighbour workload a store may fail many requests alike (a `query-timeout` per
+// request); Koa's default handler would print a stack for each. Each kind is printed once, and
+// the benchmark counts the failures from the responses. A body cut off because the load generator
+// stopped (ECONNRESET while reading it) is the end of a measurement, not a failure.
+const reportedErrors = new Set<string>();
+function reportOnce(error: unknown): void {
+	if (!(error instanceof Error) || (error as { expose?: unknown }).expose === true || (error as { code?: unknown }).code === 'ECONNRESET') {
+		return;
+	}
+	const kindOfError = `${error.name} ${String((error as { code?: unknown }).code ?? '')}`;
+	if (!reportedErrors.has(kindOfError)) {
+		reportedErrors.add(kindOfError);
+		console.error(`bench server (${kind}), first of its kind, later ones not printed:`, error);
+	}
+}
+
 function app(rolling: boolean): Koa {
 	const koa = new Koa();
 	koa.keys = ['a benchmark secret of at least thirty-two bytes'];
+	koa.on('error', reportOnce);
+	koa.use(refuseTooLarge);
 	koa.use(session({ ...store ? { store } : {}, rolling, maxAge: 3_600_000 }, koa));
 	koa.use(async (ctx) => {
 		if (ctx.session === null) {
@@ -71,6 +125,11 @@ function app(rolling: boolean): Koa {
 			ctx.session['views'] = Number(ctx.session['views'] ?? 0) + 1;
 		} else if (ctx.path === '/new') {
 			ctx.session['user'] = 'visitor';
+		} else if (ctx.path === '/save' && ctx.method === 'POST') {
+			// As an app keeps a client's value (filters, a cart, form state) in its session.
+			ctx.session['filters'] = await jsonBody(ctx);
+			ctx.body = { saved: true };
+			return;
 		} else if (ctx.path === '/tab') {
 			const side = ctx.query['side'] === 'b' ? 'b' : 'a';
 			ctx.session[side] = Number(ctx.session[side] ?? 0) + 1;
