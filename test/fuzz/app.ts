@@ -175,6 +175,9 @@ export class GatedClient extends pg.Client {
 	}
 }
 
+/** The name of koa-session's cookie, whose value is the session key. */
+export const sessionCookie = 'koa.sess';
+
 /** One Koa app on a store of its own. */
 export interface FuzzApp {
 	readonly url: string;
@@ -223,7 +226,7 @@ export async function startApps(databaseUrl: string, variant: Variant, actors: R
 				}
 			});
 		});
-		app.use(session({ store, key: 'koa.sess', maxAge: hour, rolling: variant.rolling }, app));
+		app.use(session({ store, key: sessionCookie, maxAge: hour, rolling: variant.rolling }, app));
 		app.use(async (ctx) => {
 			const actor = currentActor.getStore();
 			if (actor?.route === undefined) {

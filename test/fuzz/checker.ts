@@ -3,12 +3,13 @@
 // started it; a login or a sudo `regenerate()` keeps it (the same session, continued), a password
 // reset mints a new one (a fresh sign-in). Field values are the ids of the requests that set them.
 // "After X returned" means at a log position past the watermark read once X's response (or the
-// direct call) was complete; "before X began" means at or before the one read before it was sent.
+// direct call) was complete; "when X began", at the one read before it was sent. "Live at the
+// end" means a row the app still serves once every request answered (run.ts).
 //
 // I1 Sign-out holds. Once `destroyAll(u)` has returned (outside a request, or in a password reset
-//    of u), no row version of user u (subject or `userId`) appears whose `sess` was u's when the
-//    destroyAll began (its newest version at that moment was u's), and none such is live at the
-//    end. A session that signs in as u concurrently may stay signed in; one that was u's may not,
+//    of u), no row version of user u (subject or `userId`) is written whose `sess` was u's when
+//    the destroyAll began (its newest version then was u's), and none such is live at the end. A
+//    session that signs in as u concurrently may stay signed in; one that was u's may not,
 //    whatever `regenerate()` it was in.
 // I2 Logout holds. Once a logout that loaded session `sess` = S has answered, no row version
 //    carrying S is written, and none is live at the end: not under the key it loaded, nor under a
@@ -17,17 +18,19 @@
 //    save wins by design, and I3 is not checked). Within one key, once a field's value x was
 //    replaced or removed by an UPDATE, no later UPDATE of that key brings x back, unless the
 //    request writing it set x itself. (An INSERT, and an UPDATE that moves a row to a new key, is
-//    `regenerate()` writing the whole session under a new key, which the docs promise; the history
+//    `regenerate()` writing the whole session under a new key, as the docs promise; the history
 //    of a key starts there.)
 // I4 Expiry never moves backwards. An UPDATE of a row (same `id`) never lowers `expires_on`, nor
 //    the stored `_expire`, unless it changes `_maxAge`.
-// I5 The rest of what held in the 40-minute run of issue #17: no 5xx and no broken connection;
-//    a 401 only when a sign-out, logout, expiry or another tab's `regenerate()` ended or moved the
-//    row the request loaded while it ran; every row version is written by the actor that was
-//    moving (no writes from nowhere) and carries a session that actor loaded or started; no data
-//    crosses sessions (a session only holds values its own browser's requests wrote); the subject
-//    column always matches `userId`; no key is written again once its row was deleted; every row
-//    opens (no tampered or mixed row); the store reports nothing to `onError`.
+// I5 The rest, which held in the 40-minute run of issue #17: no 5xx and no broken connection; a
+//    401 only when something that may end the request's session ran while it ran (another actor
+//    deleted or moved the row it loaded; or a sign-out of its user, or a logout or regenerate of
+//    its session in another tab); every row version is written by the actor that was moving (no
+//    writes from nowhere) and carries a session that actor loaded or started; a delete only ends
+//    the actor's own session, or its subject's; no data crosses sessions (a session only holds
+//    values its own browser's requests wrote); the subject column always matches `userId`; no key
+//    is written again once its row was deleted; every row opens (nothing tampered or mixed); the
+//    store reports nothing to `onError`.
 //
 // Not here: bugs 4 (regenerate of a session that expired while the request ran), 5 (`touchAfter`
 // with a short `maxAge`) and 7 (`reissueOnRotation()` after `regenerate()`) need expiry, short
@@ -334,10 +337,13 @@ function theRest(context: CheckContext): Violation[] {
 	return violations;
 }
 
-// Whether, while `request` ran, another actor deleted the row it loaded or moved it to another key.
+// Whether something that may end the session `request` loaded ran while it ran: in the log,
+// another actor deleted that row or moved it to another key; or, for a store that ends sessions
+// without writing their rows, a sign-out of its user, or a logout or regenerate of its session
+// in another tab, moved between its first and its last step.
 function endedWhileItRan(context: CheckContext, request: RequestRecord): boolean {
-	const key = request.actor.loaded?.key;
-	if (key === undefined || request.endSeq === undefined) {
+	const loaded = request.actor.loaded;
+	if (loaded?.key === undefined || request.endSeq === undefined) {
 		return false;
 	}
 	let rowId: string | undefined;
@@ -345,15 +351,35 @@ function endedWhileItRan(context: CheckContext, request: RequestRecord): boolean
 		if (entry.seq > request.startSeq) {
 			break;
 		}
-		if (entry.new?.key === key) {
+		if (entry.new?.key === loaded.key) {
 			rowId = entry.new.id;
 		}
 	}
-	return context.trace.log.some((entry) => entry.seq > request.startSeq && entry.seq <= (request.endSeq ?? 0)
+	const inTheLog = context.trace.log.some((entry) => entry.seq > request.startSeq && entry.seq <= (request.endSeq ?? 0)
 		&& context.writerOf(entry.seq) !== request.id
 		&& entry.old !== undefined
-		&& (entry.old.key === key || entry.old.id === rowId)
+		&& (entry.old.key === loaded.key || entry.old.id === rowId)
 		&& (entry.op === 'DELETE' || entry.new?.key !== entry.old.key));
+	if (inTheLog) {
+		return true;
+	}
+	const { segments } = context.trace;
+	const first = segments.findIndex((segment) => segment.actor === request.id);
+	const last = segments.findLastIndex((segment) => segment.actor === request.id);
+	return segments.slice(first + 1, last).some(({ actor }) => {
+		const call = context.trace.destroyAlls.find((candidate) => candidate.id === actor);
+		if (call !== undefined) {
+			return call.user === loaded.userId;
+		}
+		const other = context.requests.get(actor);
+		if (other === undefined || other.id === request.id) {
+			return false;
+		}
+		if (other.route.path === 'reset' && other.route.user === loaded.userId) {
+			return true;
+		}
+		return ['logout', 'sudo', 'login', 'reset'].includes(other.route.path) && loaded.sess !== undefined && other.actor.loaded?.sess === loaded.sess;
+	});
 }
 
 /** The invariants violated, each once, in order. */

@@ -7,10 +7,11 @@
 // never the machine's: a loaded machine runs the same iteration, only slower.
 import http from 'node:http';
 import { CookieJar, parseSetCookie } from '../helpers/http.js';
-import { Actor, currentActor, startApps, type ActorEvent, type FuzzApp } from './app.js';
+import { Actor, currentActor, sessionCookie, startApps, type ActorEvent, type FuzzApp } from './app.js';
 import { dataOpener, RowLog, type LogEntry, type Version } from './log.js';
 import { browserOf, describeHolds, describeRoute, type Program, type Route, type Step, type WriteHold } from './model.js';
 import { secretsOf, type Variant } from './variants.js';
+import { digestKey } from '../../src/codec/key-digest.js';
 
 /** A request of an iteration, as the checker reads it. */
 export interface RequestRecord {
@@ -56,7 +57,12 @@ export interface Trace {
 	readonly destroyAlls: readonly DestroyAllRecord[];
 	readonly segments: readonly Segment[];
 	readonly log: readonly LogEntry[];
-	/** The rows at the end, once every request answered. */
+	/**
+	 * The rows at the end, once every request answered, that the app still serves: read back
+	 * through the store by the keys the browsers were given (a row whose key no browser got
+	 * counts as served). A store that ends sessions without deleting their rows is judged by what
+	 * it serves, not by what its table holds.
+	 */
 	readonly rows: readonly Version[];
 	/** What the stores sent to `onError` (a row refused as tampered, …). */
 	readonly storeErrors: readonly string[];
@@ -118,6 +124,9 @@ export async function runIteration(harness: Harness, program: Program): Promise<
 	const inFlight = new Set<Running>();
 	let stuck: string | undefined;
 	let counter = 0;
+	// Every key a response gave a browser, by digest.
+	const issued = new Map<string, string>();
+	const remember = (key: string) => issued.set(digestKey(key), key);
 
 	// Waits until `actor` holds again or is done, and gives the log positions it wrote meanwhile to it.
 	const progress = async (running: Running, fromSeq: number): Promise<string> => {
@@ -168,7 +177,7 @@ export async function runIteration(harness: Harness, program: Program): Promise<
 		};
 		requests.push(record);
 		const jar = jars[browser] ?? new CookieJar();
-		const response = send(`${apps[app]?.url ?? ''}${describeRoute(route)}`, jar, id).then(
+		const response = send(`${apps[app]?.url ?? ''}${describeRoute(route)}`, jar, id, remember).then(
 			(status) => { record.status = status; },
 			(error: unknown) => { record.transportError = error instanceof Error ? error.message : String(error); },
 		).finally(() => actor.finish());
@@ -246,6 +255,18 @@ export async function runIteration(harness: Harness, program: Program): Promise<
 			await Promise.race([Promise.allSettled([...inFlight].map((running) => running.response)), delay(stepTimeoutMs)]);
 		}
 	}
+	const rows = await log.rows();
+	const reader = apps[variant.mainApps[0] ?? variant.setupApp]?.store;
+	const served = await Promise.all(rows.map(async (row) => {
+		const key = issued.get(row.key);
+		if (key === undefined || reader === undefined) {
+			return true;
+		}
+		return (await reader.get(key).catch((error: unknown) => {
+			harness.storeErrors.push(`get at the end: ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}`);
+			return {};
+		})) !== undefined;
+	}));
 	return {
 		variant,
 		program,
@@ -253,7 +274,7 @@ export async function runIteration(harness: Harness, program: Program): Promise<
 		destroyAlls,
 		segments,
 		log: await log.entries(),
-		rows: await log.rows(),
+		rows: rows.filter((_row, index) => served[index] === true),
 		storeErrors: [...harness.storeErrors],
 		stuck,
 		transcript,
@@ -280,7 +301,7 @@ function mainApp(variant: Variant, app: number): number {
 // A request of a browser: its cookies as they are now, its response's cookies kept. A connection
 // of its own (no keep-alive): a pooled one may be closed by the server just as it is reused, and
 // the request would fail for a reason that has nothing to do with the store.
-function send(url: string, jar: CookieJar, actor: string): Promise<number> {
+function send(url: string, jar: CookieJar, actor: string, remember: (key: string) => void): Promise<number> {
 	return new Promise((resolve, reject) => {
 		const headers: Record<string, string> = { 'x-fuzz-actor': actor };
 		if (jar.cookies.size > 0) {
@@ -293,6 +314,9 @@ function send(url: string, jar: CookieJar, actor: string): Promise<number> {
 					jar.cookies.delete(cookie.name);
 				} else {
 					jar.cookies.set(cookie.name, cookie.value);
+					if (cookie.name === sessionCookie) {
+						remember(cookie.value);
+					}
 				}
 			}
 			response.resume();
