@@ -15,7 +15,7 @@ import { variantNamed } from './fuzz/variants.js';
 // search for other invariants (each one found is reported with its own shrunk program).
 // `npm run fuzz` runs longer, over every variant.
 const seed = 17;
-const programsPerVariant = 40;
+const programsPerVariant = 60;
 const timeLimitMs = 8_000;
 
 const variantNames = ['defaults', 'field-level-writes-off', 'encryption-rotation', 'two-instances'] as const;

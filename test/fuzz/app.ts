@@ -1,12 +1,13 @@
 // The apps under test: Koa + koa-session on PgStores, with the routes the fuzzer's requests take,
 // and the holds that let the runner decide the interleaving.
 //
-// Two kinds of hold, both waits on the runner, never timers:
+// Holds are waits on the runner, never timers:
 // - after loading its session, in the route (a user who leaves a tab open);
 // - before each write statement the store sends, in the store's own pool: the store has decided
 //   what to write and computed its expiry, the statement is not on the wire yet (a pool wait, a
-//   slow network, another instance). That is where `regenerate()`'s delete and insert come apart,
-//   and where a save computed earlier can land later.
+//   slow network, another instance): a save computed earlier can land later;
+// - after each write statement, once PostgreSQL applied it, before the store hears back: that is
+//   where `regenerate()`'s delete and insert come apart.
 // The store is used as an app uses it (`connectionString`); its pool gets a client class that
 // holds, through node-postgres' own `Client` pool option.
 import { AsyncLocalStorage } from 'node:async_hooks';

@@ -1,10 +1,11 @@
 // What one iteration of the fuzzer does, as plain data, and the fast-check arbitraries that make it.
 //
-// A program is a setup (each browser gets a session, run one request at a time, before any
-// "deploy") and a list of steps. A step starts a request, lets one held request go on to its next
-// hold, or calls `destroyAll` straight on a store. Requests hold where the program says: after
-// loading their session, and before each write statement they send (see app.ts), so the schedule,
-// not timing, decides the interleaving.
+// A program is a setup (each browser gets a session, one request at a time, before any
+// "deploy"), a list of steps, and an ending. A step starts a request, lets one held request go on
+// to its next hold, or calls `destroyAll` straight on a store; the ending says in which order the
+// requests still held finish. Requests hold where the program says: after loading their session,
+// and before or after each write statement they send (see app.ts), so the program, not timing,
+// decides the interleaving.
 //
 // Why an array of steps rather than `fc.commands`: the checker reads PostgreSQL's log once the
 // whole schedule has run, not after each command, so `fc.commands`' per-command check/run split
@@ -150,6 +151,14 @@ export function describeHolds({ holdAfterLoad, holdWrites }: { holdAfterLoad: bo
 		holdWrites === 'before' ? 'held before each write' : holdWrites === 'after' ? 'held after each write' : '',
 	].filter((hold) => hold !== '');
 	return holds.length === 0 ? '' : ` (${holds.join(', ')})`;
+}
+
+/** The program with each request's browser number as it runs (modulo the browsers set up), as JSON shows it. */
+export function normalized(program: Program): Program {
+	return {
+		...program,
+		steps: program.steps.map((step) => (step.kind === 'request' ? { ...step, browser: browserOf(step, program.browsers.length) } : step)),
+	};
 }
 
 /** The browser (0-based) a step's request comes from, among those the program sets up. */

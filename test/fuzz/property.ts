@@ -4,7 +4,8 @@
 import fc from 'fast-check';
 import { check, invariantsOf, type Invariant, type Violation } from './checker.js';
 import type { Version } from './log.js';
-import { describeProgram, programs, type Program } from './model.js';
+import { minimize } from './minimize.js';
+import { describeProgram, normalized, programs, type Program } from './model.js';
 import { runIteration, type Harness, type Trace } from './run.js';
 import { wholeWrites } from './variants.js';
 
@@ -22,6 +23,8 @@ export interface FuzzOptions {
 	readonly maxSteps?: number;
 	/** Programs checked before the generated ones. */
 	readonly examples?: readonly Program[];
+	/** When the last pass over a counterexample stops (ms since the epoch). @default a minute after it starts */
+	readonly minimizeUntil?: number;
 }
 
 export interface FuzzFailure {
@@ -32,9 +35,10 @@ export interface FuzzFailure {
 	readonly log: readonly string[];
 	/** fast-check's path to replay it with the seed. */
 	readonly path: string;
-	/** Iterations before the first failing one, and shrinking steps after it. */
+	/** Iterations before the first failing one, fast-check's shrinking steps after it, and the iterations of the last pass (minimize.ts). */
 	readonly runsBefore: number;
 	readonly shrinks: number;
+	readonly minimizing: number;
 }
 
 /** Counts over iterations, shrinking included. */
@@ -99,17 +103,24 @@ export async function fuzzVariant(harness: Harness, options: FuzzOptions): Promi
 		// The property threw something other than a violation: a bug of the fuzzer itself.
 		throw new Error(`The fuzzer failed: ${String(details.errorInstance ?? details.error)}`, { cause: details.errorInstance });
 	}
-	const failure: FuzzFailure | undefined = details.failed && counterexample !== undefined && lastFailing !== undefined
-		? {
-			program: counterexample,
-			violations: lastFailing.violations,
-			transcript: lastFailing.trace.transcript,
-			log: describeLog(lastFailing.trace),
+	let failure: FuzzFailure | undefined;
+	if (details.failed && counterexample !== undefined && lastFailing !== undefined) {
+		const minimized = await minimize(counterexample, lastFailing, new Set(invariantsOf(lastFailing.violations)), async (program) => {
+			const outcome = await runOnce(harness, program);
+			count(counts, outcome.trace, outcome.violations);
+			return { trace: outcome.trace, violations: outcome.violations.filter((violation) => !ignore.has(violation.invariant)) };
+		}, options.minimizeUntil ?? Date.now() + 60_000);
+		failure = {
+			program: minimized.program,
+			violations: minimized.violations,
+			transcript: minimized.trace.transcript,
+			log: describeLog(minimized.trace),
 			path: details.counterexamplePath ?? '',
 			runsBefore: details.numRuns,
 			shrinks: details.numShrinks,
-		}
-		: undefined;
+			minimizing: minimized.tries,
+		};
+	}
 	return { variant: variant.name, seed: options.seed, ignored: [...ignore], examples: options.examples !== undefined, ...counts, failure };
 }
 
@@ -164,6 +175,7 @@ export async function hunt(harness: Harness, options: HuntOptions): Promise<Hunt
 			seed,
 			numRuns: options.numRuns,
 			timeLimitMs: Math.max(options.deadline - Date.now(), 1),
+			minimizeUntil: options.deadline,
 			ignore,
 			...(options.maxSteps === undefined ? {} : { maxSteps: options.maxSteps }),
 			...(options.examples === undefined ? {} : { examples: options.examples }),
@@ -210,7 +222,7 @@ export function describeFailure(report: FuzzReport, { log = false }: { log?: boo
 		violations.push(`  … and ${failure.violations.length - 12} more`);
 	}
 	return [
-		`${report.variant}: ${invariantsOf(failure.violations).join(', ')} violated (iteration ${failure.runsBefore}, shrunk in ${failure.shrinks} steps; seed ${report.seed}, path ${failure.path})`,
+		`${report.variant}: ${invariantsOf(failure.violations).join(', ')} violated (iteration ${failure.runsBefore}, shrunk in ${failure.shrinks} steps and ${failure.minimizing} more tries; seed ${report.seed}, path ${failure.path})`,
 		...violations,
 		'the shrunk program:',
 		describeProgram(failure.program),
@@ -218,6 +230,7 @@ export function describeFailure(report: FuzzReport, { log = false }: { log?: boo
 		...failure.transcript.map((line) => `  ${line}`),
 		...(log ? ['the row versions (seq, writer, op, row):', ...failure.log.map((line) => `  ${line}`)] : []),
 		`replay: npm run fuzz -- ${replayArguments(report)}`,
+		`or, saved as a file: npm run fuzz -- --variant ${report.variant} --program <file> with ${JSON.stringify(normalized(failure.program))}`,
 	].join('\n');
 }
 

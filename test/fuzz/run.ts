@@ -6,12 +6,12 @@
 // (the runner reads the log's watermark between steps). So an interleaving is the program's,
 // never the machine's: a loaded machine runs the same iteration, only slower.
 import http from 'node:http';
+import { digestKey } from '../../src/codec/key-digest.js';
 import { CookieJar, parseSetCookie } from '../helpers/http.js';
 import { Actor, currentActor, sessionCookie, startApps, type ActorEvent, type FuzzApp } from './app.js';
 import { dataOpener, RowLog, type LogEntry, type Version } from './log.js';
 import { browserOf, describeHolds, describeRoute, type Program, type Route, type Step, type WriteHold } from './model.js';
 import { secretsOf, type Variant } from './variants.js';
-import { digestKey } from '../../src/codec/key-digest.js';
 
 /** A request of an iteration, as the checker reads it. */
 export interface RequestRecord {
