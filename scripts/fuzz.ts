@@ -148,7 +148,7 @@ async function runProgramFile(harness: Harness, file: string): Promise<boolean> 
 	const { trace, violations } = await runOnce(harness, program);
 	console.log([
 		`== ${harness.variant.name}: ${file}`,
-		describeProgram(program),
+		describeProgram(program, harness.variant.mainApps),
 		'what happened:',
 		...trace.transcript.map((line) => `  ${line}`),
 		...(printLog ? ['the row versions (seq, writer, op, row):', ...describeLog(trace).map((line) => `  ${line}`)] : []),

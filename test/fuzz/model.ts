@@ -113,10 +113,14 @@ export function describeRoute(route: Route): string {
 }
 
 /** One line per step, as the counterexample is printed. */
-export function describeProgram(program: Program): string {
+/**
+ * @param mainApps The variant's apps of the main phase: a step's `app` picks among them, and lines
+ * name an app by its place among all the variant's apps (app 1 is the first store).
+ */
+export function describeProgram(program: Program, mainApps: readonly number[] = [0]): string {
 	const lines = program.browsers.map((setup, index) => `  setup: browser ${index + 1}: GET /set?${setup.fields.join('&')}${setup.user === undefined ? '' : `, then GET /login?user=${setup.user}`}`);
 	program.steps.forEach((step, index) => {
-		lines.push(`  ${String(index + 1).padStart(2)}. ${describeStep(step, program.browsers.length)}`);
+		lines.push(`  ${String(index + 1).padStart(2)}. ${describeStep(step, program.browsers.length, mainApps)}`);
 	});
 	lines.push(`  end: ${describeEnding(program.ending)}`);
 	return lines.join('\n');
@@ -133,14 +137,15 @@ export function describeEnding(ending: Ending): string {
 	}
 }
 
-export function describeStep(step: Step, browsers: number): string {
+export function describeStep(step: Step, browsers: number, mainApps: readonly number[] = [0]): string {
+	const app = (index: number) => (mainApps[index % mainApps.length] ?? 0) + 1;
 	switch (step.kind) {
 		case 'request':
-			return `browser ${browserOf(step, browsers) + 1}: GET ${describeRoute(step.route)} on app ${step.app + 1}${describeHolds(step)}`;
+			return `browser ${browserOf(step, browsers) + 1}: GET ${describeRoute(step.route)} on app ${app(step.app)}${describeHolds(step)}`;
 		case 'advance':
 			return `the held request #${step.pick + 1} (oldest first) goes on`;
 		case 'destroyAll':
-			return `store.destroyAll('${step.user}') on app ${step.app + 1}, outside any request`;
+			return `store.destroyAll('${step.user}') on app ${app(step.app)}, outside any request`;
 	}
 }
 
@@ -186,37 +191,40 @@ const route: fc.Arbitrary<Route> = fc.oneof(
 );
 
 function step(apps: number): fc.Arbitrary<Step> {
+	// An index among the apps of the main phase.
+	const app = fc.nat({ max: apps - 1 });
 	return fc.oneof(
 		{ weight: 5, arbitrary: fc.record({
 			kind: fc.constant('request' as const),
 			// Mostly the first browser: its tabs race each other.
 			browser: fc.oneof({ weight: 3, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.constant(1) }),
-			app: fc.nat({ max: apps - 1 }),
+			app,
 			route,
 			// Most requests hold somewhere: a request that runs through in one step races nothing.
 			holdAfterLoad: fc.oneof({ weight: 1, arbitrary: fc.constant(false) }, { weight: 2, arbitrary: fc.constant(true) }),
 			holdWrites: fc.constantFrom<WriteHold>('none', 'before', 'after'),
 		}) },
 		{ weight: 3, arbitrary: fc.record({ kind: fc.constant('advance' as const), pick: fc.nat({ max: 2 }) }) },
-		{ weight: 2, arbitrary: fc.record({ kind: fc.constant('destroyAll' as const), user, app: fc.nat({ max: apps - 1 }) }) },
+		{ weight: 2, arbitrary: fc.record({ kind: fc.constant('destroyAll' as const), user, app }) },
 	);
 }
 
 /**
- * Programs of up to two browsers and up to `maxSteps` steps, over `apps` apps of the main phase.
- * Small on purpose: each races few sessions hard, and a failure shrinks to a few lines.
+ * Programs of up to two browsers and up to `maxSteps` steps, over the variant's apps of the main
+ * phase (`mainApps`, see variants.ts). Small on purpose: each races few sessions hard, and a
+ * failure shrinks to a few lines.
  */
-export function programs({ apps, maxSteps = 12 }: { apps: number; maxSteps?: number }): fc.Arbitrary<Program> {
+export function programs({ mainApps, maxSteps = 12 }: { mainApps: readonly number[]; maxSteps?: number }): fc.Arbitrary<Program> {
 	const setup: fc.Arbitrary<BrowserSetup> = fc.record({
 		fields: fc.subarray([...dataFields], { minLength: 1 }),
 		user: fc.option(user, { nil: undefined, freq: 3 }),
 	});
 	return fc.record({
 		browsers: fc.array(setup, { minLength: 1, maxLength: 2 }),
-		steps: fc.array(step(apps), { minLength: 1, maxLength: maxSteps, size: 'max' }),
+		steps: fc.array(step(mainApps.length), { minLength: 1, maxLength: maxSteps, size: 'max' }),
 		ending: fc.constantFrom<Ending>('newest-first', 'oldest-first', 'in-turn'),
 	}).map((program) => Object.defineProperty(program, fc.toStringMethod, {
-		value: () => `\n${describeProgram(program)}`,
+		value: () => `\n${describeProgram(program, mainApps)}`,
 		enumerable: false,
 	}));
 }

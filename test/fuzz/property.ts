@@ -7,7 +7,7 @@ import type { Version } from './log.js';
 import { minimize } from './minimize.js';
 import { describeProgram, normalized, programs, type Program } from './model.js';
 import { runIteration, type Harness, type Trace } from './run.js';
-import { wholeWrites } from './variants.js';
+import { variantNamed, wholeWrites } from './variants.js';
 
 export interface FuzzOptions {
 	readonly seed: number;
@@ -81,7 +81,7 @@ export async function fuzzVariant(harness: Harness, options: FuzzOptions): Promi
 	const counts = { iterations: 0, requests: 0, versions: 0, violating: new Map<Invariant, number>(), firstSeen: new Map<Invariant, string>() };
 	// The latest failing iteration: once shrinking is over, the counterexample's.
 	let lastFailing: { trace: Trace; violations: Violation[] } | undefined;
-	const property = fc.asyncProperty(programs({ apps: variant.mainApps.length, maxSteps: options.maxSteps ?? 12 }), async (program) => {
+	const property = fc.asyncProperty(programs({ mainApps: variant.mainApps, maxSteps: options.maxSteps ?? 12 }), async (program) => {
 		const trace = await runIteration(harness, program);
 		const violations = check(trace, { fieldLevelWrites: !wholeWrites(variant) });
 		count(counts, trace, violations);
@@ -225,7 +225,7 @@ export function describeFailure(report: FuzzReport, { log = false }: { log?: boo
 		`${report.variant}: ${invariantsOf(failure.violations).join(', ')} violated (iteration ${failure.runsBefore}, shrunk in ${failure.shrinks} steps and ${failure.minimizing} more tries; seed ${report.seed}, path ${failure.path})`,
 		...violations,
 		'the shrunk program:',
-		describeProgram(failure.program),
+		describeProgram(failure.program, variantNamed(report.variant).mainApps),
 		'what happened (rN: a request, dN: a direct destroyAll):',
 		...failure.transcript.map((line) => `  ${line}`),
 		...(log ? ['the row versions (seq, writer, op, row):', ...failure.log.map((line) => `  ${line}`)] : []),

@@ -122,6 +122,8 @@ export async function runIteration(harness: Harness, program: Program): Promise<
 	const transcript: string[] = [];
 	const held: Running[] = [];
 	const inFlight = new Set<Running>();
+	// Direct calls given up on as stuck, still to be waited for.
+	const abandoned: Promise<void>[] = [];
 	let stuck: string | undefined;
 	let counter = 0;
 	// Every key a response gave a browser, by digest.
@@ -142,7 +144,7 @@ export async function runIteration(harness: Harness, program: Program): Promise<
 			held.splice(index, 1);
 		}
 		if (event === 'stuck') {
-			stuck ??= `${record.id} neither held again nor answered within ${stepTimeoutMs} ms (held at: ${record.actor.heldAt ?? 'nowhere'})`;
+			stuck ??= `${record.id} neither held again nor answered within ${stepTimeoutMs} ms: it waits on something a held request keeps (a lock held across statements?)`;
 			return `${wrote}STUCK`;
 		}
 		if (event.kind === 'held') {
@@ -210,10 +212,18 @@ export async function runIteration(harness: Harness, program: Program): Promise<
 				const startSeq = await log.watermark();
 				let deleted: number | undefined;
 				let failure: string | undefined;
-				try {
-					deleted = await currentActor.run(actor, () => apps[app]?.store.destroyAll(step.user));
-				} catch (error) {
-					failure = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+				const store = apps[app]?.store;
+				if (store === undefined) {
+					throw new Error(`No app ${app + 1} in variant ${variant.name}`);
+				}
+				const call = currentActor.run(actor, () => store.destroyAll(step.user)).then(
+					(count) => { deleted = count; },
+					(error: unknown) => { failure = error instanceof Error ? `${error.name}: ${error.message}` : String(error); },
+				);
+				if (await withinStepBound(call) === 'stuck') {
+					stuck = `${id} destroyAll('${step.user}') did not return within ${stepTimeoutMs} ms: it waits on something a held request keeps (a lock held across statements?)`;
+					failure = 'stuck';
+					abandoned.push(call);
 				}
 				const endSeq = await log.watermark();
 				segments.push({ actor: id, fromSeq: startSeq, toSeq: endSeq });
@@ -252,7 +262,7 @@ export async function runIteration(harness: Harness, program: Program): Promise<
 			for (const actor of actors.values()) {
 				actor.openForGood();
 			}
-			await Promise.race([Promise.allSettled([...inFlight].map((running) => running.response)), delay(stepTimeoutMs)]);
+			await Promise.race([Promise.allSettled([...[...inFlight].map((running) => running.response), ...abandoned]), delay(stepTimeoutMs)]);
 		}
 	}
 	const rows = await log.rows();
@@ -327,13 +337,18 @@ function send(url: string, jar: CookieJar, actor: string, remember: (key: string
 	});
 }
 
-async function nextEvent(actor: Actor): Promise<ActorEvent | 'stuck'> {
+function nextEvent(actor: Actor): Promise<ActorEvent | 'stuck'> {
+	return withinStepBound(actor.next());
+}
+
+// `promise`, or 'stuck' once the bound on a step has passed.
+async function withinStepBound<T>(promise: Promise<T>): Promise<T | 'stuck'> {
 	let timer: NodeJS.Timeout | undefined;
 	const timeout = new Promise<'stuck'>((resolve) => {
 		timer = setTimeout(() => resolve('stuck'), stepTimeoutMs);
 	});
 	try {
-		return await Promise.race([actor.next(), timeout]);
+		return await Promise.race([promise, timeout]);
 	} finally {
 		clearTimeout(timer);
 	}
