@@ -15,8 +15,12 @@ import { variantNamed } from './fuzz/variants.js';
 // search for other invariants (each one found is reported with its own shrunk program).
 // `npm run fuzz` runs longer, over every variant.
 const seed = 17;
-const programsPerVariant = 60;
-const timeLimitMs = 8_000;
+// The races that found the bugs, each variant: deterministic, and what must never come back.
+// Random programs run in `npm run fuzz`: its runner does not yet model that one process writes a
+// session's key in order (a write waits behind an earlier one held mid-write), and reports such a
+// wait as stuck (test/fuzz/README.md).
+const programsPerVariant = knownRaces.length;
+const timeLimitMs = 30_000;
 
 const variantNames = ['defaults', 'field-level-writes-off', 'encryption-rotation', 'two-instances'] as const;
 

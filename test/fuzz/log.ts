@@ -72,7 +72,7 @@ export function dataOpener(secrets: readonly string[], acceptPlainRows: boolean)
 		return (_digest, stored) => stored;
 	}
 	// A date far ahead: the checker reads every plain row of a migration, whenever it runs.
-	const cipher = new SessionCipher(secrets, acceptPlainRows ? new Date(8.64e15) : undefined);
+	const cipher = new SessionCipher(secrets, { acceptPlainRowsUntil: acceptPlainRows ? new Date(8.64e15) : undefined });
 	return (digest, stored) => {
 		const opened = cipher.open(digest, stored);
 		return opened.kind === 'open' ? opened.data : undefined;

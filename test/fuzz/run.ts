@@ -196,13 +196,30 @@ export async function runIteration(harness: Harness, program: Program): Promise<
 		return `${running.record.id} goes on from ${at ?? '?'} → ${await progress(running, fromSeq)}`;
 	};
 
+	// One process writes a session's key in the order of its saves: a write waits while an earlier
+	// write of that key is in flight. A request of the same browser on the same app as one held at
+	// a write (before it is sent, or after it was applied but not yet answered) would wait for that
+	// one, not reach a hold or an answer of its own: such a step is skipped. Only the write holds
+	// count; a request held after loading its session has no write in flight.
+	const queuedBehind = (browser: number, app: number, except?: Running): string | undefined => held.find((other) => other !== except
+		&& other.record.browser === browser && other.record.app === app && other.record.actor.heldAt !== undefined
+		&& other.record.actor.heldAt !== 'after load')?.record.id;
+
 	const runStep = async (step: Step): Promise<string> => {
 		switch (step.kind) {
-			case 'request':
-				return start('main', browserOf(step, program.browsers.length), mainApp(variant, step.app), step.route, step);
+			case 'request': {
+				const browser = browserOf(step, program.browsers.length);
+				const app = mainApp(variant, step.app);
+				const blocker = queuedBehind(browser, app);
+				return blocker === undefined ? start('main', browser, app, step.route, step) : `skipped: browser ${browser + 1}'s writes on app ${app + 1} queue behind ${blocker}, held at a write`;
+			}
 			case 'advance': {
 				const running = held[step.pick % Math.max(held.length, 1)];
-				return running === undefined ? 'nothing held' : advance(running);
+				if (running === undefined) {
+					return 'nothing held';
+				}
+				const blocker = queuedBehind(running.record.browser, running.record.app, running);
+				return blocker === undefined ? advance(running) : `skipped: ${running.record.id}'s writes queue behind ${blocker}, held at a write`;
 			}
 			case 'destroyAll': {
 				counter += 1;
