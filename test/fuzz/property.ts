@@ -101,7 +101,7 @@ export async function fuzzVariant(harness: Harness, options: FuzzOptions): Promi
 	const counterexample = details.counterexample?.[0];
 	if (details.failed && (counterexample === undefined || lastFailing === undefined)) {
 		// The property threw something other than a violation: a bug of the fuzzer itself.
-		throw new Error(`The fuzzer failed: ${String(details.errorInstance ?? details.error)}`, { cause: details.errorInstance });
+		throw new Error(`The fuzzer failed: ${String(details.errorInstance)}`, { cause: details.errorInstance });
 	}
 	let failure: FuzzFailure | undefined;
 	if (details.failed && counterexample !== undefined && lastFailing !== undefined) {
