@@ -15,20 +15,21 @@ interface Known {
 	expiresOn: number;
 	/**
 	 * Each top-level field's JSON as loaded or last written by this request: what the next save is
-	 * compared with. Taken from `loadedJson` only when a save needs it, so a request that only
+	 * compared with. Taken from `storedJson` only when a save needs it, so a request that only
 	 * reads pays nothing for it.
 	 */
 	fields: ReadonlyMap<string, string> | undefined;
-	/** The stored JSON text as loaded, until `fields` is taken from it. */
-	loadedJson?: string;
-	/** PostgreSQL's text of the stored session as loaded: a save no larger than it is always written. */
+	/**
+	 * PostgreSQL's text of the stored session as loaded: where `fields` of a plain row come from, and
+	 * a save no larger than it is always written.
+	 */
 	storedJson?: string;
 	/** The subject column as loaded or last written (`undefined`: the store keeps none). */
 	subject: string | null | undefined;
 	/** With `encryptionKeys`: the row's fields must be sealed anew on its next save. */
 	reencrypt: boolean;
-	/** With `reencrypt`: the stored form of each field as loaded, parsed (ciphertext, or plain JSON). */
-	stored?: SessionData;
+	/** With `reencrypt`: each field's stored JSON as loaded (ciphertext, or plain JSON). */
+	stored?: ReadonlyMap<string, string> | undefined;
 }
 
 /** What a request knows of its sessions. */
@@ -124,13 +125,10 @@ export class RequestSessions {
 		if (ctx === undefined) {
 			return;
 		}
-		const known: Known = opened.fields === undefined
-			? { state: 'live', id: row.id, expiresOn: row.expiresOn.getTime(), fields: undefined, loadedJson: row.json, storedJson: row.json, subject: row.subject, reencrypt: opened.reencrypt }
-			: { state: 'live', id: row.id, expiresOn: row.expiresOn.getTime(), fields: opened.fields, storedJson: row.json, subject: row.subject, reencrypt: opened.reencrypt };
-		if (opened.reencrypt) {
-			known.stored = row.data;
-		}
-		this.#of(ctx).sessions.set(key, known);
+		this.#of(ctx).sessions.set(key, {
+			state: 'live', id: row.id, expiresOn: row.expiresOn.getTime(), fields: opened.fields, storedJson: row.json, subject: row.subject,
+			reencrypt: opened.reencrypt, stored: opened.reencrypt ? opened.stored : undefined,
+		});
 	}
 
 	/**
@@ -174,8 +172,7 @@ export class RequestSessions {
 		const knowledge = ctx === undefined ? undefined : this.#byRequest.get(ctx);
 		const known = knowledge?.sessions.get(save.key);
 		if (known?.state === 'live') {
-			known.fields ??= fieldsOf(JSON.parse(known.loadedJson ?? '{}') as SessionData);
-			delete known.loadedJson;
+			known.fields ??= fieldsOf(JSON.parse(known.storedJson ?? '{}') as SessionData);
 		}
 		const decision = decideSave({
 			known: known === undefined ? undefined : known.state === 'ended' ? 'ended' : { ...known, fields: known.fields ?? new Map() },
@@ -206,7 +203,7 @@ export class RequestSessions {
 		const live = known?.state === 'live' ? known : write?.kind === 'move' ? knowledge?.sessions.get(write.from) : undefined;
 		const stored = known?.state === 'live' ? known.stored : undefined;
 		const resealExpected = write?.kind === 'updateLive' && write.resealed.length > 0 && stored !== undefined
-			? `{${write.resealed.map((name) => `${JSON.stringify(name)}:${JSON.stringify(stored[name] ?? null)}`).join(',')}}`
+			? `{${write.resealed.map((name) => `${JSON.stringify(name)}:${stored.get(name) ?? 'null'}`).join(',')}}`
 			: undefined;
 		return {
 			rule: decision.rule,
