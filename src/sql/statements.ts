@@ -177,7 +177,10 @@ export function sessionStatements(table: SessionTable, withSubject: boolean): Se
 	// value is still the one the request loaded (`reseal`), the patch applies. Then the expiry
 	// floor: unless the save changes `_maxAge` (the app shortened the session on purpose), a stored
 	// `_expire` or `expires_on` later than the save's stays. `key` is set to itself unless the row
-	// moves (`regenerate()`): an unchanged indexed value keeps the update HOT.
+	// moves (`regenerate()`): an unchanged indexed value keeps the update HOT. The merge and the
+	// floored merge are each computed once per row (`OFFSET 0` keeps PostgreSQL from pulling the
+	// LATERAL subqueries up, which would copy the whole merge into every expression that reads it;
+	// bench/NOTES.md).
 	const updateLive = named('updateLive', `WITH v AS (SELECT r.key, r.new_key, r.replace, r.patch, r.removed, r.reseal, r.expected, `
 		+ `${fromMillis('r.now')} AS now, ${fromMillis('r.expires')} AS expires, r.keep_expiry${subject === undefined ? '' : ', r.subject, r.write_subject'} `
 		+ `FROM pg_catalog.jsonb_to_recordset($1::pg_catalog.jsonb) AS r(key pg_catalog.text, new_key pg_catalog.text, replace pg_catalog.bool, `
@@ -189,14 +192,14 @@ export function sessionStatements(table: SessionTable, withSubject: boolean): Se
 		+ `(s.${data} ${minus} ARRAY(SELECT pg_catalog.jsonb_array_elements_text(v.removed))) `
 		+ `${concat} COALESCE((SELECT pg_catalog.jsonb_object_agg(e.key, e.value) FROM pg_catalog.jsonb_each(v.reseal) AS e `
 		+ `WHERE (s.${data} ${arrow} e.key) ${eq} (v.expected ${arrow} e.key)), '{}'::pg_catalog.jsonb) `
-		+ `${concat} v.patch END AS merged) AS m `
+		+ `${concat} v.patch END AS merged OFFSET 0) AS m `
 		+ `CROSS JOIN LATERAL (SELECT COALESCE((s.${data} ${arrow} '_maxAge'::pg_catalog.text) ${eq} (m.merged ${arrow} '_maxAge'::pg_catalog.text), `
 		+ `s.${data} ${arrow} '_maxAge'::pg_catalog.text IS NULL AND m.merged ${arrow} '_maxAge'::pg_catalog.text IS NULL) AS floor) AS kept `
 		+ `CROSS JOIN LATERAL (SELECT CASE WHEN kept.floor `
 		+ `AND pg_catalog.jsonb_typeof(s.${data} ${arrow} '_expire'::pg_catalog.text) ${eq} 'number'::pg_catalog.text `
 		+ `AND pg_catalog.jsonb_typeof(m.merged ${arrow} '_expire'::pg_catalog.text) ${eq} 'number'::pg_catalog.text `
 		+ `AND (s.${data} ${arrow} '_expire'::pg_catalog.text) ${gt} (m.merged ${arrow} '_expire'::pg_catalog.text) `
-		+ `THEN pg_catalog.jsonb_set(m.merged, '{_expire}'::pg_catalog.text[], s.${data} ${arrow} '_expire'::pg_catalog.text) ELSE m.merged END AS merged) AS floored `
+		+ `THEN pg_catalog.jsonb_set(m.merged, '{_expire}'::pg_catalog.text[], s.${data} ${arrow} '_expire'::pg_catalog.text) ELSE m.merged END AS merged OFFSET 0) AS floored `
 		+ `CROSS JOIN LATERAL (SELECT ${size('floored.merged')} AS size) AS measured `
 		+ `WHERE s.${expiresOn} ${gt} v.now ORDER BY s.${key} FOR UPDATE OF s SKIP LOCKED), `
 		+ `written AS (UPDATE ${t} AS s SET ${key} = COALESCE(v.new_key, s.${key}), ${data} = live.merged, ${modifiedOn} = v.now, `
