@@ -1,9 +1,13 @@
 // What bench/run.ts and bench/profile.ts share: a throwaway PostgreSQL with the session table,
-// the benchmark app servers (child processes), session cookies and autocannon requests.
+// a throwaway redis-server for koa-redis, the benchmark app servers (child processes), what
+// their processes use (CPU, RSS), session cookies and autocannon requests.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import net from 'node:net';
 import os from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type autocannon from 'autocannon';
 import pg from 'pg';
@@ -33,6 +37,8 @@ export interface BenchDatabase {
 	readonly version: string;
 	/** Which CPUs PostgreSQL and the app run on. */
 	readonly placement: string;
+	/** Puts another server (redis-server) on PostgreSQL's CPU when PostgreSQL has one of its own; else nothing. */
+	pinBeside(pid: number): void;
 	/** CPU time all of PostgreSQL's processes have used so far, in µs (Linux only). */
 	cpuMicros(): number | undefined;
 	close(): Promise<void>;
@@ -69,6 +75,29 @@ export function processCpuMicros(pid: number | undefined): number | undefined {
 	return pid === undefined ? undefined : processStat(pid)?.cpuMicros;
 }
 
+/** What a process holds in memory, in KiB, from /proc/<pid>/status. */
+export interface ProcessMemory {
+	/** Resident set size now (VmRSS). */
+	readonly rss: number;
+	/** The highest resident set size so far (VmHWM). */
+	readonly peak: number;
+}
+
+/** `undefined` off Linux, or once the process has exited. */
+export function processMemory(pid: number | undefined): ProcessMemory | undefined {
+	if (pid === undefined) {
+		return undefined;
+	}
+	let status: string;
+	try {
+		status = readFileSync(`/proc/${pid}/status`, 'utf8');
+	} catch {
+		return undefined; // As processStat: no figure rather than a wrong one.
+	}
+	const field = (name: string) => Number(new RegExp(`^${name}:\\s*(\\d+) kB$`, 'm').exec(status)?.[1] ?? Number.NaN);
+	return { rss: field('VmRSS'), peak: field('VmHWM') };
+}
+
 /** CPU time of a process, its live children and its children that exited, in µs. */
 function processTreeCpuMicros(pid: number): number | undefined {
 	const parent = processStat(pid);
@@ -93,9 +122,9 @@ function processTreeCpuMicros(pid: number): number | undefined {
  * the postmaster forks later inherit its CPU. With the database off the app's cores, a store's
  * ratio to the Map ceiling shows what the store costs the app, not what PostgreSQL's CPU costs
  * the machine.
- * @returns Where each runs, for the report.
+ * @returns Where each runs, for the report, and how to pin another process beside PostgreSQL.
  */
-function pinPostgres(postmaster: number): string {
+function pinPostgres(postmaster: number): { placement: string; pinBeside(pid: number): void } {
 	const cpus = os.cpus().length;
 	if (cpus < 2) {
 		throw new Error('BENCH_PIN_POSTGRES needs at least 2 CPUs');
@@ -115,7 +144,10 @@ function pinPostgres(postmaster: number): string {
 		}
 	}
 	pin(app, process.pid);
-	return `PostgreSQL on CPU ${database}, the app servers and the load generator on CPU ${app}`;
+	return {
+		placement: `PostgreSQL on CPU ${database} (redis-server too, when koa-redis runs), the app servers and the load generator on CPU ${app}`,
+		pinBeside: (pid) => pin(database, pid),
+	};
 }
 
 export async function startDatabase(options: { statementStats?: boolean; pinPostgres?: boolean } = {}): Promise<BenchDatabase> {
@@ -152,10 +184,11 @@ export async function startDatabase(options: { statementStats?: boolean; pinPost
 	const { rows: [row] } = await pool.query<{ version: string; pid: number }>("SELECT current_setting('server_version') AS version, pg_backend_pid() AS pid");
 	// Every backend is a child of the postmaster.
 	const postmaster = row === undefined ? undefined : processStat(row.pid)?.ppid;
-	const placement = options.pinPostgres === true && postmaster !== undefined ? pinPostgres(postmaster) : 'PostgreSQL on the same CPUs';
+	const pinned = options.pinPostgres === true && postmaster !== undefined ? pinPostgres(postmaster) : undefined;
 	return {
 		server,
-		placement,
+		placement: pinned?.placement ?? 'PostgreSQL on the same CPUs',
+		pinBeside: (pid) => pinned?.pinBeside(pid),
 		url,
 		pool,
 		version: row?.version ?? '?',
@@ -199,6 +232,110 @@ export async function startAppServer(kind: StoreKind, databaseUrl: string, optio
 				child.kill('SIGTERM');
 			}
 			await exited;
+		},
+	};
+}
+
+/**
+ * Why the koa-redis kind cannot run here, or `undefined` when it can: it needs `redis-server` on
+ * PATH and the koa-redis package (a devDependency).
+ */
+export function koaRedisUnavailable(): string | undefined {
+	if (spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).error !== undefined) {
+		return '`redis-server` is not on PATH (Debian: apt-get install redis-server)';
+	}
+	try {
+		createRequire(import.meta.url).resolve('koa-redis');
+	} catch (error) {
+		if ((error as { code?: unknown }).code !== 'MODULE_NOT_FOUND') {
+			throw error;
+		}
+		return 'koa-redis is not installed (npm install --save-dev koa-redis)';
+	}
+	return undefined;
+}
+
+export interface RedisServer {
+	readonly port: number;
+	readonly pid: number | undefined;
+	/** `redis-server --version`'s version. */
+	readonly version: string;
+	/** CPU time the server has used so far, in µs (Linux only). */
+	cpuMicros(): number | undefined;
+	stop(): Promise<void>;
+}
+
+/** A port of 127.0.0.1 nothing listens on: redis-server's `--port 0` means no TCP at all, not any port. */
+async function freePort(): Promise<number> {
+	const probe = net.createServer();
+	await new Promise<void>((resolve, reject) => {
+		probe.once('error', reject);
+		probe.listen(0, '127.0.0.1', resolve);
+	});
+	const { port } = probe.address() as net.AddressInfo;
+	await new Promise<void>((resolve) => probe.close(() => resolve()));
+	return port;
+}
+
+/**
+ * A throwaway redis-server for koa-redis, on 127.0.0.1 at a free port, without persistence (no
+ * snapshots, no append-only file: like the throwaway PostgreSQL's `fsync=off`, no write waits for
+ * the disk), its working directory a temporary one that stop() removes.
+ */
+export async function startRedis(): Promise<RedisServer> {
+	const port = await freePort();
+	const directory = await mkdtemp(join(os.tmpdir(), 'koa-pgstore-bench-redis-'));
+	const child = spawn('redis-server', [
+		'--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', directory,
+	], { stdio: ['ignore', 'pipe', 'inherit'] });
+	// A run that throws must not leave the server behind.
+	const killOnExit = () => child.kill('SIGKILL');
+	process.once('exit', killOnExit);
+	const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+	// Its log goes to stdout; read to the end, so that the pipe never fills and blocks it.
+	let log = '';
+	let ready = false;
+	let timer: NodeJS.Timeout | undefined;
+	try {
+		await new Promise<void>((resolve, reject) => {
+			timer = setTimeout(() => reject(new Error(`redis-server did not accept connections within 10 s:\n${log}`)), 10_000);
+			child.stdout!.setEncoding('utf8');
+			child.stdout!.on('data', (chunk: string) => {
+				if (!ready) {
+					log += chunk;
+					if (log.includes('Ready to accept connections')) {
+						ready = true;
+						resolve();
+					}
+				}
+			});
+			child.once('error', reject);
+			child.once('exit', (code, signal) => reject(new Error(`redis-server exited (${code ?? signal}) before accepting connections:\n${log}`)));
+		});
+	} catch (error) {
+		// A process that never started may not emit 'exit'.
+		if (child.pid !== undefined) {
+			child.kill('SIGKILL');
+			await exited;
+		}
+		await rm(directory, { recursive: true, force: true });
+		throw error;
+	} finally {
+		clearTimeout(timer);
+	}
+	const version = /v=(\S+)/.exec(spawnSync('redis-server', ['--version'], { encoding: 'utf8' }).stdout)?.[1] ?? '?';
+	return {
+		port,
+		pid: child.pid,
+		version,
+		cpuMicros: () => processCpuMicros(child.pid),
+		async stop() {
+			process.off('exit', killOnExit);
+			if (child.exitCode === null && child.signalCode === null) {
+				child.kill('SIGTERM');
+			}
+			await exited;
+			await rm(directory, { recursive: true, force: true });
 		},
 	};
 }

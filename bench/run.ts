@@ -1,23 +1,47 @@
-// `npm run bench`: koa-pgstore against a hand-written `pg` store (the baseline) and an in-process
-// Map store (the ceiling of any external store: koa-session's own cost), through one Koa app
-// under HTTP load, in interleaved rounds, at each connection count; then the noisy-neighbour
-// workload (bench/noisy.ts: users' saves while a tenth of the clients send hostile ones); then the
-// two-tabs workload (lost field updates when two requests of one session save at once); then a
-// cleanup sweep of 1,000,000 expired rows among 100,000 live ones. Prints Markdown tables. With the
-// defaults on 2 cores, before the noisy-neighbour workload: 7.6 minutes at a load average of 16
-// (the sweep alone took 98 s), less on a quiet machine. The noisy-neighbour workload adds one cell
-// per store, connection count and phase (12 by default) of BENCH_NOISY_SECONDS plus a second's
-// lead of the attackers and the wait for the cell's requests to finish.
+// `npm run bench`: koa-pgstore against a hand-written `pg` store (the baseline), koa-redis (the
+// store most Koa apps use) and an in-process Map store (the ceiling of any external store:
+// koa-session's own cost), through one Koa app under HTTP load, in interleaved rounds, at each
+// connection count; then the noisy-neighbour workload (bench/noisy.ts: users' saves while a tenth
+// of the clients send hostile ones); then the two-tabs workload (lost field updates when two
+// requests of one session save at once); then a cleanup sweep of 1,000,000 expired rows among
+// 100,000 live ones. Prints Markdown tables: each store against the `pg` store, the Map ceiling and
+// koa-redis, with the spread of the per-round ratios, and each app server's RSS. With the defaults
+// on 2 cores, before the noisy-neighbour workload: 7.6 minutes at a load average of 16 (the sweep
+// alone took 98 s), less on a quiet machine. The noisy-neighbour workload adds one cell per store,
+// connection count and phase (12 by default) of BENCH_NOISY_SECONDS plus a second's lead of the
+// attackers and the wait for the cell's requests to finish. A cell of the interleaved rounds takes
+// BENCH_SECONDS plus about half a second (ANALYZE, statistics).
 // The noisy-neighbour workload alone:
 //   BENCH_WORKLOADS=noisy BENCH_TABS_SESSIONS=0 BENCH_EXPIRED_ROWS=0 BENCH_STORES=koa-pgstore,pg npm run bench
+// This checkout against an older one (its dist/ built there), beside koa-redis, read/write/new only:
+//   BENCH_BASELINE=../old BENCH_STORES=koa-pgstore,koa-pgstore-prisma,koa-redis,map,pg BENCH_WORKLOADS=read,write,new \
+//   BENCH_TABS_SESSIONS=0 BENCH_EXPIRED_ROWS=0 npm run bench
 // Compare ratios measured in one run, never req/s across runs; app and PostgreSQL CPU per request
 // (from /proc, Linux) depend much less on what else the machine runs than req/s do.
 //
 // Environment (lists are comma-separated):
 //   BENCH_SECONDS         seconds per measurement (default 3)
-//   BENCH_ROUNDS          interleaved rounds; each cell reports the median (default 3)
+//   BENCH_ROUNDS          interleaved rounds; each cell reports the median, the ratio tables also the
+//                         lowest and highest round (default 3)
 //   BENCH_CONNECTIONS     connection counts, each workload runs at each (default "8,32")
-//   BENCH_STORES          stores to run (default "koa-pgstore,pg,map"; also "cookie": cookie-only koa-session)
+//   BENCH_STORES          stores to run (default "koa-pgstore,pg,map"), among:
+//                           koa-pgstore          the store on its own client (`connectionString`), from dist/
+//                           koa-pgstore-prisma   the store on the app's Prisma client (`prisma`): the package's
+//                                                generated PrismaClient on @prisma/adapter-pg, pool max 10 as the
+//                                                store's own (bench/server.ts)
+//                           pg                   a hand-written one-statement store on `pg` (bench/naive-pg-store.ts)
+//                           koa-redis            koa-redis on a throwaway redis-server without persistence, started
+//                                                and stopped by the bench; skipped with a note when redis-server is
+//                                                not on PATH or koa-redis is not installed
+//                           map                  an in-process Map (bench/map-store.ts), the ceiling
+//                           cookie               koa-session's cookie-only sessions
+//                           koa-pgstore-baseline, koa-pgstore-prisma-baseline: see BENCH_BASELINE
+//   BENCH_BASELINE        a checkout of another (older) commit with its node_modules, where `npm run build` has
+//                         run: adds koa-pgstore-baseline after koa-pgstore (its dist/index.js, same options) and
+//                         koa-pgstore-prisma-baseline after koa-pgstore-prisma (its store on the same app client as
+//                         koa-pgstore-prisma), in the same interleaved rounds. Naming either in BENCH_STORES runs
+//                         just those named. The older build must accept the options bench/server.ts passes
+//                         (`preparedStatements` and `touchAfter`: any commit since c1ee433)
 //   BENCH_PREPARED        koa-pgstore with prepared statements: "1" (default, as the store's default
 //                         `preparedStatements: true`), "0", or "1,0" for both side by side in one run,
 //                         with a table of their ratio
@@ -27,7 +51,8 @@
 //   BENCH_NOISY_ROUNDS    interleaved rounds of the noisy cells; each reports the median (default 1)
 //   BENCH_NOISY_PHASES    phases (default "control,numbers,hot"; also "quiet": users without attackers)
 //   BENCH_NOISY_STORES    stores, among those of BENCH_STORES (default: koa-pgstore and pg, those of them
-//                         BENCH_STORES runs; also "map")
+//                         BENCH_STORES runs; koa-pgstore names both BENCH_PREPARED variants; also "map" and the
+//                         other kinds by their names)
 //   BENCH_NOISY_BYTES     bytes of each attack body, string in control, `[1e308,…]` in numbers (default 1000000)
 //   BENCH_NOISY_HOT_LOOPS loops saving a counter into the hot session beside the attacker clients (default 150)
 //   BENCH_TABS_SESSIONS   sessions of the two-tabs workload, 0 skips it (default 200)
@@ -37,15 +62,21 @@
 //   BENCH_TOUCH_AFTER     koa-pgstore's `touchAfter` in ms (default 60000; read by bench/server.ts)
 //   BENCH_PIN_POSTGRES    "1": PostgreSQL on a CPU of its own, the app servers and the load generator on the
 //                         others (Linux, taskset), so that ratios to the Map ceiling leave out PostgreSQL's
-//                         share of the machine (default "0": all on the same CPUs)
+//                         share of the machine (default "0": all on the same CPUs); redis-server too, on PostgreSQL's
 //   BENCH_FILLFACTOR      the session table's fillfactor, set before the run (default: PostgreSQL's, 100)
 //   BENCH_SOURCE          "dist" (default: `npm run build` first, then the compiled package) or "src" (through tsx)
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
+import { join, resolve } from 'node:path';
 import autocannon from 'autocannon';
 import { PgStore } from '../src/index.js';
-import { buildPackage, listFromEnv, median, processCpuMicros, requestsWith, sessionCookies, startAppServer, startDatabase, type AppServer } from './harness.js';
+import {
+	buildPackage, koaRedisUnavailable, listFromEnv, median, processCpuMicros, processMemory, requestsWith, sessionCookies,
+	startAppServer, startDatabase, startRedis, type AppServer, type ProcessMemory,
+} from './harness.js';
 import { attackersAmong, noisyPhases, runNoisyNeighbours, type NoisyPhase } from './noisy.js';
-import { storeKinds, type StoreKind } from './protocol.js';
+import { inPostgres, isBaseline, storeKinds, type StoreKind } from './protocol.js';
 
 const seconds = Number(process.env['BENCH_SECONDS'] ?? 3);
 const rounds = Number(process.env['BENCH_ROUNDS'] ?? 3);
@@ -67,9 +98,28 @@ const noisyPhasesRun = listFromEnv('BENCH_NOISY_PHASES', 'control,numbers,hot') 
 const noisyStoresChosen = process.env['BENCH_NOISY_STORES'] !== undefined;
 const noisyStores = listFromEnv('BENCH_NOISY_STORES', 'koa-pgstore,pg');
 const prepared = listFromEnv('BENCH_PREPARED', '1');
-const kinds: StoreKind[] = listFromEnv('BENCH_STORES', 'koa-pgstore,pg,map').flatMap((name): StoreKind[] => (name === 'koa-pgstore'
-	? prepared.map((flag) => (flag === '1' ? 'koa-pgstore' : 'koa-pgstore-unprepared'))
-	: [name as StoreKind]));
+const baselineDirectory = process.env['BENCH_BASELINE'] ? resolve(process.env['BENCH_BASELINE']) : undefined;
+const storeNames = listFromEnv('BENCH_STORES', 'koa-pgstore,pg,map');
+const koaRedisMissing = storeNames.includes('koa-redis') ? koaRedisUnavailable() : undefined;
+if (koaRedisMissing !== undefined) {
+	console.log(`koa-redis skipped: ${koaRedisMissing}`);
+}
+// BENCH_BASELINE runs the older build beside each koa-pgstore kind it has, unless BENCH_STORES
+// names the baseline kinds it wants.
+const baselineNamed = storeNames.some((name) => name.endsWith('-baseline'));
+const baselineOf: Readonly<Record<string, StoreKind>> = { 'koa-pgstore': 'koa-pgstore-baseline', 'koa-pgstore-prisma': 'koa-pgstore-prisma-baseline' };
+const kinds: StoreKind[] = storeNames.flatMap((name): StoreKind[] => {
+	if (name === 'koa-redis' && koaRedisMissing !== undefined) {
+		return [];
+	}
+	const variants = name === 'koa-pgstore'
+		? prepared.map((flag): StoreKind => (flag === '1' ? 'koa-pgstore' : 'koa-pgstore-unprepared'))
+		: [name as StoreKind];
+	const baseline = baselineOf[name];
+	return baselineDirectory !== undefined && !baselineNamed && baseline !== undefined ? [...variants, baseline] : variants;
+});
+// BENCH_STORES and BENCH_NOISY_STORES name both BENCH_PREPARED variants `koa-pgstore`.
+const storeNameOf = (kind: StoreKind) => (kind === 'koa-pgstore-unprepared' ? 'koa-pgstore' : kind);
 
 for (const [name, value] of Object.entries({ seconds, rounds, expiredRows, liveRows, tabSessions, tabRounds, noisyHotLoops })) {
 	if (!Number.isInteger(value) || value < 0) {
@@ -86,16 +136,21 @@ for (const flag of prepared) {
 }
 for (const kind of kinds) {
 	if (!storeKinds.includes(kind)) {
-		throw new TypeError(`Expected BENCH_STORES to name stores among koa-pgstore, pg, map, cookie, got ${kind}`);
+		throw new TypeError(`Expected BENCH_STORES to name stores among ${storeKinds.filter((name) => name !== 'koa-pgstore-unprepared').join(', ')}, got ${kind}`);
 	}
+	if (isBaseline(kind) && baselineDirectory === undefined) {
+		throw new TypeError(`Expected BENCH_BASELINE, the checkout of an older build, for ${kind} in BENCH_STORES`);
+	}
+}
+if (baselineDirectory !== undefined && !existsSync(join(baselineDirectory, 'dist', 'index.js'))) {
+	throw new TypeError(`Expected BENCH_BASELINE to be a checkout with node_modules and a built dist/ (\`npm ci && npm run build\` there), got ${baselineDirectory}: it has no dist/index.js`);
 }
 for (const workload of workloads) {
 	if (!allWorkloads.includes(workload)) {
 		throw new TypeError(`Expected BENCH_WORKLOADS to name workloads among ${allWorkloads.join(', ')}, noisy, got ${workload}`);
 	}
 }
-// koa-pgstore names both variants of BENCH_PREPARED, as in BENCH_STORES.
-const noisyKinds = noisy ? kinds.filter((kind) => noisyStores.includes(kind.startsWith('koa-pgstore') ? 'koa-pgstore' : kind)) : [];
+const noisyKinds = noisy ? kinds.filter((kind) => noisyStores.includes(storeNameOf(kind))) : [];
 if (noisy) {
 	for (const [name, value] of Object.entries({ noisySeconds, noisyRounds })) {
 		if (!Number.isInteger(value) || value < 1) {
@@ -110,7 +165,10 @@ if (noisy) {
 		throw new TypeError(`Expected BENCH_NOISY_PHASES to name phases among ${noisyPhases.join(', ')}, got ${process.env['BENCH_NOISY_PHASES']}`);
 	}
 	for (const name of noisyStoresChosen ? noisyStores : []) {
-		if (name === 'cookie' || !kinds.some((kind) => (kind.startsWith('koa-pgstore') ? 'koa-pgstore' : kind) === name)) {
+		if (name === 'koa-redis' && koaRedisMissing !== undefined) {
+			continue;
+		}
+		if (name === 'cookie' || !kinds.some((kind) => storeNameOf(kind) === name)) {
 			throw new TypeError(`Expected BENCH_NOISY_STORES to name stores of BENCH_STORES other than cookie, got ${name}`);
 		}
 	}
@@ -123,6 +181,10 @@ const startedAt = performance.now();
 buildPackage();
 const database = await startDatabase({ statementStats: true, pinPostgres: process.env['BENCH_PIN_POSTGRES'] === '1' });
 const db = database.pool;
+const redis = kinds.includes('koa-redis') ? await startRedis() : undefined;
+if (redis?.pid !== undefined) {
+	database.pinBeside(redis.pid);
+}
 
 async function statementCounts(): Promise<{ statements: number; writes: number }> {
 	const { rows: [row] } = await db.query<{ statements: string; writes: string }>(`
@@ -143,7 +205,7 @@ async function rowUpdates(): Promise<{ updates: number; hot: number }> {
 
 interface Measurement {
 	requestsPerSecond: number; p50: number; p99: number; requests: number; statements: number; writes: number; errors: number;
-	/** µs of CPU per request of the app server's process, and of all PostgreSQL's (NaN off Linux). */
+	/** µs of CPU per request of the app server's process, and of all PostgreSQL's, redis-server's for koa-redis (NaN off Linux). */
 	appCpu: number; databaseCpu: number;
 	/** Share of the session table's row updates that were HOT (NaN: none). */
 	hot: number;
@@ -157,8 +219,9 @@ async function measure(server: AppServer, workload: Workload, connections: numbe
 	// current statistics, as a table autovacuum keeps up with does.
 	await db.query('ANALYZE http_sessions');
 	await db.query('SELECT pg_stat_statements_reset()');
+	const databaseCpuMicros = () => (server.kind === 'koa-redis' ? redis?.cpuMicros() : database.cpuMicros());
 	const appBefore = processCpuMicros(server.child.pid);
-	const databaseBefore = database.cpuMicros();
+	const databaseBefore = databaseCpuMicros();
 	const updatesBefore = await rowUpdates();
 	const result = await autocannon({
 		url: `http://127.0.0.1:${workload === 'rolling' ? server.ports.rolling : server.ports.plain}`,
@@ -167,7 +230,7 @@ async function measure(server: AppServer, workload: Workload, connections: numbe
 		requests: requestsWith(pathOf(workload), workload === 'new' ? undefined : cookies.get(server.kind)),
 	});
 	const appAfter = processCpuMicros(server.child.pid);
-	const databaseAfter = database.cpuMicros();
+	const databaseAfter = databaseCpuMicros();
 	const counts = await statementCounts();
 	const updatesAfter = await rowUpdates();
 	const perRequest = (before: number | undefined, after: number | undefined) => (before === undefined || after === undefined
@@ -193,14 +256,32 @@ console.log(`koa-pgstore benchmark — ${new Date().toISOString().slice(0, 10)},
 	+ `${cpu.length} × ${cpu[0]?.model.trim() ?? 'unknown CPU'}, load average at start ${load()}`);
 console.log(`${connectionCounts.join(' and ')} connections, ${rounds} interleaved rounds of ${seconds} s per cell; `
 	+ `the app server of each store is its own process, the load generator another, PostgreSQL on the same machine (${database.placement}); `
-	+ `koa-pgstore from ${process.env['BENCH_SOURCE'] === 'src' ? 'src/ through tsx' : 'dist/ (compiled by tsc)'}\n`);
+	+ `koa-pgstore from ${process.env['BENCH_SOURCE'] === 'src' ? 'src/ through tsx' : 'dist/ (compiled by tsc)'}`);
+if (kinds.some((kind) => kind.startsWith('koa-pgstore-prisma'))) {
+	console.log(`koa-pgstore-prisma: the store given the app's client, this package's generated PrismaClient (from ${process.env['BENCH_SOURCE'] === 'src' ? 'src/' : 'dist/'}) `
+		+ 'on @prisma/adapter-pg with a pool of 10, as the store\'s own');
+}
+if (baselineDirectory !== undefined) {
+	const commit = spawnSync('git', ['-C', baselineDirectory, 'log', '-1', '--format=%h %ad %s', '--date=short'], { encoding: 'utf8' });
+	console.log(`*-baseline: koa-pgstore from ${baselineDirectory}/dist/${commit.status === 0 ? `, commit ${commit.stdout.trim()}` : ''}`);
+}
+if (redis !== undefined) {
+	const { version } = JSON.parse(readFileSync('node_modules/koa-redis/package.json', 'utf8')) as { version?: string };
+	console.log(`koa-redis ${version ?? '?'} on redis-server ${redis.version}, 127.0.0.1, without persistence`);
+}
+console.log();
 
 const servers = new Map<StoreKind, AppServer>();
 // The 100 sessions each store's read, write and rolling workloads cycle through.
 const cookies = new Map<StoreKind, string[]>();
 const pathOf = (workload: Workload) => (workload === 'write' ? '/write' : workload === 'new' ? '/new' : '/');
+// Every server gets both: a server reads only what its kind needs.
+const serverEnv: Record<string, string> = {
+	...redis === undefined ? {} : { BENCH_REDIS_PORT: String(redis.port) },
+	...baselineDirectory === undefined ? {} : { BENCH_BASELINE: baselineDirectory },
+};
 for (const kind of kinds) {
-	servers.set(kind, await startAppServer(kind, database.url));
+	servers.set(kind, await startAppServer(kind, database.url, { env: serverEnv }));
 }
 for (const kind of kinds) {
 	cookies.set(kind, await sessionCookies(servers.get(kind)!.ports.plain, 100));
@@ -228,6 +309,10 @@ for (let round = 0; round < (process.env['BENCH_ONLY_CLEANUP'] ? 0 : rounds); ro
 		}
 	}
 }
+// Each app server's memory once all have served the same requests; the noisy-neighbour workload
+// (megabyte bodies), two tabs and the sweep come to some stores only.
+const memoryAfterRounds = new Map(kinds.map((kind) => [kind, processMemory(servers.get(kind)!.child.pid)]));
+const redisMemoryAfterRounds = processMemory(redis?.pid);
 const requestsPerSecond = (workload: Workload, connections: number, kind: StoreKind) => median((results.get(cell(workload, connections, kind)) ?? []).map((m) => m.requestsPerSecond));
 const ratio = (value: number, reference: number) => (Number.isFinite(value) && Number.isFinite(reference) ? `${(value / reference).toFixed(2)}` : '—');
 
@@ -235,7 +320,8 @@ const medianOf = (workload: Workload, connections: number, kind: StoreKind, pick
 const fixed = (value: number, digits: number) => (Number.isFinite(value) ? value.toFixed(digits) : '—');
 
 if (results.size > 0) {
-	console.log('| workload | connections | store | req/s | p50 ms | p99 ms | × pg baseline | × Map ceiling | app CPU µs/req | PostgreSQL CPU µs/req | statements/req | writes/req | HOT updates % | errors |');
+	console.log('Database CPU: all of PostgreSQL\'s processes, redis-server\'s for koa-redis');
+	console.log('| workload | connections | store | req/s | p50 ms | p99 ms | × pg baseline | × Map ceiling | app CPU µs/req | database CPU µs/req | statements/req | writes/req | HOT updates % | errors |');
 	console.log('| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 	for (const workload of workloads) {
 		for (const connections of connectionCounts) {
@@ -244,10 +330,10 @@ if (results.size > 0) {
 			for (const kind of kinds) {
 				const runs = results.get(cell(workload, connections, kind)) ?? [];
 				const rps = median(runs.map((m) => m.requestsPerSecond));
-				const inDatabase = kind !== 'cookie' && kind !== 'map';
+				const inDatabase = inPostgres(kind);
 				const of = (pick: (m: Measurement) => number) => median(runs.map(pick));
 				console.log(`| ${workload} | ${connections} | ${kind} | ${rps.toFixed(0)} | ${of((m) => m.p50).toFixed(1)} | ${of((m) => m.p99).toFixed(1)} `
-					+ `| ${ratio(rps, baseline)} | ${ratio(rps, ceiling)} | ${fixed(of((m) => m.appCpu), 0)} | ${inDatabase ? fixed(of((m) => m.databaseCpu), 0) : '—'} `
+					+ `| ${ratio(rps, baseline)} | ${ratio(rps, ceiling)} | ${fixed(of((m) => m.appCpu), 0)} | ${inDatabase || kind === 'koa-redis' ? fixed(of((m) => m.databaseCpu), 0) : '—'} `
 					+ `| ${inDatabase ? of((m) => m.statements).toFixed(2) : '—'} | ${inDatabase ? of((m) => m.writes).toFixed(2) : '—'} | ${inDatabase && Number.isFinite(of((m) => m.hot)) ? (100 * of((m) => m.hot)).toFixed(0) : '—'} | ${runs.reduce((sum, m) => sum + m.errors, 0)} |`);
 			}
 		}
@@ -267,6 +353,31 @@ if (results.size > 0) {
 				});
 				console.log(`| ${workload} | ${connections} | ${cells.join(' | ')} |`);
 			}
+		}
+	}
+	// Each round's ratio pairs two cells of the same round, minutes apart at most: the spread across
+	// rounds shows how far machine noise moves a ratio, so a gap between two stores smaller than
+	// their spreads is not one.
+	const roundRatios = (workload: Workload, connections: number, kind: StoreKind, reference: StoreKind) => {
+		const references = results.get(cell(workload, connections, reference)) ?? [];
+		return (results.get(cell(workload, connections, kind)) ?? [])
+			.map((m, round) => m.requestsPerSecond / (references[round]?.requestsPerSecond ?? Number.NaN))
+			.filter(Number.isFinite);
+	};
+	const withSpread = (ratios: readonly number[]) => (ratios.length === 0
+		? '—'
+		: `${median(ratios).toFixed(2)} (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})`);
+	const columns = workloads.flatMap((workload) => connectionCounts.map((connections) => ({ workload, connections })));
+	for (const [reference, name] of [['map', 'the Map ceiling\'s'], ['koa-redis', 'koa-redis\'s']] as const) {
+		if (!kinds.includes(reference)) {
+			continue;
+		}
+		console.log(`\nReq/s as a fraction of ${name}: each store's req/s over ${reference}'s in the same round, the median of ${rounds} rounds `
+			+ 'and (in parentheses) the lowest and highest round; columns are workload and connections');
+		console.log(`| store | ${columns.map(({ workload, connections }) => `${workload} ${connections}`).join(' | ')} |`);
+		console.log(`| --- | ${columns.map(() => '---:').join(' | ')} |`);
+		for (const kind of kinds.filter((other) => other !== reference)) {
+			console.log(`| ${kind} | ${columns.map(({ workload, connections }) => withSpread(roundRatios(workload, connections, kind, reference))).join(' | ')} |`);
 		}
 	}
 	if (kinds.includes('koa-pgstore') && kinds.includes('koa-pgstore-unprepared')) {
@@ -397,6 +508,21 @@ if (expiredRows > 0 && sweptKind !== undefined) {
 	await sweeper.close();
 }
 
+// RSS counts shared pages (Node's binary, loaded libraries) in full in every process.
+const mebibytes = (kibibytes: number | undefined) => (kibibytes === undefined || !Number.isFinite(kibibytes) ? '—' : (kibibytes / 1024).toFixed(0));
+type MemoryRow = readonly [name: string, afterRounds: ProcessMemory | undefined, atEnd: ProcessMemory | undefined];
+const memoryRows: MemoryRow[] = kinds.map((kind) => [`${kind} app server`, memoryAfterRounds.get(kind), processMemory(servers.get(kind)!.child.pid)]);
+if (redis !== undefined) {
+	memoryRows.push(['redis-server (koa-redis\'s database)', redisMemoryAfterRounds, processMemory(redis.pid)]);
+}
+console.log('\nMemory of each process (VmRSS and VmHWM of /proc/<pid>/status), MiB: after the interleaved rounds (each store served the same requests), at the end of the run, and its peak');
+console.log('| process | RSS after the rounds | RSS at the end | peak RSS |');
+console.log('| --- | ---: | ---: | ---: |');
+for (const [name, afterRounds, atEnd] of memoryRows) {
+	console.log(`| ${name} | ${mebibytes(afterRounds?.rss)} | ${mebibytes(atEnd?.rss)} | ${mebibytes(atEnd?.peak)} |`);
+}
+
 console.log(`\nLoad average at end ${load()}; total ${((performance.now() - startedAt) / 60_000).toFixed(1)} min`);
 await Promise.all([...servers.values()].map((server) => server.stop()));
+await redis?.stop();
 await database.close();

@@ -7,34 +7,134 @@
 // counters, `POST /save` stores its JSON body as the session's `filters` field (the noisy-neighbour
 // workload's attackers; a save the store refuses for its size is answered 413). With an IPC channel
 // (bench/profile.ts) it also measures its own CPU on request.
+//
+// Environment: BENCH_DATABASE_URL (set by bench/harness.ts), BENCH_SOURCE, BENCH_TOUCH_AFTER,
+// BENCH_BASELINE (the checkout the `*-baseline` kinds import) and BENCH_REDIS_PORT (koa-redis's
+// redis-server, started by bench/run.ts).
 import { writeFile } from 'node:fs/promises';
 import { Session } from 'node:inspector/promises';
 import { findSourceMap } from 'node:module';
 import type { AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import Koa from 'koa';
-import session from 'koa-session';
+import session, { type CreateSessionOptions } from 'koa-session';
 import { MapStore } from './map-store.js';
 import { NaivePgStore } from './naive-pg-store.js';
-import { storeKinds, type ProfileCommand, type ProfileReport, type StoreKind } from './protocol.js';
+import { isBaseline, storeKinds, type ProfileCommand, type ProfileReport, type StoreKind } from './protocol.js';
 
 const kind = process.argv[2] as StoreKind;
 if (!storeKinds.includes(kind)) {
 	throw new TypeError(`Expected a store kind (${storeKinds.join(', ')}), got ${String(kind)}`);
 }
 const connectionString = process.env['BENCH_DATABASE_URL'] ?? '';
+const touchAfter = Number(process.env['BENCH_TOUCH_AFTER'] ?? 60_000);
+
+type Package = typeof import('../src/index.js');
+type SessionStore = NonNullable<CreateSessionOptions['store']>;
+
+/** What the bench uses of koa-redis 4, which ships no types: a koa-session store on one ioredis connection. */
+interface KoaRedisStore {
+	get(key: string): Promise<unknown>;
+	set(key: string, session: unknown, maxAge: number | 'session' | undefined): Promise<void>;
+	destroy(key: string): Promise<void>;
+	quit(): Promise<void>;
+	on(event: 'error', listener: (error: Error) => void): unknown;
+}
+
+interface OpenedStore {
+	/** `undefined`: koa-session's cookie-only sessions. */
+	readonly store: SessionStore | undefined;
+	/** The SessionTooLargeError class of the koa-pgstore build the store comes from. */
+	readonly tooLarge: Package['SessionTooLargeError'] | undefined;
+	close(): Promise<void>;
+}
+
 // The package as users run it (dist/, compiled by tsc; bench/harness.ts builds it first), unless
 // BENCH_SOURCE=src: tsx's on-the-fly compilation adds a `__name` call to every function
 // expression it evaluates (esbuild's keepNames), a cost the published package does not have.
-const { PgStore, SessionTooLargeError } = (process.env['BENCH_SOURCE'] === 'src'
-	? await import('../src/index.js')
-	: await import('../dist/index.js' as string)) as typeof import('../src/index.js');
-const touchAfter = Number(process.env['BENCH_TOUCH_AFTER'] ?? 60_000);
+// The baseline kinds import the dist/ of BENCH_BASELINE, built there from an older commit. Only
+// the kinds that run koa-pgstore load it (and Prisma's runtime with it), so that the RSS
+// bench/run.ts reports for the other app servers holds no package their store does not use.
+async function loadPackage(baseline: boolean): Promise<Package> {
+	if (baseline) {
+		const directory = process.env['BENCH_BASELINE'];
+		if (directory === undefined) {
+			throw new TypeError(`Expected BENCH_BASELINE (a checkout with dist/ built) for the ${kind} kind`);
+		}
+		return await import(pathToFileURL(join(resolve(directory), 'dist', 'index.js')).href) as Package;
+	}
+	return (process.env['BENCH_SOURCE'] === 'src'
+		? await import('../src/index.js')
+		: await import('../dist/index.js' as string)) as Package;
+}
 
-const store = kind === 'koa-pgstore' || kind === 'koa-pgstore-unprepared'
-	? new PgStore({ connectionString, cleanupInterval: 0, touchAfter, preparedStatements: kind === 'koa-pgstore' })
-	: kind === 'pg' ? new NaivePgStore(connectionString)
-		: kind === 'map' ? new MapStore() : undefined;
+// The app's own client, wired as README.md and docs/own-prisma-client.md tell an app that already
+// has Prisma: its generated `PrismaClient` on `@prisma/adapter-pg`. Generated from this package's
+// prisma/schema.prisma, whose generator settings are the ones the guide gives apps and whose model
+// maps to the bench's `http_sessions`; from dist/ (compiled by tsc, as an app compiled by tsc runs
+// its client) unless BENCH_SOURCE=src. The baseline's store gets the same client: an app's client
+// does not change with the store's version.
+async function appPrismaClient() {
+	const { PrismaClient } = (process.env['BENCH_SOURCE'] === 'src'
+		? await import('../src/generated/prisma/client.js')
+		: await import('../dist/generated/prisma/client.js' as string)) as typeof import('../src/generated/prisma/client.js');
+	const { PrismaPg } = await import('@prisma/adapter-pg');
+	return new PrismaClient({
+		// The size of the store's own pool (node-postgres' default, which the store keeps) and of the `pg` store's.
+		adapter: new PrismaPg({ connectionString, max: 10 }),
+		// What NODE_ENV=production gives a deployed app. The bench's servers run without NODE_ENV,
+		// where Prisma would capture a call site on every query (its cost: bench/NOTES.md).
+		errorFormat: 'minimal',
+	});
+}
+
+async function openStore(): Promise<OpenedStore> {
+	switch (kind) {
+		case 'koa-pgstore':
+		case 'koa-pgstore-unprepared':
+		case 'koa-pgstore-baseline': {
+			const { PgStore, SessionTooLargeError } = await loadPackage(isBaseline(kind));
+			const store = new PgStore({ connectionString, cleanupInterval: 0, touchAfter, preparedStatements: kind !== 'koa-pgstore-unprepared' });
+			return { store, tooLarge: SessionTooLargeError, close: () => store.close() };
+		}
+		case 'koa-pgstore-prisma':
+		case 'koa-pgstore-prisma-baseline': {
+			const { PgStore, SessionTooLargeError } = await loadPackage(isBaseline(kind));
+			const prisma = await appPrismaClient();
+			const store = new PgStore({ prisma, cleanupInterval: 0, touchAfter });
+			return {
+				store,
+				tooLarge: SessionTooLargeError,
+				async close() {
+					await store.close();
+					await prisma.$disconnect();
+				},
+			};
+		}
+		case 'koa-redis': {
+			const port = Number(process.env['BENCH_REDIS_PORT']);
+			if (!Number.isInteger(port) || port < 1) {
+				throw new TypeError(`Expected BENCH_REDIS_PORT to be the port of a redis-server (bench/run.ts starts one), got ${process.env['BENCH_REDIS_PORT']}`);
+			}
+			const { default: redisStore } = await import('koa-redis' as string) as { default: (options: { host: string; port: number }) => KoaRedisStore };
+			const store = redisStore({ host: '127.0.0.1', port });
+			// koa-redis re-emits its client's errors; an EventEmitter without a listener would throw them.
+			store.on('error', reportOnce);
+			return { store, tooLarge: undefined, close: () => store.quit() };
+		}
+		case 'pg': {
+			const store = new NaivePgStore(connectionString);
+			return { store, tooLarge: undefined, close: () => store.close() };
+		}
+		case 'map': {
+			const store = new MapStore();
+			return { store, tooLarge: undefined, close: () => store.close() };
+		}
+		case 'cookie':
+			return { store: undefined, tooLarge: undefined, close: async () => {} };
+	}
+}
 
 // The two-tabs workload: the requests of a pair wait for each other after loading the session
 // (koa-session loads it before the handler runs) and before saving it (after the handler), so
@@ -87,7 +187,7 @@ const refuseTooLarge: Koa.Middleware = async (ctx, next) => {
 	try {
 		await next();
 	} catch (error) {
-		if (!(error instanceof SessionTooLargeError)) {
+		if (opened.tooLarge === undefined || !(error instanceof opened.tooLarge)) {
 			throw error;
 		}
 		ctx.status = 413;
@@ -116,7 +216,7 @@ function app(rolling: boolean): Koa {
 	koa.keys = ['a benchmark secret of at least thirty-two bytes'];
 	koa.on('error', reportOnce);
 	koa.use(refuseTooLarge);
-	koa.use(session({ ...store ? { store } : {}, rolling, maxAge: 3_600_000 }, koa));
+	koa.use(session({ ...opened.store ? { store: opened.store } : {}, rolling, maxAge: 3_600_000 }, koa));
 	koa.use(async (ctx) => {
 		if (ctx.session === null) {
 			return;
@@ -144,6 +244,7 @@ function app(rolling: boolean): Koa {
 	return koa;
 }
 
+const opened = await openStore();
 const servers = [app(false).listen(0, '127.0.0.1'), app(true).listen(0, '127.0.0.1')];
 await Promise.all(servers.map((server) => new Promise((resolve) => server.once('listening', resolve))));
 const [plain, rolling] = servers.map((server) => (server.address() as AddressInfo).port);
@@ -204,6 +305,6 @@ process.on('SIGTERM', async () => {
 		server.closeAllConnections();
 		server.close();
 	}
-	await store?.close();
+	await opened.close();
 	process.exit(0);
 });
