@@ -10,7 +10,8 @@
 // alone took 98 s), less on a quiet machine. The noisy-neighbour workload adds one cell per store,
 // connection count and phase (12 by default) of BENCH_NOISY_SECONDS plus a second's lead of the
 // attackers and the wait for the cell's requests to finish. A cell of the interleaved rounds takes
-// BENCH_SECONDS plus about half a second (ANALYZE, statistics).
+// BENCH_SECONDS and up to a second more (ANALYZE and the statistics queries around it; a second at
+// a load average of 20), and each store adds a warm-up cell of 1 s per workload.
 // The noisy-neighbour workload alone:
 //   BENCH_WORKLOADS=noisy BENCH_TABS_SESSIONS=0 BENCH_EXPIRED_ROWS=0 BENCH_STORES=koa-pgstore,pg npm run bench
 // This checkout against an older one (its dist/ built there), beside koa-redis, read/write/new only:
@@ -262,8 +263,11 @@ if (kinds.some((kind) => kind.startsWith('koa-pgstore-prisma'))) {
 		+ 'on @prisma/adapter-pg with a pool of 10, as the store\'s own');
 }
 if (baselineDirectory !== undefined) {
-	const commit = spawnSync('git', ['-C', baselineDirectory, 'log', '-1', '--format=%h %ad %s', '--date=short'], { encoding: 'utf8' });
-	console.log(`*-baseline: koa-pgstore from ${baselineDirectory}/dist/${commit.status === 0 ? `, commit ${commit.stdout.trim()}` : ''}`);
+	// Only a checkout's own .git: git would otherwise name the commit of a repository around the folder.
+	const commit = existsSync(join(baselineDirectory, '.git'))
+		? spawnSync('git', ['-C', baselineDirectory, 'log', '-1', '--format=%h %ad %s', '--date=short'], { encoding: 'utf8' })
+		: undefined;
+	console.log(`*-baseline: koa-pgstore from ${baselineDirectory}/dist/${commit?.status === 0 ? `, commit ${commit.stdout.trim()}` : ''}`);
 }
 if (redis !== undefined) {
 	const { version } = JSON.parse(readFileSync('node_modules/koa-redis/package.json', 'utf8')) as { version?: string };
@@ -320,7 +324,7 @@ const medianOf = (workload: Workload, connections: number, kind: StoreKind, pick
 const fixed = (value: number, digits: number) => (Number.isFinite(value) ? value.toFixed(digits) : '—');
 
 if (results.size > 0) {
-	console.log('Database CPU: all of PostgreSQL\'s processes, redis-server\'s for koa-redis');
+	console.log(`Database CPU: all of PostgreSQL's processes${redis === undefined ? '' : ', redis-server\'s for koa-redis'}`);
 	console.log('| workload | connections | store | req/s | p50 ms | p99 ms | × pg baseline | × Map ceiling | app CPU µs/req | database CPU µs/req | statements/req | writes/req | HOT updates % | errors |');
 	console.log('| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 	for (const workload of workloads) {
@@ -372,7 +376,7 @@ if (results.size > 0) {
 		if (!kinds.includes(reference)) {
 			continue;
 		}
-		console.log(`\nReq/s as a fraction of ${name}: each store's req/s over ${reference}'s in the same round, the median of ${rounds} rounds `
+		console.log(`\nReq/s as a fraction of ${name}: each store's req/s over ${reference}'s in the same round, the median of ${rounds} round${rounds === 1 ? '' : 's'} `
 			+ 'and (in parentheses) the lowest and highest round; columns are workload and connections');
 		console.log(`| store | ${columns.map(({ workload, connections }) => `${workload} ${connections}`).join(' | ')} |`);
 		console.log(`| --- | ${columns.map(() => '---:').join(' | ')} |`);
