@@ -44,7 +44,8 @@ export interface TooLargeSession {
  * stored, pass `above` and differ from what the request knew of them. Such a field is written by
  * any write of the save (it changed), and alone makes the save larger than `assertFits` lets
  * through; refusing it so costs about what `above` bytes of JSON cost, not what the field does
- * (a megabyte of numbers costs JSON.stringify far more than a megabyte of string).
+ * (a megabyte of numbers costs JSON.stringify far more than a megabyte of string; figures in
+ * bench/NOTES.md).
  */
 export interface FieldLimit {
 	/** The stored length limit, or the size of the stored session the save replaces or merges into, whichever is larger. */
