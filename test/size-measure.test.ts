@@ -1,6 +1,6 @@
 import test from 'ava';
 import type Koa from 'koa';
-import { PgStore, SessionTooLargeError } from '../src/index.js';
+import { InvalidSessionError, PgStore, SessionTooLargeError } from '../src/index.js';
 import { printedSizeAtLeast } from '../src/codec/printed-size.js';
 import { countingClient } from './helpers/counting-client.js';
 import { createDatabase } from './helpers/database.js';
@@ -68,4 +68,28 @@ test('a save of client numbers too large as PostgreSQL prints them is refused be
 	const [row] = await database.query<{ filters: unknown }>(`SELECT data->'filters' AS filters FROM http_sessions`);
 	t.deepEqual(row?.filters, [1e300, 2.5e-7]);
 	t.like((await request(`${url}/`, jar.clone())).body, { cart: '1', filters: [1e300, 2.5e-7] });
+});
+
+test('a field far over maxLength is refused from a measure of it, never stringified; one under it is stringified and checked', async (t) => {
+	const database = await createDatabase(t);
+	const { prisma, statements } = countingClient(t, database.url);
+	const store = new PgStore({ prisma, cleanupInterval: 0 });
+	await store.set('k', { cart: '1' }, hour);
+	const ctx = {};
+	const loaded = await store.get('k', hour, { ctx });
+	const unserializable = { toJSON: (): never => {
+		throw new Error('stringified');
+	} };
+
+	// 2,000 numbers, as PostgreSQL prints them 618 KB: refused once the measure passes 4,096, so
+	// the value JSON.stringify refuses after them is never reached.
+	const before = statements();
+	const error = await t.throwsAsync(store.set('k', { ...loaded, filters: [...Array.from({ length: 2000 }, () => 1e308), unserializable] }, hour, { ctx, changed: true }), { instanceOf: SessionTooLargeError });
+	t.true((error?.size ?? 0) > 4096 && (error?.size ?? 0) < 5000, String(error?.size));
+	t.is(statements() - before, 0, 'nothing sent');
+	// Within the limit the field is stringified, and what JSON refuses is refused.
+	await t.throwsAsync(store.set('k', { ...loaded, filters: [1e308, unserializable] }, hour, { ctx, changed: true }), { instanceOf: InvalidSessionError });
+	t.deepEqual((await database.query<{ data: unknown }>('SELECT data FROM http_sessions'))[0]?.data, { cart: '1' });
+	// 13 numbers: 4,031 bytes as printed, the session under 4,096: written.
+	await t.notThrowsAsync(store.set('k', { ...loaded, filters: Array.from({ length: 13 }, () => 1e308) }, hour, { ctx, changed: true }));
 });

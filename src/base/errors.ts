@@ -39,7 +39,8 @@ export class SessionTooLargeError extends PgStoreError {
 	override name = 'SessionTooLargeError';
 	/**
 	 * The session's size in bytes of UTF-8: of its text in PostgreSQL (after merging, for a save
-	 * of changed fields), or of its JSON when it was rejected before it was sent (never more).
+	 * of changed fields), or of its JSON when it was rejected before it was sent (never more); for
+	 * a field far over the limit, what it was measured to be at least before it was refused.
 	 */
 	readonly size: number;
 	/** The `maxLength` option in force. */

@@ -2,6 +2,7 @@ import { debug } from '../base/debug.js';
 import { SessionCipher } from './cipher.js';
 import { SessionUnreadableError, type SessionTamperedError } from '../base/errors.js';
 import { outOfRange } from './koa-fields.js';
+import type { NumberMeasure } from './printed-size.js';
 import type { EncodedSession, SessionData, StoredRow } from './session-codec.js';
 
 /** A stored row, opened: what the app gets, and what a later save is compared with. */
@@ -44,6 +45,8 @@ export interface RowCodec {
 	 * encryption, `maxLength` and a third more, the room padding may take (see `encryptedCodec`).
 	 */
 	storedLengthLimit(maxLength: number): number;
+	/** How the stored form counts an app's number: as PostgreSQL prints it, or inside a ciphertext of its JSON. */
+	readonly numbers: NumberMeasure;
 }
 
 /** What the store is given to read and write encrypted fields with. */
@@ -99,6 +102,7 @@ export const plainCodec: RowCodec = {
 	},
 	seal: (_digest, session, names) => sealPlain(session, names),
 	storedLengthLimit: (maxLength) => maxLength,
+	numbers: 'printed',
 };
 
 /**
@@ -115,6 +119,8 @@ export function encryptedCodec(cipher: SessionCipher): RowCodec {
 		open: (digest, row) => openWith(cipher, digest, row),
 		seal: (digest, session, names) => cipher.seal(digest, session.fields, names),
 		storedLengthLimit: (maxLength) => maxLength + Math.ceil(maxLength / 3),
+		// koa-session's own fields stay plain, but they are never measured unencoded (encodeSession).
+		numbers: 'json',
 	};
 }
 
@@ -135,6 +141,7 @@ export function decryptingCodec(cipher: SessionCipher): RowCodec {
 		},
 		seal: (_digest, session, names) => sealPlain(session, names),
 		storedLengthLimit: (maxLength) => maxLength,
+		numbers: 'printed',
 	};
 }
 

@@ -1,7 +1,8 @@
 import type { OpenedRow } from '../codec/row-codec.js';
 import { debug } from '../base/debug.js';
 import { SessionEndedError, SessionTooLargeError } from '../base/errors.js';
-import { fieldsOf, type EncodedSession, type SessionData, type StoredRow } from '../codec/session-codec.js';
+import type { NumberMeasure } from '../codec/printed-size.js';
+import { fieldsOf, type EncodedSession, type FieldLimit, type SessionData, type StoredRow, type TooLargeSession } from '../codec/session-codec.js';
 import type { WriteOutcome } from '../batch/write-batch.js';
 import { decideSave, type LiveSave, type MoveSave, type SaveRule, type WholeSave } from './save-decision.js';
 
@@ -54,7 +55,8 @@ const traces: Partial<Record<SaveRule, string>> = {
 /** One save, as `set` was called. */
 export interface Save {
 	readonly key: string;
-	readonly session: EncodedSession;
+	/** Encoded, or with fields too large to encode: such a save writes nothing, or is refused. */
+	readonly session: EncodedSession | TooLargeSession;
 	readonly now: Date;
 	readonly expiresOn: Date;
 	readonly subject: string | null | undefined;
@@ -132,6 +134,31 @@ export class RequestSessions {
 	}
 
 	/**
+	 * Which fields of a save of `key` `encodeSession` may refuse unencoded (`undefined` for a
+	 * `storedLengthLimit` of 0, no limit): those larger than the limit and than the stored session
+	 * the save replaces or merges into, as `planSave` will measure it (its own row as loaded, or for
+	 * a key the request does not know the one a `regenerate()` moves; none for a session this
+	 * request wrote), since a save that does not grow a session is written.
+	 */
+	fieldLimit(ctx: object | undefined, key: string, storedLengthLimit: number, numbers: NumberMeasure): FieldLimit | undefined {
+		if (storedLengthLimit === 0) {
+			return undefined;
+		}
+		const knowledge = ctx === undefined ? undefined : this.#byRequest.get(ctx);
+		const known = knowledge?.sessions.get(key);
+		const replaced = known === undefined
+			? knowledge?.regenerating === undefined ? undefined : knowledge.sessions.get(knowledge.regenerating)
+			: known.state === 'live' ? known : undefined;
+		const storedJson = replaced?.storedJson;
+		return {
+			above: storedJson === undefined ? storedLengthLimit : Math.max(storedLengthLimit, Buffer.byteLength(storedJson)),
+			numbers,
+			// Fields taken from the row's text are no larger than it; those this request wrote, or decrypted, may be.
+			known: known?.state === 'live' ? known.fields : undefined,
+		};
+	}
+
+	/**
 	 * How to carry out koa-session's `destroy` of `key`. koa-session's `regenerate()` is `destroy`
 	 * of the old key then `set` of a new one, and a sign-out that landed between the two would find
 	 * neither row. So while the request's session continues (`ctx.session` is not `null`: a
@@ -180,6 +207,7 @@ export class RequestSessions {
 			endedElsewhere: knowledge?.endedElsewhere === true,
 			regenerating: knowledge?.regenerating,
 			fields: save.session.fields,
+			tooLarge: 'tooLarge' in save.session ? new Set(save.session.tooLarge.keys()) : noNames,
 			expiresOn: save.expiresOn.getTime(),
 			lifetime: save.lifetime,
 			subject: save.subject,
@@ -299,6 +327,8 @@ export class RequestSessions {
 		return knowledge;
 	}
 }
+
+const noNames: ReadonlySet<string> = new Set();
 
 // Whether koa-session's session goes on after a `destroy` it sends: `regenerate()` keeps
 // `ctx.session`, a logout (`ctx.session = null`) makes it `null`. A call whose `ctx` has no

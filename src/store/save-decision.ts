@@ -56,6 +56,11 @@ export interface SaveInput {
 	readonly regenerating: string | undefined;
 	/** The save's fields, each as JSON. */
 	readonly fields: ReadonlyMap<string, string>;
+	/**
+	 * The save's fields too large to be encoded (`encodeSession`): not in `fields`, and changed
+	 * whatever the request knew of them.
+	 */
+	readonly tooLarge: ReadonlySet<string>;
 	/** The save's expiry, in ms since the epoch. */
 	readonly expiresOn: number;
 	/** The session's lifetime as the app configured it, in ms. */
@@ -130,16 +135,17 @@ export function decideSave(input: SaveInput): SaveDecision {
 	}
 	const before = known.fields;
 	const after = input.fields;
+	const { tooLarge } = input;
 	const writeSubject = input.subject !== known.subject;
-	const changedNames = [...after].filter(([name, json]) => before.get(name) !== json).map(([name]) => name);
-	const removed = [...before.keys()].filter((name) => !after.has(name));
+	const changedNames = [...after].filter(([name, json]) => before.get(name) !== json).map(([name]) => name).concat(...tooLarge);
+	const removed = [...before.keys()].filter((name) => !after.has(name) && !tooLarge.has(name));
 	const withinWindow = isWithinTouchWindow(known.expiresOn, input.expiresOn, input.lifetime, input.touchAfter);
 	const onlyExpiryMoved = !writeSubject && removed.length === 0 && changedNames.every((name) => name === '_expire');
 	if (input.changed !== true && onlyExpiryMoved && !known.reencrypt && withinWindow) {
 		return { rule: 'touch', write: undefined };
 	}
 	if (!input.fieldLevelWrites) {
-		return { rule: 'whole', write: { kind: 'updateLive', replace: true, written: [...after.keys()], removed: [], resealed: [], writeSubject: true, keepExpiry: false } };
+		return { rule: 'whole', write: { kind: 'updateLive', replace: true, written: [...after.keys(), ...tooLarge], removed: [], resealed: [], writeSubject: true, keepExpiry: false } };
 	}
 	const koaChanged = [...changedNames, ...removed].filter((name) => koaSessionFields.has(name));
 	const onlyExpireOfKoa = koaChanged.every((name) => name === '_expire' && before.has(name) && after.has(name));

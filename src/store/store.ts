@@ -198,13 +198,14 @@ export class PgStore {
 	 * for the keys koa-session made in this request, an upsert if one is stored after all).
 	 *
 	 * @param maxAge Milliseconds until the row expires, or `'session'` for `sessionTtl`.
-	 * @throws {SessionTooLargeError} The JSON is longer than `maxLength`; nothing was written.
+	 * @throws {SessionTooLargeError} The JSON is longer than `maxLength`; nothing was written. A field
+	 * far over the limit is measured only until it passes it, whatever it holds beyond.
 	 * @throws {InvalidSessionError} PostgreSQL cannot store it; nothing was written.
 	 */
 	async set(key: string, session: SessionData, maxAge?: number | 'session', options?: SetOptions): Promise<void> {
 		this.#assertOpen();
 		assertKey(key);
-		const encoded = encodeSession(session);
+		const encoded = encodeSession(session, this.#requests.fieldLimit(options?.ctx, key, this.#storedLengthLimit, this.#codec.numbers));
 		const lifetime = maxAge === undefined || maxAge === 'session' ? this.#options.sessionTtl : maxAge;
 		if (typeof lifetime !== 'number' || !Number.isFinite(lifetime) || lifetime < 0) {
 			invalid('maxAge', 'a number of milliseconds >= 0 or \'session\'', maxAge);
@@ -217,6 +218,10 @@ export class PgStore {
 		const plan = this.#requests.planSave(options?.ctx, { key, session: encoded, now, expiresOn, lifetime: configured, subject, changed: options?.changed });
 		if (plan.write === undefined) {
 			return;
+		}
+		if ('tooLarge' in encoded) {
+			// Every write of this save holds those fields, and each alone passes what assertFits lets through.
+			throw new SessionTooLargeError(2 + [...encoded.tooLarge.values()].reduce((sum, size) => sum + size, 0), this.#storedLengthLimit);
 		}
 		const digest = digestKey(key);
 		const codec = this.#codec;

@@ -29,6 +29,7 @@ const save = (overrides: Partial<SaveInput> = {}): SaveInput => ({
 	endedElsewhere: false,
 	regenerating: undefined,
 	fields: fields({ user: 'ada', cart: [1], ...koa(now + day) }),
+	tooLarge: new Set(),
 	expiresOn: now + day,
 	lifetime: day,
 	subject: 'ada',
@@ -114,6 +115,20 @@ test('keep-expiry: a changed subject is written, with the field it comes from', 
 		rule: 'keep-expiry',
 		write: { kind: 'updateLive', replace: false, written: ['user'], removed: [], resealed: [], writeSubject: true, keepExpiry: true },
 	});
+});
+
+test('a field too large to encode is a changed field, written (so refused) by every rule that writes, never a removed one', (t) => {
+	// The save holds `cart` and `note`, too large to encode: only their names are known.
+	const oversized = { fields: fields({ user: 'ada', ...koa(now + day) }), tooLarge: new Set(['cart', 'note']) };
+	t.deepEqual(decideSave(save(oversized)), {
+		rule: 'keep-expiry',
+		write: { kind: 'updateLive', replace: false, written: ['cart', 'note'], removed: [], resealed: [], writeSubject: false, keepExpiry: true },
+	}, 'never touch, and never a removal of `cart`');
+	t.deepEqual(decideSave(save({ ...oversized, fieldLevelWrites: false })), {
+		rule: 'whole',
+		write: { kind: 'updateLive', replace: true, written: ['user', '_expire', '_maxAge', 'cart', 'note'], removed: [], resealed: [], writeSubject: true, keepExpiry: false },
+	});
+	t.deepEqual(decideSave(save({ ...oversized, known: 'ended' })), { rule: 'ended', write: undefined }, 'an ended session still writes nothing');
 });
 
 test('the touch window: later by less than touchAfter and than a quarter of the lifetime; never earlier', (t) => {
