@@ -229,10 +229,6 @@ export async function runIteration(harness: Harness, program: Program): Promise<
 			const fromSeq = await log.watermark();
 			next.record.actor.takeTurn();
 			const outcome = await progress(next, fromSeq);
-			if (next.record.actor.queued) {
-				// Queued twice at once (a deferred delete beside a save): still waiting for the other.
-				insertInOrder(queued, next);
-			}
 			lines.push(`    then ${next.record.id}'s queued write takes its turn → ${outcome}`);
 		}
 		return lines;
