@@ -31,6 +31,13 @@ export interface DeleteOutcome {
 	readonly existed: boolean;
 }
 
+/**
+ * What an operation that waits for an earlier one of its key starts after, given that one's
+ * settling (`previous`, which never rejects). Only this package's tests give one
+ * (`writeTurn`, store/internal-options.ts); without it an operation starts once `previous` settled.
+ */
+export type WriteTurn = (previous: Promise<void>) => Promise<unknown>;
+
 /** The store's writes and deletes, coalesced per turn of the event loop (see `createSessionWriter`). */
 export interface SessionWriter {
 	write(write: SessionWrite): Promise<WriteOutcome>;
@@ -55,12 +62,12 @@ const retriedOnce: ReadonlySet<string> = new Set([sqlStates.serializationFailure
  * operations does not matter. A write whose row another transaction holds is skipped by its
  * statement and tried again alone, so it delays no other session's write.
  */
-export function createSessionWriter(runner: StatementRunner, statements: SessionStatements, maxLength: number, lockWait: number): SessionWriter {
+export function createSessionWriter(runner: StatementRunner, statements: SessionStatements, maxLength: number, lockWait: number, waitTurn?: WriteTurn): SessionWriter {
 	const run: StatementRunner = (statement, operation) => runner(statement, operation).catch((error: unknown) => {
 		throw statements.missingSubjectColumn(error) ?? error;
 	});
 	const loader: DataLoader<Operation, Outcome> = coalesce((operations) => writeBatch(run, statements, maxLength, operations));
-	const inOrder = keyQueue();
+	const inOrder = keyQueue(waitTurn);
 	// A row another transaction holds was skipped: the write goes into a later statement, after a
 	// pause that doubles up to 50 ms, until `lockWait` has passed.
 	const untilApplied = async (write: SessionWrite): Promise<Outcome> => {
@@ -94,11 +101,11 @@ export function createSessionWriter(runner: StatementRunner, statements: Session
  * a key twice, and a session whose writes pile up (a hot session, a row another transaction
  * holds) delays its own requests only.
  */
-function keyQueue(): <Result>(key: string, operation: () => Promise<Result>) => Promise<Result> {
-	const tails = new Map<string, Promise<unknown>>();
+function keyQueue(waitTurn: WriteTurn | undefined): <Result>(key: string, operation: () => Promise<Result>) => Promise<Result> {
+	const tails = new Map<string, Promise<void>>();
 	return (key, operation) => {
 		const previous = tails.get(key);
-		const result = previous === undefined ? operation() : previous.then(operation, operation);
+		const result = previous === undefined ? operation() : (waitTurn === undefined ? previous : waitTurn(previous)).then(operation, operation);
 		const tail = result.then(() => {}, () => {});
 		tails.set(key, tail);
 		void tail.then(() => {

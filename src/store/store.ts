@@ -15,7 +15,7 @@ import { createSessionReader, type SessionReader } from '../batch/read-batch.js'
 import { RequestSessions } from './request-sessions.js';
 import { encodeSession, isWellFormed, subjectOf, type SessionData } from '../codec/session-codec.js';
 import { readSessionTable, renamedTable, type SessionTable } from '../sql/session-table.js';
-import { tableName, type InternalOptions } from './internal-options.js';
+import { tableName, writeTurn, type InternalOptions } from './internal-options.js';
 import { sessionStatements, type SessionStatements } from '../sql/statements.js';
 import { sweepStatements, type SweepStatements } from '../sql/sweep-statements.js';
 import { SubjectSessions, type SessionList } from './subjects.js';
@@ -90,7 +90,7 @@ export class PgStore {
 
 	constructor(options: PgStoreOptions) {
 		this.#options = resolveOptions(options);
-		const renamed = (options as InternalOptions)[tableName];
+		const { [tableName]: renamed, [writeTurn]: waitTurn } = options as InternalOptions;
 		const { prisma, connectionString, pool, schema, onError, preparedStatements, subject, touchAfter, fieldLevelWrites, maxLength, encryption } = this.#options;
 		this.#codec = rowCodec(encryption);
 		// The statements depend on the client's data model.
@@ -112,7 +112,7 @@ export class PgStore {
 		// encryption, sizes are checked against maxLength and the room padding may take
 		// (RowCodec.storedLengthLimit).
 		this.#storedLengthLimit = this.#codec.storedLengthLimit(maxLength);
-		this.#writer = createSessionWriter(run, statements, this.#storedLengthLimit, owned?.pool.limits.statementTimeoutMillis ?? defaultQueryTimeout);
+		this.#writer = createSessionWriter(run, statements, this.#storedLengthLimit, owned?.pool.limits.statementTimeoutMillis ?? defaultQueryTimeout, waitTurn);
 		this.#requests = new RequestSessions({ touchAfter, fieldLevelWrites });
 		this.#subjects = new SubjectSessions(run, statements.bySubject, this.#requests);
 		if (this.#options.cleanupInterval > 0) {

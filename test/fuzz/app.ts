@@ -8,6 +8,13 @@
 //   slow network, another instance): a save computed earlier can land later;
 // - after each write statement, once PostgreSQL applied it, before the store hears back: that is
 //   where `regenerate()`'s delete and insert come apart.
+// A store writes a key in the order of its saves: a write or delete waits while an earlier one of
+// the same key in that store is in flight (held, here). The store tells the app so (its test-only
+// `writeTurn`): the request reports itself queued, and once the earlier one settled it starts only
+// when the runner gives it its turn, so that still only one request moves at a time.
+// The holds keep no row lock: each write is one statement on its own (autocommitted), held before
+// it is sent or after PostgreSQL answered. So a write of another store is never kept waiting by a
+// held one (its `SKIP LOCKED` finds no lock to skip), and needs no modelling.
 // The store is used as an app uses it (`connectionString`); its pool gets a client class that
 // holds, through node-postgres' own `Client` pool option.
 import { AsyncLocalStorage } from 'node:async_hooks';
@@ -16,14 +23,26 @@ import type { Server } from 'node:http';
 import Koa from 'koa';
 import session from 'koa-session';
 import pg from 'pg';
-import { PgStore, SessionEndedError } from '../../src/index.js';
+import { PgStore, SessionEndedError, type PgStoreOptions } from '../../src/index.js';
 import { digestKey } from '../../src/codec/key-digest.js';
+import { writeTurn, type InternalOptions } from '../../src/store/internal-options.js';
 import { hour } from '../helpers/time.js';
 import type { Route, User, WriteHold } from './model.js';
 import type { Variant } from './variants.js';
 
-/** Where an actor (a request, or a direct `destroyAll`) is, as the runner sees it. */
-export type ActorEvent = { readonly kind: 'held'; readonly at: string } | { readonly kind: 'done' };
+/**
+ * Where an actor (a request, or a direct `destroyAll`) is, as the runner sees it: held, queued (a
+ * write of it waits for an earlier write of its key in its store), or done.
+ */
+export type ActorEvent = { readonly kind: 'held'; readonly at: string } | { readonly kind: 'queued' } | { readonly kind: 'done' };
+
+/** A write of an actor that waits for an earlier one of its key. */
+interface Turn {
+	/** The earlier one settled: the write may start once the runner lets it. */
+	came: boolean;
+	readonly start: () => void;
+	readonly coming: Promise<void>;
+}
 
 /** What a request found when it loaded its session. */
 export interface Loaded {
@@ -65,6 +84,8 @@ export class Actor {
 	readonly #events: ActorEvent[] = [];
 	#waiter: ((event: ActorEvent) => void) | undefined;
 	#release: (() => void) | undefined;
+	/** Its writes that wait for an earlier write of their key, oldest first. */
+	readonly #turns: Turn[] = [];
 	#open = false;
 
 	constructor(id: string, { route, holdAfterLoad = false, holdWrites = 'none' }: { route?: Route; holdAfterLoad?: boolean; holdWrites?: WriteHold } = {}) {
@@ -94,10 +115,52 @@ export class Actor {
 		release?.();
 	}
 
-	/** Releases it, and lets every later hold pass: for an iteration given up on. */
+	/**
+	 * The store's `writeTurn`: a write of this actor waits for an earlier one of its key, whose
+	 * settling is `previous`. Tells the runner it is queued; the write starts once `previous`
+	 * settled and the runner called `takeTurn()`.
+	 */
+	waitTurn(previous: Promise<void>): Promise<void> {
+		if (this.#open) {
+			return previous;
+		}
+		let start: () => void = () => {};
+		const started = new Promise<void>((resolve) => { start = resolve; });
+		const turn: Turn = { came: false, start, coming: previous.then(() => { turn.came = true; }) };
+		this.#turns.push(turn);
+		this.#emit({ kind: 'queued' });
+		return turn.coming.then(() => started);
+	}
+
+	/** Whether a write of it waits for an earlier one of its key. */
+	get queued(): boolean {
+		return this.#turns.length > 0;
+	}
+
+	/** Whether a write of it that waited may start now: the earlier one of its key settled. */
+	get turnCame(): boolean {
+		return this.#turns.some((turn) => turn.came);
+	}
+
+	/** Settles once a write of it that waits may start. */
+	turnComing(): Promise<void> {
+		return Promise.race(this.#turns.map((turn) => turn.coming));
+	}
+
+	/** Starts its oldest write whose turn came. */
+	takeTurn(): void {
+		const index = this.#turns.findIndex((turn) => turn.came);
+		const [turn] = index === -1 ? [] : this.#turns.splice(index, 1);
+		turn?.start();
+	}
+
+	/** Releases it, and lets every later hold and queued write pass: for an iteration given up on. */
 	openForGood(): void {
 		this.#open = true;
 		this.release();
+		for (const turn of this.#turns.splice(0)) {
+			turn.start();
+		}
 	}
 
 	/** Called by the runner when the response (or the direct call) is complete. */
@@ -191,7 +254,7 @@ export async function startApps(databaseUrl: string, variant: Variant, actors: R
 	const stores: PgStore[] = [];
 	const apps: FuzzApp[] = [];
 	for (const options of variant.stores) {
-		const store = new PgStore({
+		const storeOptions: PgStoreOptions & InternalOptions = {
 			connectionString: databaseUrl,
 			cleanupInterval: 0,
 			subject: (data) => (typeof data['userId'] === 'string' ? data['userId'] : null),
@@ -199,8 +262,11 @@ export async function startApps(databaseUrl: string, variant: Variant, actors: R
 			// Enough connections for every request of an iteration to hold one.
 			pool: { Client: GatedClient, max: 40, query_timeout: 0 },
 			onError: onStoreError,
+			// A write that waits for an earlier one of its key: the request moving says so to the runner.
+			[writeTurn]: (previous) => currentActor.getStore()?.waitTurn(previous) ?? previous,
 			...options,
-		});
+		};
+		const store = new PgStore(storeOptions);
 		stores.push(store);
 		const app = new Koa();
 		app.keys = ['fuzz: the cookie-signing secret, long enough to sign with'];

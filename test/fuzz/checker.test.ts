@@ -160,6 +160,33 @@ test('a logout deletes the row another tab moved to a new key, whose later save 
 	t.deepEqual(scenario.violations([]), []);
 });
 
+test('a logout ends the row it loaded after another tab\'s password reset moved it under a fresh token; another row is not its own', (t) => {
+	for (const deletesItsRow of [true, false]) {
+		const scenario = new Scenario();
+		const visit = scenario.request('r1', { path: 'set', set: ['a'], remove: [] });
+		visit.actor.minted = 'r1';
+		const anonymous = row('1', 'k1', { sess: 'r1', a: 'r1' });
+		scenario.write('r1', 'INSERT', undefined, anonymous);
+		scenario.answer(visit, 200);
+		const other = scenario.request('r2', { path: 'set', set: ['b'], remove: [] }, undefined, 1);
+		other.actor.minted = 'r2';
+		const othersRow = row('2', 'k2', { sess: 'r2', b: 'r2' });
+		scenario.write('r2', 'INSERT', undefined, othersRow);
+		scenario.answer(other, 200);
+		// Forgot password: the anonymous session signs in as u1 with a fresh token, moved to a new key.
+		const reset = scenario.request('r3', { path: 'reset', user: 'u1' }, { sess: 'r1', key: 'k1' });
+		reset.actor.signedOut = true;
+		reset.actor.minted = 'r3';
+		const fresh = row('1', 'k3', { sess: 'r3', userId: 'u1', a: 'r1' });
+		const logout = scenario.request('r4', { path: 'logout' }, { sess: 'r1', key: 'k1' });
+		scenario.write('r3', 'UPDATE', anonymous, fresh);
+		scenario.answer(reset, 200);
+		scenario.write('r4', 'DELETE', deletesItsRow ? fresh : othersRow, undefined);
+		scenario.answer(logout, 200);
+		t.deepEqual(scenario.violations(deletesItsRow ? [othersRow] : [fresh]), deletesItsRow ? [] : ['I5']);
+	}
+});
+
 test('a logout while another tab regenerated into a key that stays (bug 2) breaks I2', (t) => {
 	const scenario = new Scenario();
 	const stored = signedIn(scenario);

@@ -27,7 +27,8 @@
 //    deleted or moved the row it loaded; or a sign-out of its user, or a logout or regenerate of
 //    its session in another tab); every row version is written by the actor that was moving (no
 //    writes from nowhere) and carries a session that actor loaded or started; a delete only ends
-//    the actor's own session, or its subject's; no data crosses sessions (a session only holds
+//    the actor's own session (by token, or the row it loaded wherever another tab moved it), or
+//    its subject's; no data crosses sessions (a session only holds
 //    values its own browser's requests wrote); the subject column always matches `userId`; no key
 //    is written again once its row was deleted; every row opens (nothing tampered or mixed); the
 //    store reports nothing to `onError`.
@@ -319,9 +320,12 @@ function theRest(context: CheckContext): Violation[] {
 		}
 		if (entry.op === 'DELETE' && entry.old !== undefined) {
 			const token = tokenOf(entry.old);
+			// A logout ends the row it loaded wherever another tab's regenerate() moved it since, a
+			// password reset's fresh sign-in included: only its browser's requests move that row.
 			const allowed = call !== undefined
 				? entry.old.subject === call.user
 				: request !== undefined && ((token !== undefined && (token === request.actor.loaded?.sess || token === request.actor.minted))
+					|| entry.old.id === loadedRowId(context, request)
 					|| (request.route.path === 'reset' && isUsers(entry.old, request.route.user)));
 			if (!allowed) {
 				add(`${writer} deleted session ${token ?? '?'} (seq ${entry.seq}), which was not its own to end`);
@@ -346,15 +350,7 @@ function endedWhileItRan(context: CheckContext, request: RequestRecord): boolean
 	if (loaded?.key === undefined || request.endSeq === undefined) {
 		return false;
 	}
-	let rowId: string | undefined;
-	for (const entry of context.trace.log) {
-		if (entry.seq > request.startSeq) {
-			break;
-		}
-		if (entry.new?.key === loaded.key) {
-			rowId = entry.new.id;
-		}
-	}
+	const rowId = loadedRowId(context, request);
 	const inTheLog = context.trace.log.some((entry) => entry.seq > request.startSeq && entry.seq <= (request.endSeq ?? 0)
 		&& context.writerOf(entry.seq) !== request.id
 		&& entry.old !== undefined
@@ -380,6 +376,22 @@ function endedWhileItRan(context: CheckContext, request: RequestRecord): boolean
 		}
 		return ['logout', 'sudo', 'login', 'reset'].includes(other.route.path) && loaded.sess !== undefined && other.actor.loaded?.sess === loaded.sess;
 	});
+}
+
+// The id of the row `request` loaded: the row under the key it loaded when it began (it loads in
+// its first step, before anyone else moves).
+function loadedRowId(context: CheckContext, request: RequestRecord): string | undefined {
+	const key = request.actor.loaded?.key;
+	let rowId: string | undefined;
+	for (const entry of context.trace.log) {
+		if (key === undefined || entry.seq > request.startSeq) {
+			break;
+		}
+		if (entry.new?.key === key) {
+			rowId = entry.new.id;
+		}
+	}
+	return rowId;
 }
 
 /** The invariants violated, each once, in order. */

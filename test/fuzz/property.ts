@@ -33,7 +33,7 @@ export interface FuzzFailure {
 	readonly transcript: readonly string[];
 	/** The row versions, one line each. */
 	readonly log: readonly string[];
-	/** fast-check's path to replay it with the seed. */
+	/** fast-check's path to replay it with the seed; empty for the iteration the time limit interrupted. */
 	readonly path: string;
 	/** Iterations before the first failing one, fast-check's shrinking steps after it, and the iterations of the last pass (minimize.ts). */
 	readonly runsBefore: number;
@@ -80,16 +80,24 @@ export async function fuzzVariant(harness: Harness, options: FuzzOptions): Promi
 	const ignore = options.ignore ?? new Set<Invariant>();
 	const counts = { iterations: 0, requests: 0, versions: 0, violating: new Map<Invariant, number>(), firstSeen: new Map<Invariant, string>() };
 	// The latest failing iteration: once shrinking is over, the counterexample's.
-	let lastFailing: { trace: Trace; violations: Violation[] } | undefined;
-	const property = fc.asyncProperty(programs({ mainApps: variant.mainApps, maxSteps: options.maxSteps ?? 12 }), async (program) => {
+	let lastFailing: { program: Program; trace: Trace; violations: Violation[] } | undefined;
+	// fast-check's time limit stops waiting for the iteration in flight, it does not end it: a hang
+	// outlasting the limit would go unseen, and the iteration would outlive its harness. So the
+	// last iteration is awaited, and a violation it ends with is a failure like any other.
+	let last: Promise<void> | undefined;
+	const iterate = async (program: Program) => {
 		const trace = await runIteration(harness, program);
 		const violations = check(trace, { fieldLevelWrites: !wholeWrites(variant) });
 		count(counts, trace, violations);
 		const failing = violations.filter((violation) => !ignore.has(violation.invariant));
 		if (failing.length > 0) {
-			lastFailing = { trace, violations: failing };
+			lastFailing = { program, trace, violations: failing };
 			throw new IterationFailed(failing.map((violation) => `${violation.invariant} ${violation.message}`).join('\n'));
 		}
+	};
+	const property = fc.asyncProperty(programs({ mainApps: variant.mainApps, maxSteps: options.maxSteps ?? 12 }), (program) => {
+		last = iterate(program);
+		return last;
 	});
 	const details = await fc.check(property, {
 		seed: options.seed,
@@ -98,14 +106,15 @@ export async function fuzzVariant(harness: Harness, options: FuzzOptions): Promi
 		...(options.path === undefined ? {} : { path: options.path }),
 		...(options.examples === undefined ? {} : { examples: options.examples.map((program): [Program] => [program]) }),
 	});
-	const counterexample = details.counterexample?.[0];
-	if (details.failed && (counterexample === undefined || lastFailing === undefined)) {
+	await last?.catch(() => {});
+	if (details.failed && (details.counterexample === undefined || lastFailing === undefined)) {
 		// The property threw something other than a violation: a bug of the fuzzer itself.
 		throw new Error(`The fuzzer failed: ${String(details.errorInstance)}`, { cause: details.errorInstance });
 	}
 	let failure: FuzzFailure | undefined;
-	if (details.failed && counterexample !== undefined && lastFailing !== undefined) {
-		const minimized = await minimize(counterexample, lastFailing, new Set(invariantsOf(lastFailing.violations)), async (program) => {
+	// Without `details.failed`, a failing iteration is the one the time limit interrupted.
+	if (lastFailing !== undefined) {
+		const minimized = await minimize(lastFailing.program, lastFailing, new Set(invariantsOf(lastFailing.violations)), async (program) => {
 			const outcome = await runOnce(harness, program);
 			count(counts, outcome.trace, outcome.violations);
 			return { trace: outcome.trace, violations: outcome.violations.filter((violation) => !ignore.has(violation.invariant)) };
@@ -222,14 +231,15 @@ export function describeFailure(report: FuzzReport, { log = false }: { log?: boo
 		violations.push(`  … and ${failure.violations.length - 12} more`);
 	}
 	return [
-		`${report.variant}: ${invariantsOf(failure.violations).join(', ')} violated (iteration ${failure.runsBefore}, shrunk in ${failure.shrinks} steps and ${failure.minimizing} more tries; seed ${report.seed}, path ${failure.path})`,
+		`${report.variant}: ${invariantsOf(failure.violations).join(', ')} violated (iteration ${failure.runsBefore}, shrunk in ${failure.shrinks} steps and ${failure.minimizing} more tries; seed ${report.seed}${failure.path === '' ? ', interrupted by the time limit' : `, path ${failure.path}`})`,
 		...violations,
 		'the shrunk program:',
 		describeProgram(failure.program, variantNamed(report.variant).mainApps),
 		'what happened (rN: a request, dN: a direct destroyAll):',
 		...failure.transcript.map((line) => `  ${line}`),
 		...(log ? ['the row versions (seq, writer, op, row):', ...failure.log.map((line) => `  ${line}`)] : []),
-		`replay: npm run fuzz -- ${replayArguments(report)}`,
+		// No path: the iteration the time limit interrupted, which fast-check did not record.
+		...(failure.path === '' ? [] : [`replay: npm run fuzz -- ${replayArguments(report)}`]),
 		`or, saved as a file: npm run fuzz -- --variant ${report.variant} --program <file> with ${JSON.stringify(normalized(failure.program))}`,
 	].join('\n');
 }

@@ -2,9 +2,16 @@
 // checker reads: the row-version log, the rows left, and what each request saw and answered.
 //
 // Only one actor moves at a time. A step starts a request, or releases a held one, and waits
-// until that actor holds again or is done; every row version logged meanwhile is that actor's
-// (the runner reads the log's watermark between steps). So an interleaving is the program's,
-// never the machine's: a loaded machine runs the same iteration, only slower.
+// until that actor holds again, is queued or is done; every row version logged meanwhile is that
+// actor's (the runner reads the log's watermark between steps). So an interleaving is the
+// program's, never the machine's: a loaded machine runs the same iteration, only slower.
+//
+// Queued: a store writes a key in the order of its saves, so a write waits while an earlier one
+// of its key in that store is held (app.ts). Such a request is not held where the program can
+// pick it; it waits for the request whose write it is queued behind. Once a step has moved that
+// one past its write, the queued request takes its turn, in the same step and after it, up to its
+// own next hold, queue or answer (and so on, oldest first, while turns come). A write still
+// queued when nothing is held any more waits for nothing that could end: that is reported stuck.
 import http from 'node:http';
 import { digestKey } from '../../src/codec/key-digest.js';
 import { CookieJar, parseSetCookie } from '../helpers/http.js';
@@ -66,7 +73,7 @@ export interface Trace {
 	readonly rows: readonly Version[];
 	/** What the stores sent to `onError` (a row refused as tampered, …). */
 	readonly storeErrors: readonly string[];
-	/** An actor that neither held again nor finished within `stepTimeoutMs`. */
+	/** An actor that neither held again nor finished within `stepTimeoutMs`, or a write queued behind nothing held. */
 	readonly stuck: string | undefined;
 	/** What happened, step by step, for the report. */
 	readonly transcript: readonly string[];
@@ -121,6 +128,8 @@ export async function runIteration(harness: Harness, program: Program): Promise<
 	const segments: Segment[] = [];
 	const transcript: string[] = [];
 	const held: Running[] = [];
+	// Requests with a write queued behind an earlier one of its key, in start order.
+	const queued: Running[] = [];
 	const inFlight = new Set<Running>();
 	// Direct calls given up on as stuck, still to be waited for.
 	const abandoned: Promise<void>[] = [];
@@ -130,7 +139,13 @@ export async function runIteration(harness: Harness, program: Program): Promise<
 	const issued = new Map<string, string>();
 	const remember = (key: string) => issued.set(digestKey(key), key);
 
-	// Waits until `actor` holds again or is done, and gives the log positions it wrote meanwhile to it.
+	// In start order: `advance` and the ending pick by it.
+	const insertInOrder = (list: Running[], running: Running) => {
+		const later = list.findIndex((other) => other.order > running.order);
+		list.splice(later === -1 ? list.length : later, 0, running);
+	};
+
+	// Waits until `actor` holds again, is queued or is done, and gives the log positions it wrote meanwhile to it.
 	const progress = async (running: Running, fromSeq: number): Promise<string> => {
 		const { record } = running;
 		const writesBefore = record.actor.writes.length;
@@ -148,10 +163,12 @@ export async function runIteration(harness: Harness, program: Program): Promise<
 			return `${wrote}STUCK`;
 		}
 		if (event.kind === 'held') {
-			// In start order: `advance` and the ending pick by it.
-			const later = held.findIndex((other) => other.order > running.order);
-			held.splice(later === -1 ? held.length : later, 0, running);
+			insertInOrder(held, running);
 			return `${wrote}held ${event.at}`;
+		}
+		if (event.kind === 'queued') {
+			insertInOrder(queued, running);
+			return `${wrote}queued behind an earlier write of its key`;
 		}
 		inFlight.delete(running);
 		record.endSeq = toSeq;
@@ -196,30 +213,37 @@ export async function runIteration(harness: Harness, program: Program): Promise<
 		return `${running.record.id} goes on from ${at ?? '?'} → ${await progress(running, fromSeq)}`;
 	};
 
-	// One process writes a session's key in the order of its saves: a write waits while an earlier
-	// write of that key is in flight. A request of the same browser on the same app as one held at
-	// a write (before it is sent, or after it was applied but not yet answered) would wait for that
-	// one, not reach a hold or an answer of its own: such a step is skipped. Only the write holds
-	// count; a request held after loading its session has no write in flight.
-	const queuedBehind = (browser: number, app: number, except?: Running): string | undefined => held.find((other) => other !== except
-		&& other.record.browser === browser && other.record.app === app && other.record.actor.heldAt !== undefined
-		&& other.record.actor.heldAt !== 'after load')?.record.id;
+	// The queued writes whose turn came, once the step that let them go on is over: each takes it
+	// in turn, oldest request first, until no turn has come. One line each, for the transcript.
+	const takeTurns = async (): Promise<string[]> => {
+		const lines: string[] = [];
+		while (stuck === undefined) {
+			// The turns an earlier write's settling gave come in microtasks after it: all of them have
+			// come once a turn of the event loop has passed.
+			await new Promise((resolve) => setImmediate(resolve));
+			const next = queued.find((running) => running.record.actor.turnCame);
+			if (next === undefined) {
+				break;
+			}
+			queued.splice(queued.indexOf(next), 1);
+			const fromSeq = await log.watermark();
+			next.record.actor.takeTurn();
+			const outcome = await progress(next, fromSeq);
+			lines.push(`    then ${next.record.id}'s queued write takes its turn → ${outcome}`);
+		}
+		return lines;
+	};
 
 	const runStep = async (step: Step): Promise<string> => {
 		switch (step.kind) {
-			case 'request': {
-				const browser = browserOf(step, program.browsers.length);
-				const app = mainApp(variant, step.app);
-				const blocker = queuedBehind(browser, app);
-				return blocker === undefined ? start('main', browser, app, step.route, step) : `skipped: browser ${browser + 1}'s writes on app ${app + 1} queue behind ${blocker}, held at a write`;
-			}
+			case 'request':
+				return start('main', browserOf(step, program.browsers.length), mainApp(variant, step.app), step.route, step);
 			case 'advance': {
 				const running = held[step.pick % Math.max(held.length, 1)];
 				if (running === undefined) {
 					return 'nothing held';
 				}
-				const blocker = queuedBehind(running.record.browser, running.record.app, running);
-				return blocker === undefined ? advance(running) : `skipped: ${running.record.id}'s writes queue behind ${blocker}, held at a write`;
+				return advance(running);
 			}
 			case 'destroyAll': {
 				counter += 1;
@@ -262,20 +286,31 @@ export async function runIteration(harness: Harness, program: Program): Promise<
 			if (stuck !== undefined) {
 				break;
 			}
-			transcript.push(`${String(index + 1).padStart(2)}. ${await runStep(step)}`);
+			transcript.push(`${String(index + 1).padStart(2)}. ${await runStep(step)}`, ...await takeTurns());
 		}
 		let previous: Running | undefined;
 		while (stuck === undefined) {
 			const next = nextToEnd(program.ending, held, previous);
-			if (next === undefined) {
+			if (next !== undefined) {
+				previous = next;
+				transcript.push(`end: ${await advance(next)}`, ...await takeTurns());
+				continue;
+			}
+			const waiting = queued[0];
+			if (waiting === undefined) {
 				break;
 			}
-			previous = next;
-			transcript.push(`end: ${await advance(next)}`);
+			// Nothing is held, yet a write waits for an earlier one of its key: only a write in
+			// flight that holds nowhere could still let it go on.
+			if (await withinStepBound(waiting.record.actor.turnComing()) === 'stuck') {
+				stuck = `${waiting.record.id}'s write waits for an earlier write of its key, and nothing held is that write (${stepTimeoutMs} ms): a write queue that never drains?`;
+				break;
+			}
+			transcript.push(...await takeTurns());
 		}
 	} finally {
 		if (stuck !== undefined) {
-			// Nothing may wait on the runner any more: every hold passes, and every request answers.
+			// Nothing may wait on the runner any more: every hold and queued write passes, and every request answers.
 			for (const actor of actors.values()) {
 				actor.openForGood();
 			}
