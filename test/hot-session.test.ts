@@ -61,3 +61,27 @@ test('a save whose row stays held past the statement bound fails alone, with a q
 	const rows = await database.query<{ key: string; n: number }>(`SELECT key, (data->>'n')::int AS n FROM http_sessions ORDER BY n`);
 	t.deepEqual(rows, [{ key: digestKey('hot'), n: 0 }, { key: digestKey('cold'), n: 1 }]);
 });
+
+test('with query_timeout: 0 (no bound) a save whose row another transaction holds waits until it is free, and lands', async (t) => {
+	const { store, database } = await createStore(t, { pool: { query_timeout: 0 } });
+	await store.set('hot', { n: 0 }, hour);
+	const ctx = {};
+	await store.get('hot', hour, { ctx });
+	const holder = new pg.Client({ connectionString: database.url });
+	await holder.connect();
+	t.teardown(() => holder.end());
+	await holder.query('BEGIN');
+	await holder.query('SELECT 1 FROM http_sessions WHERE key = $1 FOR UPDATE', [digestKey('hot')]);
+	let settled = false;
+	const saving = store.set('hot', { n: 1 }, hour, { ctx, changed: true }).finally(() => {
+		settled = true;
+	});
+	// The save is tried, skipped and tried again while the row is held: it must still be waiting
+	// after several of its retries (pauses of 1, 2, 4 … 50 ms).
+	await new Promise((resolve) => setTimeout(resolve, 300));
+	t.false(settled, 'the save waits for the row, as a statement without a bound would');
+	await holder.query('ROLLBACK');
+	await saving;
+	const rows = await database.query<{ n: number }>(`SELECT (data->>'n')::int AS n FROM http_sessions`);
+	t.deepEqual(rows, [{ n: 1 }]);
+});

@@ -108,11 +108,13 @@ export class PgStore {
 		this.#driver = owned === undefined ? prismaDriver(this.#client) : ownedDriver(owned.pool, preparedStatements);
 		const run = this.#driver.query;
 		this.#reader = createSessionReader(run, statements);
-		// A write waits for a row another transaction holds as long as a statement may run. With
-		// encryption, sizes are checked against maxLength and the room padding may take
+		// A write waits for a row another transaction holds as long as a statement may run: with
+		// `query_timeout: 0` (no bound) as long as it takes, as a statement would wait for the lock.
+		// With encryption, sizes are checked against maxLength and the room padding may take
 		// (RowCodec.storedLengthLimit).
 		this.#storedLengthLimit = this.#codec.storedLengthLimit(maxLength);
-		this.#writer = createSessionWriter(run, statements, this.#storedLengthLimit, owned?.pool.limits.statementTimeoutMillis ?? defaultQueryTimeout, waitTurn);
+		const statementBound = owned?.pool.limits.statementTimeoutMillis ?? defaultQueryTimeout;
+		this.#writer = createSessionWriter(run, statements, this.#storedLengthLimit, statementBound > 0 ? statementBound : Number.POSITIVE_INFINITY, waitTurn);
 		this.#requests = new RequestSessions({ touchAfter, fieldLevelWrites });
 		this.#subjects = new SubjectSessions(run, statements.bySubject, this.#requests);
 		if (this.#options.cleanupInterval > 0) {
