@@ -107,6 +107,29 @@ test('a function dropped while the store runs fails no request: its statement ru
 	t.deepEqual(calledKinds(sent), ['delete', 'insert', 'select_live', 'upsert'], 'and not again');
 });
 
+test('a function of the same name and arguments that another role made first is never called: the store sends its plain statement', async (t) => {
+	const database = await createDatabase(t);
+	const intruder = `intruder_${database.name.slice(-12)}`;
+	await database.query(`CREATE ROLE ${intruder}`);
+	t.teardown(async () => {
+		await database.query(`DROP OWNED BY ${intruder} CASCADE; DROP ROLE ${intruder}`).catch(() => {});
+	});
+	// The names are no secret: a role that may create objects in the schema makes the read's first.
+	const [read] = sessionFunctions(packageTable, false).filter((created) => created.kind === 'selectLive');
+	await dropSessionFunctions(database, 'koa_pgstore_select_live_%');
+	await database.query(`GRANT CREATE ON SCHEMA public TO ${intruder}; CREATE TABLE public.stolen (who text); GRANT INSERT ON public.stolen TO PUBLIC`);
+	await database.query(`SET ROLE ${intruder}; CREATE FUNCTION public."${read?.name ?? ''}"(pg_catalog.text[], pg_catalog.float8)
+		RETURNS TABLE ("key" text, "id" text, "json" text, "expiresOn" float8) LANGUAGE plpgsql
+		AS $$ BEGIN INSERT INTO public.stolen VALUES (current_user); END $$; RESET ROLE`);
+	const { prisma, sent } = recordingClient(t, database.url);
+	const store = new PgStore({ prisma, cleanupInterval: 0 });
+	t.teardown(() => store.close());
+	await lifeOfASession(t, store, 'k');
+	t.deepEqual(calledKinds(sent), ['delete', 'insert', 'update_live', 'upsert']);
+	t.deepEqual(await database.query('SELECT who FROM public.stolen'), []);
+	t.deepEqual((await store.status()).missingFunctions, [read?.name]);
+});
+
 test('two releases side by side: a newer release\'s migration leaves the older one\'s functions, and each store calls only its own', async (t) => {
 	const database = await createDatabase(t);
 	// An older release's field-level update: the same kind of function under another digest.

@@ -1,6 +1,7 @@
 import { debug } from '../base/debug.js';
 import { sqlStateOf, sqlStates } from '../base/driver-error.js';
 import { functionLookup, type SessionFunction } from '../sql/session-functions.js';
+import type { SessionTable } from '../sql/session-table.js';
 import type { Statement } from '../sql/text.js';
 import type { StatementRunner } from './driver.js';
 
@@ -22,13 +23,13 @@ export function callingFunctions(
 	run: StatementRunner,
 	inline: Readonly<Record<SessionFunction['kind'], string>>,
 	functions: readonly SessionFunction[],
-	schema: string | undefined,
+	table: SessionTable,
 ): FunctionCalls {
 	const byText = new Map(functions.map((found) => [inline[found.kind], found]));
 	/** Function name → the statement that calls it. */
 	let calls: Promise<Map<string, string>> | undefined;
 	const lookUp = async (operation: Parameters<StatementRunner>[1]): Promise<Map<string, string>> => {
-		const rows = await run(functionLookup(functions, schema), operation) as { schema: string; name: string }[];
+		const rows = await run(functionLookup(functions, table), operation) as { schema: string; name: string }[];
 		const found = new Map(rows.map((row) => [row.name, functions.find((candidate) => candidate.name === row.name)?.call(row.schema)]));
 		const present = new Map([...found].filter((entry): entry is [string, string] => entry[1] !== undefined));
 		debug('session functions: %d of %d found%s', present.size, functions.length, present.size < functions.length ? ' (the others run as plain statements)' : '');

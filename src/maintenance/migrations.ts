@@ -169,7 +169,7 @@ export async function schemaStatus(table: SessionTable, driver: Driver, schema: 
 
 // The names of `functions` the database lacks, looked up as the store calls them.
 async function functionsMissing(query: Query, table: SessionTable, functions: readonly SessionFunction[]): Promise<string[]> {
-	const found = new Set((await query(functionLookup(functions, table.schema)) as { name: string }[]).map((row) => row.name));
+	const found = new Set((await query(functionLookup(functions, table)) as { name: string }[]).map((row) => row.name));
 	return functions.map((wanted) => wanted.name).filter((name) => !found.has(name));
 }
 

@@ -130,18 +130,15 @@ export function functionsMigration(table: SessionTable): string {
 	if (schema !== undefined) {
 		return `${header}${created}`;
 	}
-	const names = [...functions.keys()].map((name) => `'${name}'`).join(', ');
+	const signatures = [...functions.values()].map((made) => `'${quoteIdentifier(made.name)}(${made.argumentTypes})'`).join(', ');
 	return `${header}${created}
 -- Pin each function's search_path to pg_catalog and the schema it was created in (the table's).
 DO $koa_pgstore$
 DECLARE
-	created pg_catalog.regprocedure;
+	signature pg_catalog.text;
 BEGIN
-	FOR created IN SELECT p.oid FROM pg_catalog.pg_proc AS p
-		JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
-		WHERE n.nspname OPERATOR(pg_catalog.=) pg_catalog.current_schema()
-		AND p.proname OPERATOR(pg_catalog.=) ANY (ARRAY[${names}]::pg_catalog.name[]) LOOP
-		EXECUTE pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, %I, pg_temp', created, pg_catalog.current_schema());
+	FOREACH signature IN ARRAY ARRAY[${signatures}]::pg_catalog.text[] LOOP
+		EXECUTE pg_catalog.format('ALTER FUNCTION %I.%s SET search_path = pg_catalog, %I, pg_temp', pg_catalog.current_schema(), signature, pg_catalog.current_schema());
 	END LOOP;
 END
 $koa_pgstore$;
@@ -150,17 +147,21 @@ $koa_pgstore$;
 
 /**
  * Finds which of `functions` the database has, as the store would call them: in `schema` (a model's
- * `@@schema` or the `schema` option), else through the search_path, as the table itself. One row
- * per function found: `name`, and `schema`, quoted, for the call.
+ * `@@schema` or the `schema` option), else through the search_path, as the table itself. Only a
+ * function owned by the table's owner counts: the names are no secret, and one that another role
+ * made first (where it may create objects) would run as the store's role. One row per function
+ * found: `name`, and `schema`, quoted, for the call.
  */
-export function functionLookup(functions: readonly SessionFunction[], schema: string | undefined): Statement {
-	const prefix = schema === undefined ? '' : `${quoteIdentifier(schema)}.`;
+export function functionLookup(functions: readonly SessionFunction[], table: SessionTable): Statement {
+	const prefix = table.schema === undefined ? '' : `${quoteIdentifier(table.schema)}.`;
 	return {
 		name: 'sessionFunctions',
 		text: 'SELECT pg_catalog.quote_ident(n.nspname) AS "schema", p.proname::pg_catalog.text AS "name" '
 			+ 'FROM pg_catalog.unnest($1::pg_catalog.text[]) AS wanted(signature) '
 			+ 'JOIN pg_catalog.pg_proc AS p ON p.oid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure(wanted.signature)::pg_catalog.oid '
-			+ 'JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace',
-		values: [functions.map((found) => `${prefix}${quoteIdentifier(found.name)}(${found.argumentTypes})`)],
+			+ 'JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace '
+			+ 'JOIN pg_catalog.pg_class AS c ON c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($2::pg_catalog.text)::pg_catalog.oid '
+			+ 'WHERE p.proowner OPERATOR(pg_catalog.=) c.relowner',
+		values: [functions.map((found) => `${prefix}${quoteIdentifier(found.name)}(${found.argumentTypes})`), table.qualifiedName],
 	};
 }

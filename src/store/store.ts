@@ -114,7 +114,7 @@ export class PgStore {
 		// as calls of the session functions where the database has them. The store's own client
 		// prepares its statements instead.
 		this.#functionCalls = owned === undefined
-			? callingFunctions(this.#driver.query, statements.texts, sessionFunctions(this.#table, subject !== undefined), this.#table.schema)
+			? callingFunctions(this.#driver.query, statements.texts, sessionFunctions(this.#table, subject !== undefined), this.#table)
 			: undefined;
 		const run = this.#functionCalls?.run ?? this.#driver.query;
 		this.#reader = createSessionReader(run, statements);

@@ -53,5 +53,5 @@ test('each function runs the very statement the store would send, and resolves n
 		}
 	}
 	// The migration pins every function's search_path: pg_catalog first, then the table's schema.
-	t.regex(functionsMigration(packageTable), /ALTER FUNCTION %s SET search_path = pg_catalog, %I, pg_temp', created, pg_catalog\.current_schema\(\)/);
+	t.regex(functionsMigration(packageTable), /ALTER FUNCTION %I\.%s SET search_path = pg_catalog, %I, pg_temp', pg_catalog\.current_schema\(\), signature, pg_catalog\.current_schema\(\)/);
 });

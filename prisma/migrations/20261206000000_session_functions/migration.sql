@@ -112,13 +112,10 @@ $koa_pgstore$;
 -- Pin each function's search_path to pg_catalog and the schema it was created in (the table's).
 DO $koa_pgstore$
 DECLARE
-	created pg_catalog.regprocedure;
+	signature pg_catalog.text;
 BEGIN
-	FOR created IN SELECT p.oid FROM pg_catalog.pg_proc AS p
-		JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
-		WHERE n.nspname OPERATOR(pg_catalog.=) pg_catalog.current_schema()
-		AND p.proname OPERATOR(pg_catalog.=) ANY (ARRAY['koa_pgstore_select_live_e4785414db8d', 'koa_pgstore_update_live_d6fd77f6013e', 'koa_pgstore_upsert_9d09c0caef56', 'koa_pgstore_insert_ea2d28286e19', 'koa_pgstore_delete_ca18f1a8aa3c', 'koa_pgstore_select_live_4c818fdda499', 'koa_pgstore_update_live_c069bad60f49', 'koa_pgstore_upsert_150ca7cf0d28', 'koa_pgstore_insert_05ad204bd83c']::pg_catalog.name[]) LOOP
-		EXECUTE pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, %I, pg_temp', created, pg_catalog.current_schema());
+	FOREACH signature IN ARRAY ARRAY['"koa_pgstore_select_live_e4785414db8d"(pg_catalog.text[],pg_catalog.float8)', '"koa_pgstore_update_live_d6fd77f6013e"(pg_catalog.jsonb,pg_catalog.int4)', '"koa_pgstore_upsert_9d09c0caef56"(pg_catalog.jsonb,pg_catalog.int4)', '"koa_pgstore_insert_ea2d28286e19"(pg_catalog.jsonb,pg_catalog.int4)', '"koa_pgstore_delete_ca18f1a8aa3c"(pg_catalog.text[],pg_catalog.int8[])', '"koa_pgstore_select_live_4c818fdda499"(pg_catalog.text[],pg_catalog.float8)', '"koa_pgstore_update_live_c069bad60f49"(pg_catalog.jsonb,pg_catalog.int4)', '"koa_pgstore_upsert_150ca7cf0d28"(pg_catalog.jsonb,pg_catalog.int4)', '"koa_pgstore_insert_05ad204bd83c"(pg_catalog.jsonb,pg_catalog.int4)']::pg_catalog.text[] LOOP
+		EXECUTE pg_catalog.format('ALTER FUNCTION %I.%s SET search_path = pg_catalog, %I, pg_temp', pg_catalog.current_schema(), signature, pg_catalog.current_schema());
 	END LOOP;
 END
 $koa_pgstore$;
