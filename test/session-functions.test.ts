@@ -211,6 +211,26 @@ test('a table an app\'s migrations own (@@map, @@schema) gets its functions from
 	t.deepEqual((await store.status()).missingFunctions, []);
 });
 
+test('the store\'s own client with preparedStatements: false calls the session functions; prepared, it sends its statements', async (t) => {
+	// Function calls are counted for the database's connections (flushed when they close).
+	const calls = async (preparedStatements: boolean) => {
+		const database = await createDatabase(t);
+		await database.query(`ALTER DATABASE ${database.name} SET track_functions = 'pl'`);
+		const store = new PgStore({ connectionString: database.url, cleanupInterval: 0, preparedStatements });
+		await lifeOfASession(t, store, 'k');
+		await store.close();
+		for (let tries = 0; ; tries++) {
+			const rows = await database.query<{ name: string }>(`SELECT funcname AS name FROM pg_stat_user_functions WHERE funcname LIKE 'koa_pgstore_%' ORDER BY funcname`);
+			if (rows.length > 0 || tries === 20) {
+				return rows.map((row) => /koa_pgstore_([a-z_]+)_/.exec(row.name)?.[1]).sort();
+			}
+			await new Promise((resolve) => setTimeout(resolve, 100));
+		}
+	};
+	t.deepEqual(await calls(false), everyKind);
+	t.deepEqual(await calls(true), []);
+});
+
 const bouncerTest = needsPgBouncer(test);
 
 bouncerTest('behind PgBouncer in transaction mode, two app clients sharing two server connections call the session functions without an error', async (t) => {

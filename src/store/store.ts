@@ -110,10 +110,10 @@ export class PgStore {
 		this.#sweepStatements = sweepStatements(this.#table);
 		// Straight to the owned client's pool, or through the app's client.
 		this.#driver = owned === undefined ? prismaDriver(this.#client) : ownedDriver(owned.pool, preparedStatements);
-		// Through an app's client, statements go unnamed: PostgreSQL would plan each anew, so they run
-		// as calls of the session functions where the database has them. The store's own client
-		// prepares its statements instead.
-		this.#functionCalls = owned === undefined
+		// Through an app's client (or the own one with `preparedStatements: false`) statements go
+		// unnamed: PostgreSQL would plan each anew, so they run as calls of the session functions where
+		// the database has them. Prepared, a statement costs less than its function's call.
+		this.#functionCalls = owned === undefined || !preparedStatements
 			? callingFunctions(this.#driver.query, statements.texts, sessionFunctions(this.#table, subject !== undefined), this.#table)
 			: undefined;
 		const run = this.#functionCalls?.run ?? this.#driver.query;
