@@ -188,6 +188,7 @@ function describeStatus(status: StoreStatus): string {
 		lines.push('Migrations: your app\'s own (this is not the package\'s http_sessions; `migrate` never changes it)');
 	}
 	lines.push(`Table complete: ${status.missing.length === 0 ? 'yes' : `no, it lacks ${status.missing.join(', ')}`}`);
+	lines.push(`Session functions: ${status.missingFunctions.length === 0 ? 'all there' : `${status.missingFunctions.length} missing (through an app's Prisma client their statements run as plain SQL, planned on every call)`}`);
 	if (status.live !== undefined) {
 		lines.push(`Live sessions: ${status.live}`, `Expired sessions: ${status.expired ?? 0}`, `Size: ${formatBytes(status.bytes ?? 0)} (table, indexes and TOAST)`);
 	}

@@ -29,3 +29,4 @@ export {
 export type { KoaSession, SessionFields } from './store/koa-types.js';
 export { createKeys, type CreateKeysOptions, type HmacAlgorithm } from './keys/keys.js';
 export { reissueOnRotation, type ReissueOptions } from './keys/rotation.js';
+export { sessionFunctionsMigration } from './maintenance/function-migration.js';

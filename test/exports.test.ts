@@ -17,5 +17,6 @@ test('the package exports what an app writes, and no internal helper', (t) => {
 		'createKeys',
 		'isPgStoreError',
 		'reissueOnRotation',
+		'sessionFunctionsMigration',
 	].sort());
 });

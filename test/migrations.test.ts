@@ -179,8 +179,8 @@ test('a role that may not migrate gets a SchemaMismatchError naming the missing 
 	const error = await t.throwsAsync(applyMigrations(readSessionTable(client, undefined), ownedDriver(pool, false), undefined, { subject: true }), { instanceOf: SchemaMismatchError });
 	t.is(error?.code, 'ERR_PGSTORE_SCHEMA');
 	t.is(error?.table, '"http_sessions"');
-	t.deepEqual(error?.missing, ['column "subject"']);
-	t.regex(error?.message ?? '', /lacks column "subject" \(this package's migration `20261122010000_session_subject`\)/);
+	t.deepEqual(error?.missing, ['column "subject"', 'its session functions (9 of 9 missing)']);
+	t.regex(error?.message ?? '', /lacks column "subject", its session functions \(9 of 9 missing\) \(this package's migrations `20261122010000_session_subject` and `20261206000000_session_functions`\)/);
 	t.regex(error?.message ?? '', /prisma migrate deploy --config node_modules\/koa-pgstore\/prisma\.config\.ts/);
 	t.regex(error?.message ?? '', /ensureSchema\(\)/);
 	// Through the store: it rejects at ensureSchema(), before any request.

@@ -7,7 +7,7 @@ test('the schema option puts the table and its migration record in that PostgreS
 	const database = await createDatabase(t, { migrate: false });
 	const store = new PgStore({ connectionString: database.url, schema: 'web sessions' });
 	t.teardown(() => store.close());
-	t.deepEqual(await store.ensureSchema(), ['20261122000000_init', '20261122010000_session_subject']);
+	t.deepEqual(await store.ensureSchema(), ['20261122000000_init', '20261122010000_session_subject', '20261206000000_session_functions']);
 	await store.set('k', { n: 1 }, 60_000);
 	t.deepEqual(await store.get('k', 60_000, {}), { n: 1 });
 	const tables = await database.query(

@@ -138,7 +138,7 @@ bouncerTest('the schema option and ?schema= work through PgBouncer: no startup p
 	const bouncer = await startPgBouncer(t, database.url, { poolSize: 2 });
 	const store = new PgStore({ connectionString: bouncer.url, schema: 'web sessions', cleanupInterval: 0 });
 	t.teardown(() => store.close());
-	t.deepEqual(await store.ensureSchema(), ['20261122000000_init', '20261122010000_session_subject']);
+	t.deepEqual(await store.ensureSchema(), ['20261122000000_init', '20261122010000_session_subject', '20261206000000_session_functions']);
 	await store.set('k', { n: 1 }, hour);
 	t.deepEqual(await store.get('k', hour, {}), { n: 1 });
 	t.deepEqual(await database.query('SELECT count(*)::int AS n FROM "web sessions".http_sessions'), [{ n: 1 }]);

@@ -36,6 +36,8 @@ export type DatabaseFailure = 'connect-timeout' | 'pool-exhausted' | 'query-time
 export const sqlStates = {
 	uniqueViolation: '23505',
 	undefinedColumn: '42703',
+	/** A function the statement calls does not exist (a session function dropped, say). */
+	undefinedFunction: '42883',
 	insufficientPrivilege: '42501',
 	/** A named statement the server connection does not have (a pooler gave another one). */
 	invalidStatementName: '26000',

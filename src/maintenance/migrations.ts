@@ -4,6 +4,7 @@ import type { Driver, TransactionQueries } from '../driver/driver.js';
 import { sqlStateOf, sqlStates } from '../base/driver-error.js';
 import { SchemaMismatchError } from '../base/errors.js';
 import type { SessionField, SessionTable } from '../sql/session-table.js';
+import { functionLookup, sessionFunctions, type SessionFunction } from '../sql/session-functions.js';
 import { qualifiedName, quoteIdentifier } from '../sql/text.js';
 
 /** One migration shipped in `prisma/migrations`, as `prisma migrate deploy` sees it. */
@@ -125,6 +126,12 @@ export interface SchemaStatus {
 	readonly applied: readonly string[] | undefined;
 	/** Shipped migrations not recorded (empty when `applied` is unknown). */
 	readonly pending: readonly string[];
+	/**
+	 * The session functions this store calls that the database lacks: each of their statements
+	 * runs as plain SQL instead, which PostgreSQL plans anew on every call through an app's Prisma
+	 * client. This package's migration `…_session_functions` creates them for its own table.
+	 */
+	readonly missingFunctions: readonly string[];
 }
 
 /** Reads what `applyMigrations` would do, changing nothing. */
@@ -132,9 +139,13 @@ export async function schemaStatus(table: SessionTable, driver: Driver, schema: 
 	// What this store needs, not every column of the newest migration: a table without `subject`
 	// serves a store without the `subject` option (the migration shows as pending).
 	const missing = await missingFromCatalog(alone(driver), table, requirements, { everyMigration: false });
+	const missingFunctions = await functionsMissing(alone(driver), table, sessionFunctions(table, requirements.subject === true));
 	if (!table.ownedByPackage) {
 		// The app's migrations own it: this package's are neither applied there nor pending.
-		return { table: table.qualifiedName, ownedByPackage: false, exists: !missing.some((item) => item.table === true), missing: missing.map((item) => item.what), applied: undefined, pending: [] };
+		return {
+			table: table.qualifiedName, ownedByPackage: false, exists: !missing.some((item) => item.table === true), missing: missing.map((item) => item.what),
+			applied: undefined, pending: [], missingFunctions,
+		};
 	}
 	const migrations = await shippedMigrations();
 	let applied: Set<string> | undefined;
@@ -152,7 +163,14 @@ export async function schemaStatus(table: SessionTable, driver: Driver, schema: 
 		missing: missing.map((item) => item.what),
 		applied: applied === undefined ? undefined : migrations.map((migration) => migration.name).filter((name) => applied.has(name)),
 		pending: applied === undefined ? [] : migrations.map((migration) => migration.name).filter((name) => !applied.has(name)),
+		missingFunctions,
 	};
+}
+
+// The names of `functions` the database lacks, looked up as the store calls them.
+async function functionsMissing(query: Query, table: SessionTable, functions: readonly SessionFunction[]): Promise<string[]> {
+	const found = new Set((await query(functionLookup(functions, table)) as { name: string }[]).map((row) => row.name));
+	return functions.map((wanted) => wanted.name).filter((name) => !found.has(name));
 }
 
 async function migrate(driver: Driver, schema: string | undefined, migrations: ShippedMigration[]): Promise<string[]> {
@@ -196,7 +214,7 @@ interface Missing {
 	/** For the message: `table "x"`, `column "subject"`, `jsonb type of column "data"`, … */
 	readonly what: string;
 	/** The shipped migration that adds it. */
-	readonly migration: 'init' | 'subject';
+	readonly migration: 'init' | 'subject' | 'functions';
 	/** The whole table is missing. */
 	readonly table?: true;
 }
@@ -246,13 +264,21 @@ async function missingFromCatalog(query: Query, table: SessionTable, requirement
 	if (typeOf.has(table.columns.key) && unique?.exists !== true) {
 		missing.push({ what: `a unique index on ${quoteIdentifier(table.columns.key)}`, migration: 'init' });
 	}
+	if (everyMigration && table.ownedByPackage) {
+		// Optional for the store (without them its statements run as plain SQL), but shipped: this
+		// package's table gets them, for stores with and without the `subject` option.
+		const functions = [...new Map([...sessionFunctions(table, false), ...sessionFunctions(table, true)].map((created) => [created.name, created])).values()];
+		const absent = await functionsMissing(query, table, functions);
+		if (absent.length > 0) {
+			missing.push({ what: `its session functions (${absent.length} of ${functions.length} missing)`, migration: 'functions' });
+		}
+	}
 	return missing;
 }
 
 function missingMigrations(missing: Missing[], migrations: ShippedMigration[]): string {
-	const names = [...new Set(missing.map((item) => item.migration))].map((kind) => migrations.find((migration) => (kind === 'subject'
-		? migration.name.endsWith('_session_subject')
-		: migration.name.endsWith('_init')))?.name ?? kind);
+	const suffix = { init: '_init', subject: '_session_subject', functions: '_session_functions' } as const;
+	const names = [...new Set(missing.map((item) => item.migration))].map((kind) => migrations.findLast((migration) => migration.name.endsWith(suffix[kind]))?.name ?? kind);
 	return `${names.length > 1 ? 's' : ''} ${names.map((name) => `\`${name}\``).join(' and ')}`;
 }
 

@@ -28,6 +28,16 @@ export const packageColumns: Readonly<Record<SessionField, string>> = {
 	id: 'id', key: 'key', data: 'data', createdOn: 'created_on', modifiedOn: 'modified_on', expiresOn: 'expires_on', subject: 'subject',
 };
 
+/** This package's own table, as its migrations create it in the connection's schema. */
+export const packageTable: SessionTable = {
+	schema: undefined,
+	table: 'http_sessions',
+	qualifiedName: qualifiedName(undefined, 'http_sessions'),
+	columns: packageColumns,
+	fields: new Set(Object.keys(packageColumns) as SessionField[]),
+	ownedByPackage: true,
+};
+
 /**
  * Reads the client's `PGSession` model. Prisma 7 clients (extended ones too) carry their data
  * model as `_runtimeDataModel`: table, schema and column names as the app's schema maps them, so

@@ -119,6 +119,8 @@ export interface SessionStatements {
 	tableStatus(): Statement;
 	/** Present when the store keeps a subject per session. */
 	readonly bySubject: SubjectStatements | undefined;
+	/** The text of each statement a session function can run instead (src/sql/session-functions.ts). */
+	readonly texts: Readonly<Record<FunctionKind, string>>;
 	/**
 	 * The actionable error for a statement that failed because the table lacks the `subject`
 	 * column the store's `subject` option needs (SQLSTATE 42703): for a store whose
@@ -126,6 +128,9 @@ export interface SessionStatements {
 	 */
 	missingSubjectColumn(error: unknown): SchemaMismatchError | undefined;
 }
+
+/** The statements of a request, each of which a session function may run instead (their parameters are the function's). */
+export type FunctionKind = 'selectLive' | 'updateLive' | 'upsert' | 'insert' | 'delete';
 
 /** Statements on a subject's sessions. */
 export interface SubjectStatements {
@@ -287,6 +292,7 @@ export function sessionStatements(table: SessionTable, withSubject: boolean): Se
 		delete: (targets) => deleteKeys([targets.map((target) => target.digest), targets.flatMap((target) => (target.id === undefined ? [] : [target.id]))]),
 		tableStatus: () => tableStatus([t]),
 		bySubject,
+		texts: { selectLive: selectLive([]).text, updateLive: updateLive([]).text, upsert: upsert([]).text, insert: insert([]).text, delete: deleteKeys([]).text },
 		missingSubjectColumn: (error) => (subject !== undefined && sqlStateOf(error) === sqlStates.undefinedColumn
 			? new SchemaMismatchError(
 				`The session table ${t} has no column ${subject}, which the store's \`subject\` option needs: apply this package's `

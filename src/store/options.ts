@@ -37,7 +37,9 @@ export interface PgStoreOptions {
 	 * update's PostgreSQL CPU halves; docs/performance.md). Behind a pooler that does not keep named
 	 * statements with their client (PgBouncer in transaction mode before 1.21 or with
 	 * `max_prepared_statements = 0`), the first statement it refuses (`26000`, `42P05`) runs again
-	 * unnamed and the store prepares nothing more: no request fails. `false`: never prepare.
+	 * unnamed and the store prepares nothing more: no request fails. `false`: never prepare; the
+	 * statements then run as calls of the session functions where the database has them
+	 * (docs/own-prisma-client.md, "Session functions").
 	 * @default true
 	 */
 	preparedStatements?: boolean;

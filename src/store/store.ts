@@ -10,6 +10,8 @@ import { resolveOptions, type PgStoreOptions, type ResolvedOptions } from './opt
 import type { Driver } from '../driver/driver.js';
 import { ownedDriver } from '../driver/owned-driver.js';
 import { prismaDriver } from '../driver/prisma-driver.js';
+import { callingFunctions, type FunctionCalls } from '../driver/function-calls.js';
+import { sessionFunctions } from '../sql/session-functions.js';
 import { createOwnedClient, defaultQueryTimeout, type PgStorePrismaClient } from '../driver/prisma-client.js';
 import { createSessionReader, type SessionReader } from '../batch/read-batch.js';
 import { RequestSessions } from './request-sessions.js';
@@ -71,6 +73,8 @@ export class PgStore {
 	readonly #options: ResolvedOptions;
 	readonly #client: PgStorePrismaClient;
 	readonly #driver: Driver;
+	/** With an app's client: the session functions its statements call. */
+	readonly #functionCalls: FunctionCalls | undefined;
 	/** The table the client's `PGSession` model maps to. */
 	readonly #table: SessionTable;
 	/** Closes the store's own client and its pool; `undefined` for an app's client. */
@@ -106,7 +110,13 @@ export class PgStore {
 		this.#sweepStatements = sweepStatements(this.#table);
 		// Straight to the owned client's pool, or through the app's client.
 		this.#driver = owned === undefined ? prismaDriver(this.#client) : ownedDriver(owned.pool, preparedStatements);
-		const run = this.#driver.query;
+		// Through an app's client (or the own one with `preparedStatements: false`) statements go
+		// unnamed: PostgreSQL would plan each anew, so they run as calls of the session functions where
+		// the database has them. Prepared, a statement costs less than its function's call.
+		this.#functionCalls = owned === undefined || !preparedStatements
+			? callingFunctions(this.#driver.query, statements.texts, sessionFunctions(this.#table, subject !== undefined), this.#table)
+			: undefined;
+		const run = this.#functionCalls?.run ?? this.#driver.query;
 		this.#reader = createSessionReader(run, statements);
 		// A write waits for a row another transaction holds as long as a statement may run: with
 		// `query_timeout: 0` (no bound) as long as it takes, as a statement would wait for the lock.
@@ -139,7 +149,11 @@ export class PgStore {
 	async ensureSchema(): Promise<string[]> {
 		this.#assertOpen();
 		try {
-			return await applyMigrations(this.#table, this.#driver, this.#options.schema, { subject: this.#options.subject !== undefined });
+			const applied = await applyMigrations(this.#table, this.#driver, this.#options.schema, { subject: this.#options.subject !== undefined });
+			if (applied.length > 0) {
+				this.#functionCalls?.forget();
+			}
+			return applied;
 		} catch (error) {
 			if (error instanceof PgStoreError) {
 				throw error;
