@@ -79,6 +79,8 @@ export async function startPostgres(options: {
 		password,
 		persistent: true,
 		createPostgresUser: process.getuid?.() === 0,
+		// A throwaway cluster need not be flushed to disk by initdb either.
+		initdbFlags: throwaway ? ['--no-sync'] : [],
 		// Durability is not under test: these make a throwaway server start and write faster.
 		postgresFlags: [
 			...throwaway ? ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=300'] : [],

@@ -191,7 +191,7 @@ test('sweeps go by PostgreSQL\'s clock: a session live by the database\'s time s
 		const RealDate = Date;
 		globalThis.Date = class extends RealDate { constructor(...args) { super(...(args.length === 0 ? [Date.now()] : args)); } };
 		globalThis.Date.now = Date.now;
-		const { PgStore } = await import('./src/index.ts');
+		const { PgStore } = await import('koa-pgstore');
 		const store = new PgStore({ connectionString: process.env.URL, cleanupInterval: 0 });
 		console.log(JSON.stringify(await store.cleanup()));
 		await store.close();
@@ -206,7 +206,7 @@ test('a one-off script that awaits cleanup() deletes every expired row before it
 	const database = await createDatabase(t);
 	await insertSessions(database, { expired: 8_000, live: 5 });
 	const script = `
-		import { PgStore } from './src/index.ts';
+		import { PgStore } from 'koa-pgstore';
 		const store = new PgStore({ connectionString: process.env.URL, cleanupInterval: 0 });
 		const report = await store.cleanup({ batchSize: 1_000, pause: 100 });
 		console.log(JSON.stringify(report));
@@ -362,7 +362,7 @@ test('a process whose store runs cleanup schedules exits once it has nothing els
 	// The first sweep of one comes at once (its repeating timer is then set), of the other in half
 	// an hour (its first timer waits).
 	const script = `
-		import { PgStore } from './src/index.ts';
+		import { PgStore } from 'koa-pgstore';
 		const random = Math.random;
 		Math.random = () => 0;
 		const store = new PgStore({ connectionString: process.env.URL, cleanupInterval: 3_600_000 });

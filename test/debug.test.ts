@@ -5,7 +5,7 @@ import { createDatabase } from './helpers/database.js';
 test('NODE_DEBUG=koa-pgstore traces the store\'s decisions, never keys or data', async (t) => {
 	const database = await createDatabase(t);
 	const script = `
-		import { PgStore } from './src/index.ts';
+		import { PgStore } from 'koa-pgstore';
 		const store = new PgStore({ connectionString: process.env.URL, cleanupInterval: 0, touchAfter: 60_000 });
 		await store.set('secret-key-1', { email: 'ada@example.com' }, 3_600_000);
 		const touch = {};

@@ -36,7 +36,7 @@ test('an idle store that owns its client does not keep the process alive', async
 	const database = await createDatabase(t);
 	// The child uses the store, then has nothing left to do: it must exit without close().
 	const script = `
-		import { PgStore } from './src/index.ts';
+		import { PgStore } from 'koa-pgstore';
 		const store = new PgStore({ connectionString: process.env.URL, pool: { idleTimeoutMillis: 60_000 } });
 		await store.set('k', { n: 1 }, 60_000);
 		console.log(JSON.stringify(await store.get('k', 60_000, {})));

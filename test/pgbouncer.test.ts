@@ -78,7 +78,7 @@ bouncerTest('sessions created in one process are read, updated, regenerated and 
 
 // What one app process does before it exits: bursts of writes and reads, counting errors.
 const burst = `
-	import { PgStore } from './src/index.ts';
+	import { PgStore } from 'koa-pgstore';
 	const store = new PgStore({
 		connectionString: process.env.URL,
 		cleanupInterval: 0,

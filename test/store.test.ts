@@ -217,7 +217,7 @@ test('type parsers an app installs in node-postgres change nothing the store rea
 	// Global to the process, so in a process of its own.
 	const script = `
 		import pg from 'pg';
-		import { PgStore } from './src/index.ts';
+		import { PgStore } from 'koa-pgstore';
 		for (const oid of [16, 20, 21, 23, 25, 114, 701, 1114, 1184, 3802]) {
 			pg.types.setTypeParser(oid, (value) => 'app:' + value);
 		}

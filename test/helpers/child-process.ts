@@ -1,16 +1,18 @@
 import { spawn } from 'node:child_process';
 
 /**
- * Runs an ES module (TypeScript, from the repository root) in a new Node process and waits for
- * it to exit on its own. `code` is `null` when it was still running after `timeoutMs` and had
- * to be killed: what a timer or pool left referenced looks like. `errorOutput` is its stderr.
+ * Runs an ES module (JavaScript, from the repository root) in a new Node process, as an app's
+ * process runs, and waits for it to exit on its own. It imports the package by its name,
+ * `koa-pgstore`, which resolves to the built dist/ as in an app (`npm test` builds it when older
+ * than src/). `code` is `null` when it was still running after `timeoutMs` and had to be killed:
+ * what a timer or pool left referenced looks like. `errorOutput` is its stderr.
  *
- * The default bound is mostly for starting Node, tsx and the store on a loaded machine (over
- * 20 s seen on two shared cores); it stays under AVA's 60 s timeout, and a process that waits
- * for a timer of a minute or more is still caught.
+ * The default bound is mostly for starting Node and the store on a loaded machine (over 20 s seen
+ * on two shared cores, under tsx); it stays under AVA's 60 s timeout, and a process that waits for
+ * a timer of a minute or more is still caught.
  */
 export async function runScript(script: string, env: Record<string, string>, timeoutMs = 45_000): Promise<{ code: number | null; output: string; errorOutput: string }> {
-	const child = spawn(process.execPath, ['--import=tsx', '--input-type=module', '--eval', script], {
+	const child = spawn(process.execPath, ['--input-type=module', '--eval', script], {
 		env: { ...process.env, ...env },
 		stdio: ['ignore', 'pipe', 'pipe'],
 	});
