@@ -131,7 +131,8 @@ try {
 			process.stdout.write(chunk);
 			output += chunk.toString();
 		});
-		const code = await new Promise<number | null>((resolve) => ava.on('exit', resolve));
+		// 'close', not 'exit': the summary is counted from AVA's output, in full only once it closes.
+		const code = await new Promise<number | null>((resolve) => ava.on('close', resolve));
 		const plain = output.replaceAll(/\u001B\[[0-9;]*m/g, '');
 		const passed = plain.match(/^\s*✔ /gmu)?.length ?? 0;
 		const failed = plain.match(/^\s*✘ /gmu)?.length ?? 0;

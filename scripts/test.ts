@@ -115,7 +115,8 @@ ava.stdout.on('data', (chunk: Buffer) => {
 	output += chunk.toString();
 });
 const exitCode = await new Promise<number>((resolve) => {
-	ava.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0)));
+	// 'close', not 'exit': the summary is read from AVA's output, in full only once it closes.
+	ava.on('close', (code, signal) => resolve(code ?? (signal ? 1 : 0)));
 });
 const plain = output.replaceAll(/\u001B\[[0-9;]*m/g, '');
 const count = (pattern: RegExp) => Number(pattern.exec(plain)?.[1] ?? 0);

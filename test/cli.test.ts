@@ -34,7 +34,8 @@ async function runCli(args: string[], env: Record<string, string | undefined>): 
 	child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
 	const code = await new Promise<number | null>((resolve) => {
 		const timer = setTimeout(() => { child.kill(); resolve(null); }, 40_000);
-		child.on('exit', (exitCode) => { clearTimeout(timer); resolve(exitCode); });
+		// 'close', not 'exit': the output is read in full only once the streams close.
+		child.on('close', (exitCode) => { clearTimeout(timer); resolve(exitCode); });
 	});
 	return { code, stdout: stdout.trim(), stderr: stderr.trim() };
 }

@@ -22,7 +22,9 @@ export async function runScript(script: string, env: Record<string, string>, tim
 	child.stderr.on('data', (chunk: Buffer) => { errorOutput += chunk.toString(); });
 	const code = await new Promise<number | null>((resolve) => {
 		const timer = setTimeout(() => { child.kill(); resolve(null); }, timeoutMs);
-		child.on('exit', (exitCode) => { clearTimeout(timer); resolve(exitCode); });
+		// 'close', not 'exit': a process may exit before its parent has read all its output, and a
+		// loaded machine then handed the test an empty stdout of a run that printed its result.
+		child.on('close', (exitCode) => { clearTimeout(timer); resolve(exitCode); });
 	});
 	return { code, output: output.trim(), errorOutput };
 }
