@@ -16,8 +16,8 @@ const sessionOf = (fields: Record<string, unknown>) => ({ ...fields, _expire: Da
  * An app's Prisma client, `$extends`-ed with a query extension that records the SQL of every raw
  * statement the store sends through it (the way an app's logging or tracing would see it).
  */
-function recordingClient(t: ExecutionContext, url: string): { prisma: PrismaClient; sent: string[] } {
-	const base = new PrismaClient({ adapter: new PrismaPg({ connectionString: url }) });
+function recordingClient(t: ExecutionContext, url: string, schema?: string): { prisma: PrismaClient; sent: string[] } {
+	const base = new PrismaClient({ adapter: new PrismaPg({ connectionString: url }, schema === undefined ? undefined : { schema }) });
 	t.teardown(() => base.$disconnect());
 	const sent: string[] = [];
 	const prisma = base.$extends({
@@ -162,19 +162,7 @@ test('a store with the `schema` option calls the functions of its schema', async
 	const owner = new PgStore({ connectionString: database.url, schema: 'web sessions', cleanupInterval: 0 });
 	t.teardown(() => owner.close());
 	await owner.ensureSchema();
-	const base = new PrismaClient({ adapter: new PrismaPg({ connectionString: database.url }, { schema: 'web sessions' }) });
-	t.teardown(() => base.$disconnect());
-	const sent: string[] = [];
-	const prisma = base.$extends({
-		query: {
-			async $allOperations({ operation, args, query }) {
-				if (operation === '$queryRawUnsafe' && Array.isArray(args)) {
-					sent.push(String(args[0]));
-				}
-				return query(args);
-			},
-		},
-	}) as unknown as PrismaClient;
+	const { prisma, sent } = recordingClient(t, database.url, 'web sessions');
 	const store = new PgStore({ prisma, schema: 'web sessions', cleanupInterval: 0 });
 	t.teardown(() => store.close());
 	await lifeOfASession(t, store, 'k');
