@@ -166,7 +166,7 @@ export function sessionStatements(table: SessionTable, withSubject: boolean): Se
 	// a later save is compared with, field by field, only if there is a save.
 	const selectLive = named('selectLive', `SELECT ${key} AS "key", ${id}::pg_catalog.text AS "id", ${data}::pg_catalog.text AS "json", `
 		+ `${epochMillis(expiresOn)} AS "expiresOn"${subject === undefined ? '' : `, ${subject} AS "subject"`} FROM ${t} `
-		+ `WHERE ${key} ${eq} ANY($1::pg_catalog.text[]) AND ${expiresOn} ${gt} ${fromMillis('$2::pg_catalog.float8')}`);
+		+ `WHERE ${key} ${eq} ANY(${opaque('$1::pg_catalog.text[]')}) AND ${expiresOn} ${gt} ${fromMillis('$2::pg_catalog.float8')}`);
 
 	// $1 the writes as one JSON array of rows (named fields, see `liveRows`), $2 maxLength (0:
 	// none). One text parameter rather than an array per column: node-postgres and Prisma then
@@ -239,7 +239,7 @@ export function sessionStatements(table: SessionTable, withSubject: boolean): Se
 	// statement moved to a new key while this one waited for it is found by its id, which a move
 	// keeps, and not missed by a match on the key this statement's snapshot saw.
 	const deleteKeys = named('delete', `DELETE FROM ${t} WHERE ${id} ${eq} ANY(ARRAY(`
-		+ `SELECT ${id} FROM ${t} WHERE ${key} ${eq} ANY($1::pg_catalog.text[]) OR ${id} ${eq} ANY($2::pg_catalog.int8[]) ORDER BY ${key} FOR UPDATE)) `
+		+ `SELECT ${id} FROM ${t} WHERE ${key} ${eq} ANY(${opaque('$1::pg_catalog.text[]')}) OR ${id} ${eq} ANY(${opaque('$2::pg_catalog.int8[]')}) ORDER BY ${key} FOR UPDATE)) `
 		+ `RETURNING ${key} AS "key", ${id}::pg_catalog.text AS "id"`);
 
 	// $1 the table's name, for pg_total_relation_size.
@@ -320,6 +320,15 @@ const le = operator('<=');
 const minus = operator('-');
 const concat = operator('||');
 const arrow = operator('->');
+
+// An array parameter the planner cannot see into: `ARRAY(SELECT unnest(…))` is computed once per
+// run, before the scan, and its length is unknown to every plan. A prepared statement whose
+// custom plans (made for the array's actual length) look cheaper than the generic one (made for
+// an unknown length) is planned again on every run; with this, the generic plan is chosen after
+// five runs and kept (bench/NOTES.md).
+function opaque(array: string): string {
+	return `ARRAY(SELECT pg_catalog.unnest(${array}))`;
+}
 
 // The size a session is measured by (see `sessionStatements`), taken once per row: the text of a
 // large jsonb costs PostgreSQL more than the rest of the statement.

@@ -2,14 +2,14 @@
 -- Each function runs one of the store's statements; its name carries a digest of its definition.
 
 -- CreateFunction
-CREATE OR REPLACE FUNCTION "koa_pgstore_select_live_e4785414db8d"(pg_catalog.text[], pg_catalog.float8)
+CREATE OR REPLACE FUNCTION "koa_pgstore_select_live_5f6e7ee8f6b4"(pg_catalog.text[], pg_catalog.float8)
  RETURNS TABLE ("key" pg_catalog.text, "id" pg_catalog.text, "json" pg_catalog.text, "expiresOn" pg_catalog.float8)
  LANGUAGE plpgsql STABLE
  SET plan_cache_mode = force_generic_plan
  AS $koa_pgstore$
 #variable_conflict use_column
 BEGIN
-RETURN QUERY SELECT "key" AS "key", "id"::pg_catalog.text AS "id", "data"::pg_catalog.text AS "json", (EXTRACT(epoch FROM "expires_on") OPERATOR(pg_catalog.*) 1000::pg_catalog.numeric)::pg_catalog.float8 AS "expiresOn" FROM "http_sessions" WHERE "key" OPERATOR(pg_catalog.=) ANY($1::pg_catalog.text[]) AND "expires_on" OPERATOR(pg_catalog.>) pg_catalog.to_timestamp($2::pg_catalog.float8 OPERATOR(pg_catalog./) 1000::pg_catalog.float8);
+RETURN QUERY SELECT "key" AS "key", "id"::pg_catalog.text AS "id", "data"::pg_catalog.text AS "json", (EXTRACT(epoch FROM "expires_on") OPERATOR(pg_catalog.*) 1000::pg_catalog.numeric)::pg_catalog.float8 AS "expiresOn" FROM "http_sessions" WHERE "key" OPERATOR(pg_catalog.=) ANY(ARRAY(SELECT pg_catalog.unnest($1::pg_catalog.text[]))) AND "expires_on" OPERATOR(pg_catalog.>) pg_catalog.to_timestamp($2::pg_catalog.float8 OPERATOR(pg_catalog./) 1000::pg_catalog.float8);
 END
 $koa_pgstore$;
 
@@ -50,26 +50,26 @@ END
 $koa_pgstore$;
 
 -- CreateFunction
-CREATE OR REPLACE FUNCTION "koa_pgstore_delete_ca18f1a8aa3c"(pg_catalog.text[], pg_catalog.int8[])
+CREATE OR REPLACE FUNCTION "koa_pgstore_delete_78f7862265a7"(pg_catalog.text[], pg_catalog.int8[])
  RETURNS TABLE ("key" pg_catalog.text, "id" pg_catalog.text)
  LANGUAGE plpgsql VOLATILE
  SET plan_cache_mode = force_generic_plan
  AS $koa_pgstore$
 #variable_conflict use_column
 BEGIN
-RETURN QUERY DELETE FROM "http_sessions" WHERE "id" OPERATOR(pg_catalog.=) ANY(ARRAY(SELECT "id" FROM "http_sessions" WHERE "key" OPERATOR(pg_catalog.=) ANY($1::pg_catalog.text[]) OR "id" OPERATOR(pg_catalog.=) ANY($2::pg_catalog.int8[]) ORDER BY "key" FOR UPDATE)) RETURNING "key" AS "key", "id"::pg_catalog.text AS "id";
+RETURN QUERY DELETE FROM "http_sessions" WHERE "id" OPERATOR(pg_catalog.=) ANY(ARRAY(SELECT "id" FROM "http_sessions" WHERE "key" OPERATOR(pg_catalog.=) ANY(ARRAY(SELECT pg_catalog.unnest($1::pg_catalog.text[]))) OR "id" OPERATOR(pg_catalog.=) ANY(ARRAY(SELECT pg_catalog.unnest($2::pg_catalog.int8[]))) ORDER BY "key" FOR UPDATE)) RETURNING "key" AS "key", "id"::pg_catalog.text AS "id";
 END
 $koa_pgstore$;
 
 -- CreateFunction
-CREATE OR REPLACE FUNCTION "koa_pgstore_select_live_4c818fdda499"(pg_catalog.text[], pg_catalog.float8)
+CREATE OR REPLACE FUNCTION "koa_pgstore_select_live_cf72194fb2f5"(pg_catalog.text[], pg_catalog.float8)
  RETURNS TABLE ("key" pg_catalog.text, "id" pg_catalog.text, "json" pg_catalog.text, "expiresOn" pg_catalog.float8, "subject" pg_catalog.text)
  LANGUAGE plpgsql STABLE
  SET plan_cache_mode = force_generic_plan
  AS $koa_pgstore$
 #variable_conflict use_column
 BEGIN
-RETURN QUERY SELECT "key" AS "key", "id"::pg_catalog.text AS "id", "data"::pg_catalog.text AS "json", (EXTRACT(epoch FROM "expires_on") OPERATOR(pg_catalog.*) 1000::pg_catalog.numeric)::pg_catalog.float8 AS "expiresOn", "subject" AS "subject" FROM "http_sessions" WHERE "key" OPERATOR(pg_catalog.=) ANY($1::pg_catalog.text[]) AND "expires_on" OPERATOR(pg_catalog.>) pg_catalog.to_timestamp($2::pg_catalog.float8 OPERATOR(pg_catalog./) 1000::pg_catalog.float8);
+RETURN QUERY SELECT "key" AS "key", "id"::pg_catalog.text AS "id", "data"::pg_catalog.text AS "json", (EXTRACT(epoch FROM "expires_on") OPERATOR(pg_catalog.*) 1000::pg_catalog.numeric)::pg_catalog.float8 AS "expiresOn", "subject" AS "subject" FROM "http_sessions" WHERE "key" OPERATOR(pg_catalog.=) ANY(ARRAY(SELECT pg_catalog.unnest($1::pg_catalog.text[]))) AND "expires_on" OPERATOR(pg_catalog.>) pg_catalog.to_timestamp($2::pg_catalog.float8 OPERATOR(pg_catalog./) 1000::pg_catalog.float8);
 END
 $koa_pgstore$;
 
@@ -114,7 +114,7 @@ DO $koa_pgstore$
 DECLARE
 	signature pg_catalog.text;
 BEGIN
-	FOREACH signature IN ARRAY ARRAY['"koa_pgstore_select_live_e4785414db8d"(pg_catalog.text[],pg_catalog.float8)', '"koa_pgstore_update_live_4473deb88351"(pg_catalog.jsonb,pg_catalog.int4)', '"koa_pgstore_upsert_9d09c0caef56"(pg_catalog.jsonb,pg_catalog.int4)', '"koa_pgstore_insert_ea2d28286e19"(pg_catalog.jsonb,pg_catalog.int4)', '"koa_pgstore_delete_ca18f1a8aa3c"(pg_catalog.text[],pg_catalog.int8[])', '"koa_pgstore_select_live_4c818fdda499"(pg_catalog.text[],pg_catalog.float8)', '"koa_pgstore_update_live_7b7cc617ce2a"(pg_catalog.jsonb,pg_catalog.int4)', '"koa_pgstore_upsert_150ca7cf0d28"(pg_catalog.jsonb,pg_catalog.int4)', '"koa_pgstore_insert_05ad204bd83c"(pg_catalog.jsonb,pg_catalog.int4)']::pg_catalog.text[] LOOP
+	FOREACH signature IN ARRAY ARRAY['"koa_pgstore_select_live_5f6e7ee8f6b4"(pg_catalog.text[],pg_catalog.float8)', '"koa_pgstore_update_live_4473deb88351"(pg_catalog.jsonb,pg_catalog.int4)', '"koa_pgstore_upsert_9d09c0caef56"(pg_catalog.jsonb,pg_catalog.int4)', '"koa_pgstore_insert_ea2d28286e19"(pg_catalog.jsonb,pg_catalog.int4)', '"koa_pgstore_delete_78f7862265a7"(pg_catalog.text[],pg_catalog.int8[])', '"koa_pgstore_select_live_cf72194fb2f5"(pg_catalog.text[],pg_catalog.float8)', '"koa_pgstore_update_live_7b7cc617ce2a"(pg_catalog.jsonb,pg_catalog.int4)', '"koa_pgstore_upsert_150ca7cf0d28"(pg_catalog.jsonb,pg_catalog.int4)', '"koa_pgstore_insert_05ad204bd83c"(pg_catalog.jsonb,pg_catalog.int4)']::pg_catalog.text[] LOOP
 		EXECUTE pg_catalog.format('ALTER FUNCTION %I.%s SET search_path = pg_catalog, %I, pg_temp', pg_catalog.current_schema(), signature, pg_catalog.current_schema());
 	END LOOP;
 END
