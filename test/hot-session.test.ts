@@ -1,6 +1,7 @@
 import test from 'ava';
 import pg from 'pg';
 import { digestKey } from '../src/codec/key-digest.js';
+import { lockWaiters } from './helpers/database-gate.js';
 import { CookieJar, request, startApp } from './helpers/http.js';
 import { sessionRoutes } from './helpers/routes.js';
 import { createStore } from './helpers/store.js';
@@ -37,6 +38,42 @@ test('a session whose row another transaction holds delays only its own saves: t
 	await holder.query('ROLLBACK');
 	t.is((await hotSave).status, 200);
 	t.like((await request(`${url}/`, hot)).body, { user: 'hot', cart: '1' }, 'and lands once the row is free');
+});
+
+test('a sign-out that waits for a row another transaction holds keeps no other session waiting: their saves and sign-outs made meanwhile land', async (t) => {
+	const { store, database } = await createStore(t);
+	const { url } = await startApp(t, { session: { store, maxAge: hour }, handler: sessionRoutes({ store }) });
+	const users = await Promise.all(Array.from({ length: 10 }, async (_, index) => {
+		const jar = new CookieJar();
+		await request(`${url}/set?user=${index}`, jar);
+		return jar;
+	}));
+	const hot = new CookieJar();
+	await request(`${url}/set?user=hot`, hot);
+	const holder = new pg.Client({ connectionString: database.url });
+	await holder.connect();
+	t.teardown(() => holder.end());
+	await holder.query('BEGIN');
+	await holder.query('SELECT 1 FROM http_sessions WHERE key = $1 FOR UPDATE', [digestKey(hot.cookies.get('koa.sess') ?? '')]);
+
+	// The delete waits on the row lock (a sign-out is never skipped), holding its statement open.
+	let hotDone = false;
+	const hotLogout = request(`${url}/logout`, hot).finally(() => { hotDone = true; });
+	await lockWaiters(database, 1);
+	// Each in a turn of its own, after the sign-out's statement went: later batches of writes.
+	for (const jar of users.slice(0, 5)) {
+		t.is((await request(`${url}/set?cart=1`, jar)).status, 200);
+	}
+	for (const jar of users.slice(5)) {
+		t.is((await request(`${url}/logout`, jar)).status, 200);
+	}
+	t.false(hotDone, 'the held session\'s sign-out still waits');
+	const rows = await database.query<{ cart: string | null }>('SELECT data->>\'cart\' AS cart FROM http_sessions WHERE key <> $1', [digestKey(hot.cookies.get('koa.sess') ?? '')]);
+	t.deepEqual(rows.map((row) => row.cart), ['1', '1', '1', '1', '1'], 'five saved, five signed out, while the row was held');
+
+	await holder.query('ROLLBACK');
+	t.is((await hotLogout).status, 200);
+	t.is((await database.query('SELECT 1 FROM http_sessions')).length, 5, 'and the held session is signed out once its row is free');
 });
 
 test('a save whose row stays held past the statement bound fails alone, with a query-timeout DatabaseError', async (t) => {
