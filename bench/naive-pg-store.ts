@@ -1,5 +1,9 @@
 // The baseline: the smallest koa-session store a developer would write by hand on `pg`, one
 // statement per operation, same table, same hashed keys, same pool size as koa-pgstore's default.
+// `prepared` (the bench's `pg-prepared`): the least any PostgreSQL store does per request, one
+// prepared single-row statement per operation (a save of a stored session is a plain UPDATE of
+// it), and the rest as before: a floor, not a store to use (no merge, no size bound, and a save
+// of a session deleted meanwhile is lost silently).
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 
@@ -7,22 +11,44 @@ const digest = (key: string) => createHash('sha256').update(key).digest('hex');
 
 export class NaivePgStore {
 	readonly #pool: pg.Pool;
+	readonly #prepared: boolean;
+	// `prepared`: the keys read and not saved since (a request's session, between its get and its set).
+	readonly #loaded = new Set<string>();
 
-	constructor(connectionString: string) {
+	constructor(connectionString: string, prepared = false) {
 		this.#pool = new pg.Pool({ connectionString, max: 10 });
+		this.#prepared = prepared;
+	}
+
+	#query(name: string, text: string, values: unknown[]) {
+		return this.#pool.query(this.#prepared ? { name, text, values } : { text, values });
 	}
 
 	async get(key: string): Promise<Record<string, unknown> | undefined> {
-		const { rows } = await this.#pool.query<{ data: Record<string, unknown> }>(
-			'SELECT data FROM http_sessions WHERE key = $1 AND expires_on > $2',
-			[digest(key), new Date()],
-		);
-		return rows[0]?.data;
+		const { rows } = await this.#query('get', 'SELECT data FROM http_sessions WHERE key = $1 AND expires_on > $2', [digest(key), new Date()]);
+		const data = (rows[0] as { data: Record<string, unknown> } | undefined)?.data;
+		if (this.#prepared && data !== undefined) {
+			this.#loaded.add(key);
+		}
+		return data;
 	}
 
 	async set(key: string, session: Record<string, unknown>, maxAge: number | 'session'): Promise<void> {
 		const now = new Date();
 		const expires = new Date(now.getTime() + (typeof maxAge === 'number' ? maxAge : 86_400_000));
+		if (this.#prepared) {
+			const values = [digest(key), JSON.stringify(session), now, expires];
+			// A session this process just read is stored: a plain UPDATE. Any other, as koa-session's new ones: an INSERT.
+			if (this.#loaded.delete(key)) {
+				const { rowCount } = await this.#query('update', 'UPDATE http_sessions SET data = $2, modified_on = $3, expires_on = $4 WHERE key = $1', values);
+				if (rowCount !== 0) {
+					return;
+				}
+			}
+			await this.#query('upsert', `INSERT INTO http_sessions (key, data, created_on, modified_on, expires_on) VALUES ($1, $2, $3, $3, $4)
+				ON CONFLICT (key) DO UPDATE SET data = EXCLUDED.data, modified_on = EXCLUDED.modified_on, expires_on = EXCLUDED.expires_on`, values);
+			return;
+		}
 		await this.#pool.query(
 			`INSERT INTO http_sessions (key, data, created_on, modified_on, expires_on) VALUES ($1, $2, $3, $3, $4)
 			 ON CONFLICT (key) DO UPDATE SET data = EXCLUDED.data, modified_on = EXCLUDED.modified_on, expires_on = EXCLUDED.expires_on`,
@@ -31,7 +57,7 @@ export class NaivePgStore {
 	}
 
 	async destroy(key: string): Promise<void> {
-		await this.#pool.query('DELETE FROM http_sessions WHERE key = $1', [digest(key)]);
+		await this.#query('delete', 'DELETE FROM http_sessions WHERE key = $1', [digest(key)]);
 	}
 
 	close(): Promise<void> {

@@ -4,7 +4,8 @@
 // client (prepared statements), an app's Prisma client on a database without the session
 // functions (plain statements), and one with them. CPU per request (Node: process.cpuUsage; all of
 // PostgreSQL's processes: /proc) and, per statement, pg_stat_statements' plan and execution times.
-// Run: npm run generate && npx tsx bench/prisma-paths.ts   (KP_COUNT, KP_WARM, KP_ROUNDS, KP_SPREAD)
+// Run: npm run generate && npx tsx bench/prisma-paths.ts   (KP_COUNT, KP_WARM, KP_ROUNDS, KP_SPREAD,
+// KP_ROWS other sessions in the table; KP_STORES, KP_WORKLOADS, KP_CONNECTIONS to run some cells only)
 import { readFileSync, readdirSync } from 'node:fs';
 import pg from 'pg';
 import { PrismaPg } from '@prisma/adapter-pg';
@@ -54,11 +55,14 @@ function serverCpu(): number {
 const hour = 3_600_000;
 const prismaClient = new PrismaClient({ adapter: new PrismaPg({ connectionString: server.url, max: 10 }) });
 const plainClient = new PrismaClient({ adapter: new PrismaPg({ connectionString: plainUrl, max: 10 }) });
-const stores = {
+const allStores = {
 	owned: new PgStore({ connectionString: server.url, cleanupInterval: 0, pool: { max: 10 } }),
 	'prisma-plain': new PgStore({ prisma: plainClient, cleanupInterval: 0 }),
 	'prisma-fn': new PgStore({ prisma: prismaClient, cleanupInterval: 0 }),
 };
+// KP_STORES, KP_WORKLOADS, KP_CONNECTIONS: comma-separated subsets of the cells.
+const only = (name: string) => (process.env[name] ?? '').split(',').filter(Boolean);
+const stores = Object.fromEntries(Object.entries(allStores).filter(([name]) => only('KP_STORES').length === 0 || only('KP_STORES').includes(name))) as typeof allStores;
 const sessionOf = (views: number) => ({ views, _expire: Date.now() + hour, _maxAge: hour });
 let fresh = 0;
 const workloads = {
@@ -98,14 +102,18 @@ for (const [name, store] of Object.entries(stores)) {
 	keysOf[name] = Array.from({ length: 200 }, (_, i) => `${name}-key-${i}`);
 	await Promise.all(keysOf[name]!.map((key) => store.set(key, sessionOf(0), hour, { changed: true })));
 }
+// KP_ROWS: live rows of other sessions in the table, as in an app with many users.
+for (const db of [admin, plainAdmin]) {
+	await db.query(`INSERT INTO http_sessions (key, data, created_on, modified_on, expires_on) SELECT pg_catalog.md5(i::text), '{"views":1}', now(), now(), now() + interval '1 hour' FROM generate_series(1, $1::int) AS i`, [Number(process.env['KP_ROWS'] ?? 0)]);
+}
 const count = Number(process.env['KP_COUNT'] ?? 4000);
 const spread = Number(process.env['KP_SPREAD'] ?? 0);
 const warm = Number(process.env['KP_WARM'] ?? 1500);
 const rounds = Number(process.env['KP_ROUNDS'] ?? 2);
 const results: Record<string, number[][]> = {};
 for (let round = 0; round < rounds; round++) {
-	for (const concurrency of [8, 32]) {
-		for (const workload of ['read', 'write', 'new'] as const) {
+	for (const concurrency of only('KP_CONNECTIONS').length === 0 ? [8, 32] : only('KP_CONNECTIONS').map(Number)) {
+		for (const workload of (only('KP_WORKLOADS').length === 0 ? ['read', 'write', 'new'] : only('KP_WORKLOADS')) as (keyof typeof workloads)[]) {
 			for (const [name, store] of Object.entries(stores)) {
 				await drive(store, workload, keysOf[name]!, concurrency, warm); // warm
 				await admin.query('ANALYZE http_sessions');
@@ -129,7 +137,7 @@ const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); retu
 for (const [cell, rs] of Object.entries(results)) {
 	console.log(cell.padEnd(24), [0, 1, 2].map((i) => median(rs.map((r) => r[i]!)).toFixed(0)).join('\t'));
 }
-await Promise.all(Object.values(stores).map((s) => s.close()));
+await Promise.all(Object.values(allStores).map((s) => s.close()));
 await prismaClient.$disconnect();
 await plainClient.$disconnect();
 await plainAdmin.end();

@@ -31,6 +31,8 @@
 //                                                generated PrismaClient on @prisma/adapter-pg, pool max 10 as the
 //                                                store's own (bench/server.ts)
 //                           pg                   a hand-written one-statement store on `pg` (bench/naive-pg-store.ts)
+//                           pg-prepared          the floor of a PostgreSQL store: one prepared single-row statement
+//                                                per operation, a plain UPDATE for a session just read (same file)
 //                           koa-redis            koa-redis on a throwaway redis-server without persistence, started
 //                                                and stopped by the bench; skipped with a note when redis-server is
 //                                                not on PATH or koa-redis is not installed

@@ -123,8 +123,9 @@ async function openStore(): Promise<OpenedStore> {
 			store.on('error', reportOnce);
 			return { store, tooLarge: undefined, close: () => store.quit() };
 		}
-		case 'pg': {
-			const store = new NaivePgStore(connectionString);
+		case 'pg':
+		case 'pg-prepared': {
+			const store = new NaivePgStore(connectionString, kind === 'pg-prepared');
 			return { store, tooLarge: undefined, close: () => store.close() };
 		}
 		case 'map': {

@@ -4,8 +4,8 @@ import DataLoader from 'dataloader';
 export const maxBatchSize = 500;
 
 /**
- * How long a batch waits for the statement of its kind in flight before it goes beside it: a
- * statement slow for one user's reason (a row locked by another transaction, a large session)
+ * How long a batch waits for the one in flight before it goes beside it: a statement slow for
+ * one user's reason (a row locked by another transaction, a large session)
  * delays the next batch of everyone else by at most this.
  */
 export const turnWaitMillis = 5;
