@@ -10,8 +10,8 @@ import { createDatabase } from './helpers/database.js';
 // run's own values (a custom plan) cheaper than the plan it would keep (the generic plan). For a
 // read of `key = ANY($1)` on a table of many rows it always did: the custom plan knows the array
 // holds one to three digests, the generic one assumes ten, and planning cost about as much as
-// running the read (bench/NOTES.md). These tests prepare each request statement of the store's
-// own client as it does, run it ten times on a table of 100,000 sessions with the batch sizes of a
+// running the read (bench/NOTES.md). These tests prepare the text of each request statement of the
+// store's own client as a named statement, as it sends them, run it ten times on a table of 100,000 sessions with the batch sizes of a
 // lightly loaded app, and read from pg_prepared_statements how often PostgreSQL planned it.
 
 const hour = 3_600_000;

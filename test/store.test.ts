@@ -187,6 +187,18 @@ test('the options object is not mutated', async (t) => {
 	t.deepEqual(options, { connectionString: database.url, pool: { max: 2 } });
 });
 
+test('close() sends the reads, saves and sign-outs asked for before it, and waits for them', async (t) => {
+	const { store, database } = await createStore(t);
+	await store.set('ending', { n: 1 }, hour);
+	await store.set('read', { n: 1 }, hour);
+	// Not awaited: their batches have not gone when close() is called.
+	const asked = [store.set('saved', { n: 1 }, hour), store.destroy('ending', {}), store.get('read', hour, {})];
+	await store.close();
+	t.deepEqual(await Promise.all(asked), [undefined, undefined, { n: 1 }]);
+	const rows = await database.query<{ key: string }>('SELECT key FROM http_sessions ORDER BY key');
+	t.deepEqual(rows.map((row) => row.key).sort(), [digestKey('read'), digestKey('saved')].sort());
+});
+
 test('close is idempotent and later calls reject with StoreClosedError', async (t) => {
 	const { store } = await createStore(t);
 	await store.set('k', { n: 1 }, hour);

@@ -8,6 +8,8 @@ import type { SessionStatements } from '../sql/statements.js';
 export interface SessionReader {
 	/** The live row of `digest`, or `undefined` when there is none or it expired. */
 	read(digest: string): Promise<StoredRow | undefined>;
+	/** Resolves once every read asked for so far has settled. */
+	drain(): Promise<void>;
 }
 
 /**
@@ -17,7 +19,7 @@ export interface SessionReader {
  */
 export function createSessionReader(run: StatementRunner, statements: SessionStatements): SessionReader {
 	const loader = coalesce((digests: readonly string[]) => readBatch(run, statements, digests));
-	return { read: (digest) => loader.load(digest) };
+	return { read: (digest) => loader.load(digest), drain: () => loader.drain() };
 }
 
 async function readBatch(run: StatementRunner, statements: SessionStatements, digests: readonly string[]): Promise<(StoredRow | undefined | Error)[]> {

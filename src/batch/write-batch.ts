@@ -1,5 +1,4 @@
-import type DataLoader from 'dataloader';
-import { coalesce } from './coalesce.js';
+import { coalesce, type Coalesced } from './coalesce.js';
 import type { StatementRunner } from '../driver/driver.js';
 import { debug } from '../base/debug.js';
 import { rowCausedClasses, sqlStateOf, sqlStates } from '../base/driver-error.js';
@@ -42,6 +41,11 @@ export type WriteTurn = (previous: Promise<void>) => Promise<unknown>;
 export interface SessionWriter {
 	write(write: SessionWrite): Promise<WriteOutcome>;
 	delete(target: DeleteTarget): Promise<DeleteOutcome>;
+	/**
+	 * Resolves once every batch asked for so far has settled. A write waiting to be tried again
+	 * (its row held) or behind an earlier one of its key is not waited for.
+	 */
+	drain(): Promise<void>;
 }
 
 type Operation = SessionWrite | (DeleteTarget & { readonly kind: 'delete' });
@@ -66,7 +70,7 @@ export function createSessionWriter(runner: StatementRunner, statements: Session
 	const run: StatementRunner = (statement, operation) => runner(statement, operation).catch((error: unknown) => {
 		throw statements.missingSubjectColumn(error) ?? error;
 	});
-	const loader: DataLoader<Operation, Outcome> = coalesce((operations) => writeBatch(run, statements, maxLength, operations));
+	const loader: Coalesced<Operation, Outcome> = coalesce((operations) => writeBatch(run, statements, maxLength, operations));
 	const inOrder = keyQueue(waitTurn);
 	// A row another transaction holds was skipped: the write goes into a later statement, after a
 	// pause that doubles up to 50 ms, until `lockWait` has passed.
@@ -92,6 +96,7 @@ export function createSessionWriter(runner: StatementRunner, statements: Session
 		async delete(target) {
 			return { existed: (await inOrder(target.digest, () => loader.load({ kind: 'delete', ...target }))).kind === 'deleted' };
 		},
+		drain: () => loader.drain(),
 	};
 }
 

@@ -398,13 +398,16 @@ export class PgStore {
 	}
 
 	/**
-	 * Closes the store: stops its cleanup schedules (waiting for a sweep in flight), then
-	 * disconnects the Prisma client and closes its pool if the store built them (from `connectionString`), never one it
-	 * was given. Calling it again returns the same promise.
+	 * Closes the store: stops its cleanup schedules (waiting for a sweep in flight), sends the
+	 * reads and writes already asked for (a sign-out deferred within `regenerate()` too) and
+	 * waits for them, then disconnects the Prisma client and closes its pool if the store built
+	 * them (from `connectionString`), never one it was given. Calling it again returns the same
+	 * promise.
 	 */
 	close(): Promise<void> {
 		this.#closing ??= (async () => {
 			await Promise.all([...this.#schedules].map((schedule) => schedule.stop()));
+			await Promise.all([this.#reader.drain(), this.#writer.drain()]);
 			await this.#closeOwned?.();
 		})();
 		return this.#closing;

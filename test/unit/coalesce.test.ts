@@ -9,7 +9,10 @@ interface Started {
 	finish(): void;
 }
 
-function recorder() {
+// Long enough that no batch goes on its timer in a test about something else, however loaded the machine.
+const never = 60_000;
+
+function recorder(waitMillis = never) {
 	const started: Started[] = [];
 	const changed: (() => void)[] = [];
 	const loader = coalesce<number, number>((keys) => new Promise((resolve) => {
@@ -17,7 +20,7 @@ function recorder() {
 		for (const wake of changed.splice(0)) {
 			wake();
 		}
-	}));
+	}), waitMillis);
 	// Resolves once `count` batches have started.
 	const startedCount = (count: number): Promise<void> => (started.length >= count
 		? Promise.resolve()
@@ -59,8 +62,8 @@ test('calls made in several turns while a batch is in flight wait for it, then s
 	t.deepEqual(await Promise.all(later), [2, 3, 4]);
 });
 
-test(`a batch waits at most ${turnWaitMillis} ms for the one in flight, then goes beside it`, async (t) => {
-	const { loader, started, startedCount } = recorder();
+test(`by default a batch waits at most ${turnWaitMillis} ms for the one in flight, then goes beside it`, async (t) => {
+	const { loader, started, startedCount } = recorder(turnWaitMillis);
 	void loader.load(1);
 	await startedCount(1);
 	const waitedFrom = performance.now();
@@ -75,21 +78,50 @@ test(`a batch waits at most ${turnWaitMillis} ms for the one in flight, then goe
 	started[0]!.finish();
 });
 
-test('a batch waiting for its turn starts as soon as any batch in flight settles', async (t) => {
+test('the batch waiting starts in the turn after the one in flight settles, not on its timer', async (t) => {
 	const { loader, started, startedCount } = recorder();
-	void loader.load(1);
+	const first = loader.load(1);
 	await startedCount(1);
-	// A second batch goes beside the first once overdue; a third waits behind both.
-	void loader.load(2);
-	await startedCount(2);
-	void loader.load(3);
+	const second = loader.load(2);
 	await turn();
 	await turn();
-	t.is(started.length, 2);
 	started[0]!.finish();
-	await startedCount(3);
-	t.deepEqual(started[2]!.keys, [3]);
-	for (const batch of started) {
-		batch.finish();
-	}
+	await first;
+	// Two turns: the settling batch's own, then the waiting batch's, which took that turn's calls.
+	const third = loader.load(3);
+	await turn();
+	await turn();
+	t.deepEqual(started.map((batch) => batch.keys), [[1], [2, 3]]);
+	started[1]!.finish();
+	t.deepEqual(await Promise.all([second, third]), [2, 3]);
+});
+
+test('drain starts the batches waiting and resolves once every call has settled', async (t) => {
+	const { loader, started, startedCount } = recorder();
+	const first = loader.load(1);
+	await startedCount(1);
+	const second = loader.load(2);
+	let drained = false;
+	const draining = loader.drain().then(() => { drained = true; });
+	await startedCount(2);
+	t.deepEqual(started.map((batch) => batch.keys), [[1], [2]], 'the waiting batch went at once');
+	started[1]!.finish();
+	await second;
+	await turn();
+	t.false(drained, 'not while the first is in flight');
+	started[0]!.finish();
+	await first;
+	await draining;
+	t.true(drained);
+});
+
+test('drain takes the calls of its own turn too', async (t) => {
+	const { loader, started, startedCount } = recorder();
+	const call = loader.load(1);
+	const draining = loader.drain();
+	await startedCount(1);
+	started[0]!.finish();
+	t.is(await call, 1);
+	await draining;
+	t.is(started.length, 1);
 });
