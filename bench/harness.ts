@@ -12,6 +12,7 @@ import { createInterface } from 'node:readline';
 import type autocannon from 'autocannon';
 import pg from 'pg';
 import { startPostgres, type PostgresServer } from '../scripts/embedded-postgres.js';
+import { pgStoresTable } from './naive-pg-store.js';
 import type { ServerPorts, StoreKind } from './protocol.js';
 
 /**
@@ -178,8 +179,11 @@ export async function startDatabase(options: { statementStats?: boolean; pinPost
 	for (const name of migrations) {
 		await pool.query(await readFile(`prisma/migrations/${name}/migration.sql`, 'utf8'));
 	}
+	await pool.query(`CREATE TABLE ${pgStoresTable} (LIKE http_sessions INCLUDING ALL)`);
 	if (process.env['BENCH_FILLFACTOR'] !== undefined) {
-		await pool.query(`ALTER TABLE http_sessions SET (fillfactor = ${Number(process.env['BENCH_FILLFACTOR'])})`);
+		for (const table of ['http_sessions', pgStoresTable]) {
+			await pool.query(`ALTER TABLE ${table} SET (fillfactor = ${Number(process.env['BENCH_FILLFACTOR'])})`);
+		}
 	}
 	const { rows: [row] } = await pool.query<{ version: string; pid: number }>("SELECT current_setting('server_version') AS version, pg_backend_pid() AS pid");
 	// Every backend is a child of the postmaster.

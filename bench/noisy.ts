@@ -17,6 +17,7 @@
 import autocannon from 'autocannon';
 import type pg from 'pg';
 import { median, sessionCookies, type AppServer } from './harness.js';
+import { pgStoresTable } from './naive-pg-store.js';
 import type { StoreKind } from './protocol.js';
 
 export type NoisyPhase = 'quiet' | 'control' | 'numbers' | 'hot';
@@ -150,7 +151,7 @@ function attackLoads(phase: NoisyPhase, attackers: number, cookies: readonly str
 
 async function measurePhase(options: NoisyOptions, server: AppServer, userCookies: readonly string[], phase: NoisyPhase, connections: number, seconds: number): Promise<PhaseMeasurement> {
 	const port = server.ports.plain;
-	await options.pool.query('ANALYZE http_sessions');
+	await options.pool.query(`ANALYZE http_sessions, ${pgStoresTable}`);
 	const attackers = attackersAmong(connections);
 	const users = connections - attackers;
 	// Fresh loaded sessions each phase: what one phase stored (a megabyte on a store without a

@@ -78,6 +78,7 @@ import {
 	buildPackage, koaRedisUnavailable, listFromEnv, median, processCpuMicros, processMemory, requestsWith, sessionCookies,
 	startAppServer, startDatabase, startRedis, type AppServer, type ProcessMemory,
 } from './harness.js';
+import { pgStoresTable } from './naive-pg-store.js';
 import { attackersAmong, noisyPhases, runNoisyNeighbours, type NoisyPhase } from './noisy.js';
 import { inPostgres, isBaseline, storeKinds, type StoreKind } from './protocol.js';
 
@@ -200,9 +201,10 @@ async function statementCounts(): Promise<{ statements: number; writes: number }
 
 // Row updates of the session table so far, and how many were HOT (in place). Backends report
 // them about once a second while busy, so a cell's share is close, not exact.
-async function rowUpdates(): Promise<{ updates: number; hot: number }> {
+// The `pg` stores write a table of their own (bench/naive-pg-store.ts).
+async function rowUpdates(kind: StoreKind): Promise<{ updates: number; hot: number }> {
 	const { rows: [row] } = await db.query<{ updates: string; hot: string }>(
-		`SELECT n_tup_upd AS updates, n_tup_hot_upd AS hot FROM pg_stat_user_tables WHERE relname = 'http_sessions'`);
+		'SELECT n_tup_upd AS updates, n_tup_hot_upd AS hot FROM pg_stat_user_tables WHERE relname = $1', [kind.startsWith('pg') ? pgStoresTable : 'http_sessions']);
 	return { updates: Number(row?.updates ?? 0), hot: Number(row?.hot ?? 0) };
 }
 
@@ -220,12 +222,12 @@ async function measure(server: AppServer, workload: Workload, connections: numbe
 	// a few pages, scans the whole table (EXPLAIN: a 12-row UPDATE read 1,541 pages by sequential
 	// scan instead of 11 index lookups) until an ANALYZE invalidates it. Each cell starts from
 	// current statistics, as a table autovacuum keeps up with does.
-	await db.query('ANALYZE http_sessions');
+	await db.query(`ANALYZE http_sessions, ${pgStoresTable}`);
 	await db.query('SELECT pg_stat_statements_reset()');
 	const databaseCpuMicros = () => (server.kind === 'koa-redis' ? redis?.cpuMicros() : database.cpuMicros());
 	const appBefore = processCpuMicros(server.child.pid);
 	const databaseBefore = databaseCpuMicros();
-	const updatesBefore = await rowUpdates();
+	const updatesBefore = await rowUpdates(server.kind);
 	const result = await autocannon({
 		url: `http://127.0.0.1:${workload === 'rolling' ? server.ports.rolling : server.ports.plain}`,
 		connections,
@@ -235,7 +237,7 @@ async function measure(server: AppServer, workload: Workload, connections: numbe
 	const appAfter = processCpuMicros(server.child.pid);
 	const databaseAfter = databaseCpuMicros();
 	const counts = await statementCounts();
-	const updatesAfter = await rowUpdates();
+	const updatesAfter = await rowUpdates(server.kind);
 	const perRequest = (before: number | undefined, after: number | undefined) => (before === undefined || after === undefined
 		? Number.NaN
 		: (after - before) / result.requests.total);
