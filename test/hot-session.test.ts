@@ -1,4 +1,4 @@
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import pg from 'pg';
 import { digestKey } from '../src/codec/key-digest.js';
 import { lockWaiters } from './helpers/database-gate.js';
@@ -11,10 +11,12 @@ import { hour } from './helpers/time.js';
 // long transaction, another instance's statement) delays its own requests only. Its write is
 // skipped by the statement it shares with other sessions and tried again alone.
 
-test('a session whose row another transaction holds delays only its own saves: the others of the same turn land', async (t) => {
+// An app whose `userCount` users and one more, `hot`, are signed in; another transaction holds
+// the hot session's row (`holder`, in a transaction the test ends).
+async function heldSession(t: ExecutionContext, userCount: number) {
 	const { store, database } = await createStore(t);
 	const { url } = await startApp(t, { session: { store, maxAge: hour }, handler: sessionRoutes({ store }) });
-	const users = await Promise.all(Array.from({ length: 20 }, async (_, index) => {
+	const users = await Promise.all(Array.from({ length: userCount }, async (_, index) => {
 		const jar = new CookieJar();
 		await request(`${url}/set?user=${index}`, jar);
 		return jar;
@@ -26,6 +28,11 @@ test('a session whose row another transaction holds delays only its own saves: t
 	t.teardown(() => holder.end());
 	await holder.query('BEGIN');
 	await holder.query('SELECT 1 FROM http_sessions WHERE key = $1 FOR UPDATE', [digestKey(hot.cookies.get('koa.sess') ?? '')]);
+	return { database, url, users, hot, holder };
+}
+
+test('a session whose row another transaction holds delays only its own saves: the others of the same turn land', async (t) => {
+	const { database, url, users, hot, holder } = await heldSession(t, 20);
 
 	let hotDone = false;
 	const hotSave = request(`${url}/set?cart=1`, hot).finally(() => { hotDone = true; });
@@ -41,20 +48,7 @@ test('a session whose row another transaction holds delays only its own saves: t
 });
 
 test('a sign-out that waits for a row another transaction holds keeps no other session waiting: their saves and sign-outs made meanwhile land', async (t) => {
-	const { store, database } = await createStore(t);
-	const { url } = await startApp(t, { session: { store, maxAge: hour }, handler: sessionRoutes({ store }) });
-	const users = await Promise.all(Array.from({ length: 10 }, async (_, index) => {
-		const jar = new CookieJar();
-		await request(`${url}/set?user=${index}`, jar);
-		return jar;
-	}));
-	const hot = new CookieJar();
-	await request(`${url}/set?user=hot`, hot);
-	const holder = new pg.Client({ connectionString: database.url });
-	await holder.connect();
-	t.teardown(() => holder.end());
-	await holder.query('BEGIN');
-	await holder.query('SELECT 1 FROM http_sessions WHERE key = $1 FOR UPDATE', [digestKey(hot.cookies.get('koa.sess') ?? '')]);
+	const { database, url, users, hot, holder } = await heldSession(t, 10);
 
 	// The delete waits on the row lock (a sign-out is never skipped), holding its statement open.
 	let hotDone = false;

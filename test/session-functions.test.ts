@@ -1,4 +1,5 @@
 import { PrismaPg } from '@prisma/adapter-pg';
+import { Prisma } from '@prisma/client/extension';
 import test, { type ExecutionContext } from 'ava';
 import { PrismaClient } from '../src/generated/prisma/client.js';
 import { readFile } from 'node:fs/promises';
@@ -12,15 +13,9 @@ import { needsPgBouncer, startPgBouncer } from './helpers/pgbouncer.js';
 const hour = 3_600_000;
 const sessionOf = (fields: Record<string, unknown>) => ({ ...fields, _expire: Date.now() + hour, _maxAge: hour });
 
-/**
- * An app's Prisma client, `$extends`-ed with a query extension that records the SQL of every raw
- * statement the store sends through it (the way an app's logging or tracing would see it).
- */
-function recordingClient(t: ExecutionContext, url: string, schema?: string): { prisma: PrismaClient; sent: string[] } {
-	const base = new PrismaClient({ adapter: new PrismaPg({ connectionString: url }, schema === undefined ? undefined : { schema }) });
-	t.teardown(() => base.$disconnect());
-	const sent: string[] = [];
-	const prisma = base.$extends({
+/** A query extension, for any client, that adds the SQL of each raw statement sent through it to `sent`. */
+function recordingRawSql(sent: string[]) {
+	return Prisma.defineExtension({
 		query: {
 			async $allOperations({ operation, args, query }) {
 				if (operation === '$queryRawUnsafe' && Array.isArray(args)) {
@@ -30,6 +25,17 @@ function recordingClient(t: ExecutionContext, url: string, schema?: string): { p
 			},
 		},
 	});
+}
+
+/**
+ * An app's Prisma client, `$extends`-ed with a query extension that records the SQL of every raw
+ * statement the store sends through it (the way an app's logging or tracing would see it).
+ */
+function recordingClient(t: ExecutionContext, url: string, schema?: string): { prisma: PrismaClient; sent: string[] } {
+	const base = new PrismaClient({ adapter: new PrismaPg({ connectionString: url }, schema === undefined ? undefined : { schema }) });
+	t.teardown(() => base.$disconnect());
+	const sent: string[] = [];
+	const prisma = base.$extends(recordingRawSql(sent));
 	return { prisma: prisma as unknown as PrismaClient, sent };
 }
 
@@ -176,16 +182,7 @@ test('a table an app\'s migrations own (@@map, @@schema) gets its functions from
 	const base = new AppClient({ adapter: new PrismaPg({ connectionString: database.url }) });
 	t.teardown(() => base.$disconnect());
 	const sent: string[] = [];
-	const prisma = base.$extends({
-		query: {
-			async $allOperations({ operation, args, query }) {
-				if (operation === '$queryRawUnsafe' && Array.isArray(args)) {
-					sent.push(String(args[0]));
-				}
-				return query(args);
-			},
-		},
-	});
+	const prisma = base.$extends(recordingRawSql(sent));
 	const migration = sessionFunctionsMigration(prisma);
 	t.notRegex(migration, /subject/, 'the model has no subject field: no functions for it');
 	await database.query(migration);

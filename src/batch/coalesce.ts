@@ -41,9 +41,12 @@ export function coalesce<Key, Value>(
 	// Batches waiting for their turn, oldest first: each is started once, by its timer, by a batch
 	// that settles, or by `drain`.
 	const waiting = new Map<() => void, NodeJS.Timeout>();
-	const startWaiting = (dispatch: () => void) => {
+	const stopWaiting = (dispatch: () => void) => {
 		clearTimeout(waiting.get(dispatch));
 		waiting.delete(dispatch);
+	};
+	const startWaiting = (dispatch: () => void) => {
+		stopWaiting(dispatch);
 		inFlight++;
 		dispatch();
 	};
@@ -66,16 +69,15 @@ export function coalesce<Key, Value>(
 			return await work;
 		} finally {
 			running.delete(work);
-			const [next] = waiting;
+			const [next] = waiting.keys();
 			if (next === undefined) {
 				inFlight--;
 			} else {
-				// The turn passes to the oldest batch waiting, which takes this turn's calls too:
-				// started at once, it would leave out those of the I/O callbacks still to run.
-				const [dispatch, overdue] = next;
-				clearTimeout(overdue);
-				waiting.delete(dispatch);
-				setImmediate(dispatch);
+				// The turn (and its count in `inFlight`) passes to the oldest batch waiting, which
+				// takes this turn's calls too: started at once, it would leave out those of the I/O
+				// callbacks still to run.
+				stopWaiting(next);
+				setImmediate(next);
 			}
 		}
 	}, {

@@ -84,6 +84,16 @@ function signedIn(scenario: Scenario): Version {
 	return stored;
 }
 
+// An anonymous visit that stored field `a` under key k1: its row.
+function visited(scenario: Scenario): Version {
+	const visit = scenario.request('r1', { path: 'set', set: ['a'], remove: [] });
+	visit.actor.minted = 'r1';
+	const anonymous = row('1', 'k1', { sess: 'r1', a: 'r1' });
+	scenario.write('r1', 'INSERT', undefined, anonymous);
+	scenario.answer(visit, 200);
+	return anonymous;
+}
+
 test('a regenerate that moves its row, then a sign-out everywhere that deletes it: nothing to report', (t) => {
 	const scenario = new Scenario();
 	const stored = signedIn(scenario);
@@ -118,11 +128,7 @@ test('a sign-out everywhere between regenerate\'s delete and insert (bug 1) brea
 
 test('an anonymous session that signs in while a sign-out everywhere runs stays signed in', (t) => {
 	const scenario = new Scenario();
-	const visit = scenario.request('r1', { path: 'set', set: ['a'], remove: [] });
-	visit.actor.minted = 'r1';
-	const anonymous = row('1', 'k1', { sess: 'r1', a: 'r1' });
-	scenario.write('r1', 'INSERT', undefined, anonymous);
-	scenario.answer(visit, 200);
+	const anonymous = visited(scenario);
 	const login = scenario.request('r2', { path: 'login', user: 'u1' }, { sess: 'r1', key: 'k1' });
 	login.actor.own.set('userId', 'u1');
 	const moved = row('1', 'k2', { sess: 'r1', a: 'r1' });
@@ -163,11 +169,7 @@ test('a logout deletes the row another tab moved to a new key, whose later save 
 test('a logout ends the row it loaded after another tab\'s password reset moved it under a fresh token; another row is not its own', (t) => {
 	for (const deletesItsRow of [true, false]) {
 		const scenario = new Scenario();
-		const visit = scenario.request('r1', { path: 'set', set: ['a'], remove: [] });
-		visit.actor.minted = 'r1';
-		const anonymous = row('1', 'k1', { sess: 'r1', a: 'r1' });
-		scenario.write('r1', 'INSERT', undefined, anonymous);
-		scenario.answer(visit, 200);
+		const anonymous = visited(scenario);
 		const other = scenario.request('r2', { path: 'set', set: ['b'], remove: [] }, undefined, 1);
 		other.actor.minted = 'r2';
 		const othersRow = row('2', 'k2', { sess: 'r2', b: 'r2' });

@@ -118,8 +118,11 @@ test('drain starts the batches waiting and resolves once every call has settled'
 test('drain takes the calls of its own turn too', async (t) => {
 	const { loader, started, startedCount } = recorder();
 	const call = loader.load(1);
-	const draining = loader.drain();
+	let drained = false;
+	const draining = loader.drain().then(() => { drained = true; });
 	await startedCount(1);
+	await turn();
+	t.false(drained, 'not while the batch of that call is in flight');
 	started[0]!.finish();
 	t.is(await call, 1);
 	await draining;
